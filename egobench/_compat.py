@@ -1,0 +1,52 @@
+"""Compatibility shim for the PyPI torchvision wheel on a CPU-only torch.
+
+The torchvision 0.28.0 wheel on PyPI is a CUDA build. Imported next to the CPU
+build of torch 2.13.0 it fails with ``RuntimeError: operator torchvision::nms
+does not exist`` because its compiled ops library does not load, and every
+package that imports torchvision (lpips, open_clip, torch-fidelity,
+transformers' image processors, diffusers) fails with it.
+
+On that exact error only, we declare the missing operator schemas so the pure
+Python parts of torchvision (models, transforms) import; compiled ops
+(``torchvision.ops``) and ``torchvision.io`` codecs stay unavailable, and
+egobench never uses them. On a CUDA build of torch the import simply works and
+nothing is changed. This must run before anything imports torchvision.
+"""
+
+from __future__ import annotations
+
+import sys
+
+_SCHEMAS = {
+    "nms": "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    "qnms": "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+}
+_LIBS: list = []  # keep Library objects alive for the life of the process
+applied = False
+
+
+def ensure_torchvision() -> None:
+    """Import torchvision, applying the schema shim if (and only if) needed."""
+    global applied
+    try:
+        import torchvision  # noqa: F401
+        return
+    except ImportError:
+        return  # torchvision is optional for the core harness
+    except RuntimeError as e:
+        if "operator torchvision::nms does not exist" not in str(e):
+            raise
+    import torch
+
+    lib = torch.library.Library("torchvision", "DEF")
+    for name, schema in _SCHEMAS.items():
+        try:
+            lib.define(schema)
+        except RuntimeError:
+            pass  # already defined
+    _LIBS.append(lib)
+    for mod in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[mod]
+    import torchvision  # noqa: F401,F811
+
+    applied = True

@@ -1,0 +1,292 @@
+"""The ``egobench`` command line. Each command mirrors a Python API call."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from .errors import UserError
+
+
+class _Group(click.Group):
+    """Turns user errors into one line and exit code 2 (traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            if ctx.meta.get("egobench.debug"):
+                traceback.print_exc()
+            click.echo(f"egobench: error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("egobench: interrupted; rerun the same command to resume", err=True)
+            ctx.exit(130)
+
+
+def _common_run_options(f):
+    options = [
+        click.option("--protocol", "-p", default="lego-official", show_default=True,
+                     help="protocol name (egobench protocols) or a YAML file"),
+        click.option("--data-root", default=None, help="LEGO release folder (default: $EGOBENCH_DATA)"),
+        click.option("--limit", type=int, default=None, help="only the first N samples"),
+        click.option("--out", default=None, help="run directory (default: runs/<dataset>/<protocol>/<method>/<id>)"),
+        click.option("--runs-dir", default="runs", show_default=True, help="root of default run directories"),
+        click.option("--zoo", type=click.Choice(["real", "tiny"]), default="real", show_default=True,
+                     help="real weights, or the tiny random stand-ins (results marked not comparable)"),
+        click.option("--weights", "weights", multiple=True, metavar="NAME=PATH",
+                     help="explicit path for a weight artifact (repeatable)"),
+        click.option("--device", default="auto", show_default=True),
+        click.option("--quiet", is_flag=True, help="no progress bars"),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="show tracebacks for errors")
+@click.version_option(package_name="egobench")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Benchmark harness for egocentric action frame generation (LEGO task)."""
+    ctx.meta["egobench.debug"] = debug
+
+
+@main.command("run")
+@click.option("--method", "-m", required=True, help="registered method (egobench methods)")
+@click.option("--dataset", "-d", required=True, help="ego4d | epickitchens | demo")
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="method option (value parsed as JSON when possible; repeatable)")
+@click.option("--keep-going", is_flag=True, help="record samples with corrupt frames and continue")
+@_common_run_options
+def run_cmd(method, dataset, batch_size, options, keep_going, protocol, data_root, limit, out, runs_dir,
+            zoo, weights, device, quiet):
+    """Generate with a method on a dataset, then score it."""
+    from .runner import run
+
+    opts = {}
+    for item in options:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise UserError(f"--option expects KEY=VALUE, got {item!r}")
+        try:
+            opts[k] = json.loads(v)
+        except json.JSONDecodeError:
+            opts[k] = v
+    res = run(method, dataset, protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size,
+              out=out, runs_dir=runs_dir, zoo=zoo, weights=list(weights), device=device,
+              method_options=opts, keep_going=keep_going, progress=not quiet)
+    click.echo(f"generated {res.generated} image(s), {len(res.split) - res.generated} already present")
+    click.echo(res.table())
+
+
+@main.command("evaluate")
+@click.option("--images", required=True, help="folder of generated images (<clip>/<action>/<file> or <sample_id>.<ext>)")
+@click.option("--dataset", "-d", required=True)
+@click.option("--name", default=None, help="label for this method in results (default: folder name)")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--allow-missing", is_flag=True, help="score what is there; count missing images")
+@_common_run_options
+def evaluate_cmd(images, dataset, name, batch_size, allow_missing, protocol, data_root, limit, out, runs_dir,
+                 zoo, weights, device, quiet):
+    """Score a folder of images produced by outside code."""
+    from .runner import evaluate
+
+    res = evaluate(images, dataset, protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size,
+                   out=out, runs_dir=runs_dir, name=name, zoo=zoo, weights=list(weights), device=device,
+                   allow_missing=allow_missing, progress=not quiet)
+    click.echo(res.table())
+
+
+@main.command("methods")
+def methods_cmd():
+    """List the registered methods."""
+    from .methods import METHODS
+
+    for name in METHODS.names():
+        try:
+            cls = METHODS.get(name)
+            summary = getattr(cls, "summary", "") or (cls.__doc__ or "").strip().split("\n")[0]
+            kind = "bound" if getattr(cls, "is_bound", False) else "method"
+        except UserError as e:
+            summary, kind = f"(cannot load: {e})", "broken"
+        click.echo(f"{name:<16} {kind:<7} {summary}  [{METHODS._origin[name]}]")
+
+
+@main.command("metrics")
+def metrics_cmd():
+    """List the registered metrics: what each needs and which direction is better."""
+    from .metrics import METRICS
+
+    for name in METRICS.names():
+        cls = METRICS.get(name)
+        direction = "higher is better" if cls.higher_is_better else "lower is better"
+        click.echo(f"{name:<12} {cls.kind:<6} needs {'+'.join(cls.needs):<28} {direction}  v{cls.version}")
+
+
+@main.command("protocols")
+def protocols_cmd():
+    """List the shipped protocols."""
+    from .protocol import available_protocols, load_protocol
+
+    for name in available_protocols():
+        p = load_protocol(name)
+        click.echo(f"{p.name:<16} v{p.version:<5} {p.short_hash}  metrics: {', '.join(m.name for m in p.metrics)}")
+
+
+@main.command("datasets")
+def datasets_cmd():
+    """List the registered datasets."""
+    from .data import DATASETS
+
+    for name in DATASETS.names():
+        doc = (DATASETS.get(name).__doc__ or "").strip().split("\n")[0]
+        click.echo(f"{name:<14} {doc}")
+
+
+@main.group("data")
+def data_group():
+    """Inspect splits."""
+
+
+@data_group.command("verify")
+@click.option("--dataset", "-d", required=True)
+@click.option("--data-root", default=None)
+def data_verify_cmd(dataset, data_root):
+    """Check that every referenced frame exists and decodes; print counts and the fingerprint."""
+    from .data.verify import verify
+
+    rep = verify(dataset, data_root)
+    click.echo(rep.summary())
+    if not rep.ok:
+        sys.exit(1)
+
+
+@main.group("prepare")
+def prepare_group():
+    """Derive test pairs from raw annotations and write the LEGO release layout."""
+
+
+@prepare_group.command("epickitchens")
+@click.option("--annotations", required=True, help="EPIC_100_validation.csv")
+@click.option("--frames", required=True, help="root of the released rgb_frames")
+@click.option("--out", required=True, help="output LEGO-layout folder")
+@click.option("--limit", type=int, default=None)
+def prepare_epic_cmd(annotations, frames, out, limit):
+    """EPIC-KITCHENS-100: input at start - 0.25 s, target at start + 0.6 (stop - start)."""
+    from .data.prepare import prepare_epickitchens
+
+    rep = prepare_epickitchens(Path(annotations), Path(frames), Path(out), limit=limit)
+    click.echo(rep.summary())
+
+
+@prepare_group.command("ego4d")
+@click.option("--annotations", required=True, help="fho_main.json (v2)")
+@click.option("--videos", required=True, help="folder of full-scale <video_uid>.mp4")
+@click.option("--out", required=True, help="output LEGO-layout folder")
+@click.option("--limit", type=int, default=None)
+def prepare_ego4d_cmd(annotations, videos, out, limit):
+    """Ego4D FHO: input at PRE-15, target at PNR."""
+    from .data.prepare import prepare_ego4d
+
+    rep = prepare_ego4d(Path(annotations), Path(videos), Path(out), limit=limit)
+    click.echo(rep.summary())
+
+
+@main.group("weights")
+def weights_group():
+    """The weights registry (offline unless you ask to download)."""
+
+
+@weights_group.command("list")
+@click.option("--zoo", type=click.Choice(["real", "tiny"]), default="real", show_default=True)
+def weights_list_cmd(zoo):
+    """List artifacts, their sources, licenses and where they were found."""
+    from .errors import MissingArtifactError
+    from .weights import ARTIFACTS, WeightStore, default_tiny_root
+
+    store = WeightStore(zoo="real")
+    for name in ARTIFACTS.names():
+        art = ARTIFACTS.get(name)
+        if zoo == "tiny":
+            folder = default_tiny_root() / name
+            where = str(folder) if folder.is_dir() else "not built (egobench weights tiny)"
+        else:
+            try:
+                r = store.resolve(name)
+                where = f"{r.path} ({r.origin})"
+            except MissingArtifactError:
+                where = "missing"
+        click.echo(f"{name:<24} {art.license:<28} {art.source}\n{'':<24} -> {where}")
+
+
+@weights_group.command("check")
+@click.argument("names", nargs=-1)
+def weights_check_cmd(names):
+    """Verify found artifacts against their known checksums."""
+    from .errors import MissingArtifactError
+    from .weights import ARTIFACTS, WeightStore, check
+
+    store = WeightStore(zoo="real")
+    bad = 0
+    for name in names or ARTIFACTS.names():
+        try:
+            r = store.resolve(name)
+        except MissingArtifactError as e:
+            click.echo(f"{name}: missing ({e})")
+            bad += 1
+            continue
+        problems = check(r)
+        bad += bool(problems)
+        click.echo(f"{name}: {'ok' if not problems else '; '.join(problems)}")
+    sys.exit(1 if bad else 0)
+
+
+@weights_group.command("tiny")
+@click.option("--out", default=None, help="tiny zoo folder (default: $EGOBENCH_TINY_ZOO or ~/.cache/egobench/tiny-zoo)")
+@click.argument("names", nargs=-1)
+def weights_tiny_cmd(out, names):
+    """Build the deterministic random-weight stand-ins (same file formats)."""
+    from .weights import ARTIFACTS, build_tiny, default_tiny_root
+
+    root = Path(out) if out else default_tiny_root()
+    for name in names or ARTIFACTS.names():
+        folder = build_tiny(name, root / name)
+        click.echo(f"{name}: {folder}")
+
+
+@weights_group.command("download")
+@click.argument("names", nargs=-1, required=True)
+def weights_download_cmd(names):
+    """Fetch artifacts from their public sources (needs the network)."""
+    from .weights import download
+
+    for name in names:
+        click.echo(f"{name}: {download(name)}")
+
+
+@main.command("demo")
+@click.option("--method", default=None, help="method to show (default: the strongest available)")
+@click.option("--protocol", "-p", default="egobench-v1", show_default=True)
+@click.option("--runs-dir", default="runs", show_default=True)
+@click.option("--out", default=None, help="report folder (default: runs/demo/report)")
+@click.option("--quiet", is_flag=True)
+def demo_cmd(method, protocol, runs_dir, out, quiet):
+    """Run the strongest available method on the demo split (tiny zoo) and write an HTML page."""
+    from .demo import demo
+
+    res = demo(method=method, protocol=protocol, runs_dir=runs_dir, out=out, progress=not quiet)
+    for r in res.runs:
+        click.echo(r.table())
+        click.echo("")
+    click.echo(f"report: {res.page.resolve()}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,149 @@
+"""Reader for the official LEGO release layout (HF ``bolinlai/LEGO-Dataset``).
+
+::
+
+    ROOT/EgoGen/{ego4d.fho,epickitchen}/val/<clip>/<action>/<input>.jpg, <target>.jpg
+    ROOT/EgoGen/{ego4d.fho,epickitchen}/val_gt_for_metric/<clip>/<action>/<target>.jpg
+    ROOT/{ego4d,epickitchen}_val.json
+    ROOT/{ego4d,epickitchen}_metadata.json
+
+The released test sets are hidden, so the val split is the test split (as in
+the paper). The input frame is ``image_0`` and the target ``image_1``; metrics
+read the target from ``val_gt_for_metric`` when that folder exists (it holds
+the same frame). ``egobench prepare`` writes this same layout from raw
+annotations, so both paths meet here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+from ..io import read_json
+from .split import Sample, Split, safe_id
+
+
+@dataclass(frozen=True)
+class ReleaseLayout:
+    """Where one sub-dataset lives inside a LEGO release root."""
+
+    dataset: str  # egobench name: ego4d | epickitchens
+    folder: str  # EgoGen sub-folder: ego4d.fho | epickitchen
+    prefix: str  # json prefix: ego4d | epickitchen
+
+
+LAYOUTS = {
+    "ego4d": ReleaseLayout("ego4d", "ego4d.fho", "ego4d"),
+    "epickitchens": ReleaseLayout("epickitchens", "epickitchen", "epickitchen"),
+}
+
+REQUIRED_KEYS = ("image_0", "image_1", "action")
+
+
+def split_json_path(root: Path, dataset: str, part: str = "val") -> Path:
+    return Path(root) / f"{LAYOUTS[dataset].prefix}_{part}.json"
+
+
+def _check_entry(path: Path, clip: str, action: str, entry: Any) -> None:
+    where = f"{path}: [{clip!r}][{action!r}]"
+    if not isinstance(entry, dict):
+        raise DataError(f"{where}: expected an object, got {type(entry).__name__}")
+    for key in REQUIRED_KEYS:
+        if key not in entry:
+            raise DataError(f"{where}: missing key '{key}'")
+        if not isinstance(entry[key], str) or not entry[key]:
+            raise DataError(f"{where}: '{key}' must be a non-empty string")
+    desc = entry.get("llava_forecast_finetune", "")
+    if desc is not None and not isinstance(desc, str):
+        raise DataError(f"{where}: 'llava_forecast_finetune' must be a string")
+    for key in ("image_0", "image_1"):
+        rel = entry[key]
+        if rel.startswith("/") or ".." in Path(rel).parts:
+            raise DataError(f"{where}: '{key}' must be a relative path inside the split, got {rel!r}")
+
+
+def load_release(
+    root: str | Path,
+    dataset: str,
+    *,
+    part: str = "val",
+    name: str | None = None,
+    extra_meta: dict[str, Any] | None = None,
+    check_files: bool = True,
+) -> Split:
+    """Load ``part`` of ``dataset`` from a LEGO release root as a :class:`Split`."""
+    root = Path(root)
+    layout = LAYOUTS[dataset]
+    json_path = split_json_path(root, dataset, part)
+    frames = root / "EgoGen" / layout.folder / part
+    gt_dir = root / "EgoGen" / layout.folder / f"{part}_gt_for_metric"
+    if not root.is_dir():
+        raise DataError(f"{root}: data root does not exist")
+    if not json_path.is_file():
+        raise DataError(
+            f"{json_path}: split file not found (expected the LEGO release layout under {root})"
+        )
+    data = read_json(json_path)
+    if not isinstance(data, dict):
+        raise DataError(f"{json_path}: expected a JSON object keyed by clip id")
+    meta_path = root / f"{layout.prefix}_metadata.json"
+    metadata = read_json(meta_path) if meta_path.is_file() else {}
+    if not isinstance(metadata, dict):
+        raise DataError(f"{meta_path}: expected a JSON object keyed by clip id")
+
+    samples: list[Sample] = []
+    seen: dict[str, tuple[str, str]] = {}
+    missing: list[Path] = []
+    for clip in sorted(data):
+        actions = data[clip]
+        if not isinstance(actions, dict):
+            raise DataError(f"{json_path}: [{clip!r}]: expected an object keyed by action id")
+        for action in sorted(actions):
+            entry = actions[action]
+            _check_entry(json_path, clip, action, entry)
+            sid = safe_id(f"{clip}__{action}")
+            if sid in seen:
+                raise DataError(
+                    f"{json_path}: [{clip!r}][{action!r}] and {list(seen[sid])} map to the same sample id {sid!r}"
+                )
+            seen[sid] = (clip, action)
+            input_path = frames / entry["image_0"]
+            target_rel = entry["image_1"]
+            gt_path = gt_dir / clip / action / Path(target_rel).name
+            target_path = gt_path if gt_dir.is_dir() else frames / target_rel
+            if check_files:
+                for p in (input_path, target_path):
+                    if not p.is_file():
+                        missing.append(p)
+            clip_meta = metadata.get(clip, {}) if isinstance(metadata.get(clip, {}), dict) else {}
+            meta: dict[str, Any] = {
+                "clip_id": clip,
+                "action_id": action,
+                "image_0": entry["image_0"],
+                "image_1": target_rel,
+                "height": clip_meta.get("height"),
+                "width": clip_meta.get("width"),
+                "domain": dataset,
+            }
+            if extra_meta:
+                meta.update(extra_meta)
+            samples.append(
+                Sample(
+                    id=sid,
+                    dataset=name or dataset,
+                    input_path=input_path,
+                    target_path=target_path,
+                    action=entry["action"],
+                    description=entry.get("llava_forecast_finetune") or "",
+                    meta=meta,
+                )
+            )
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(f"{missing[0]}: frame referenced by {json_path} is missing{more}")
+    if not samples:
+        raise DataError(f"{json_path}: the split has no samples")
+    sources = [json_path] + ([meta_path] if meta_path.is_file() else [])
+    return Split(name or dataset, samples, sources=sources, root=root)

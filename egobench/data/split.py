@@ -1,0 +1,107 @@
+"""The two data nouns: :class:`Sample` and :class:`Split`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..io import sha256_file
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_id(text: str) -> str:
+    """Make a stable, filename-safe identifier from arbitrary text."""
+    out = _SAFE.sub("-", text).strip("-.")
+    return out or "x"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One (input frame, action) -> target frame example."""
+
+    id: str
+    dataset: str
+    input_path: Path
+    target_path: Path
+    action: str
+    description: str = ""
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def clip_id(self) -> str:
+        return str(self.meta.get("clip_id", ""))
+
+    @property
+    def action_id(self) -> str:
+        return str(self.meta.get("action_id", ""))
+
+
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, memoised on (path, size, mtime)."""
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        _HASH_CACHE[key] = sha256_file(path)
+    return _HASH_CACHE[key]
+
+
+@dataclass
+class Split:
+    """A named list of samples with a content fingerprint.
+
+    The fingerprint hashes the split's source files (JSON, metadata) and the
+    bytes of every frame it references, so two splits with the same fingerprint
+    score the same images against the same targets.
+    """
+
+    name: str
+    samples: Sequence[Sample]
+    sources: Sequence[Path] = ()
+    root: Path | None = None
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.samples)
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.samples[i]
+
+    def by_id(self) -> dict[str, Sample]:
+        return {s.id: s for s in self.samples}
+
+    def head(self, n: int | None) -> Split:
+        """The first ``n`` samples (the whole split when ``n`` is None)."""
+        if n is None or n >= len(self.samples):
+            return self
+        return Split(self.name, list(self.samples[:n]), self.sources, self.root)
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            h.update(f"split:{self.name}\n".encode())
+            for src in self.sources:
+                h.update(f"source:{Path(src).name}:{file_digest(Path(src))}\n".encode())
+            for s in self.samples:
+                h.update(
+                    f"{s.id}\t{s.action}\t{s.description}\t"
+                    f"{file_digest(s.input_path)}\t{file_digest(s.target_path)}\n".encode()
+                )
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    @property
+    def short_fingerprint(self) -> str:
+        return self.fingerprint[:12]

@@ -1,0 +1,171 @@
+"""Scoring generated images against targets, streamed batch by batch.
+
+Each image is decoded once per batch and the decoded arrays are shared by all
+metrics. Memory does not grow with the split: only per-sample numbers are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .data.split import Sample
+from .images import BadImageError, read_rgb
+from .metrics import METRICS, Metric, MetricBatch
+from .protocol import MetricSpec, Protocol
+
+
+@dataclass
+class MetricColumn:
+    spec: MetricSpec
+    metric: Metric
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class Evaluation:
+    """Per-sample table plus aggregate numbers."""
+
+    samples: pd.DataFrame
+    metrics: dict[str, dict[str, Any]]
+    n_samples: int
+    n_scored: int
+    problems: dict[str, int] = field(default_factory=dict)
+
+
+def build_metrics(protocol: Protocol, weights: Any, device: str, only: Sequence[str] | None = None) -> list[MetricColumn]:
+    cols = []
+    for i, spec in enumerate(protocol.metrics):
+        if only is not None and spec.name not in only:
+            continue
+        cls = METRICS.get(spec.metric)
+        settings = cls.parse_settings(spec.settings, f"{protocol.source}: metrics[{i}].settings")
+        cols.append(MetricColumn(spec, cls(settings, weights=weights, device=device)))
+    return cols
+
+
+def evaluate_samples(
+    samples: Sequence[Sample],
+    locate: Callable[[Sample], Path | None],
+    columns: list[MetricColumn],
+    *,
+    batch_size: int = 8,
+    status: dict[str, tuple[str, str]] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Evaluation:
+    """Score every sample whose generated image ``locate`` finds.
+
+    ``status`` may carry an earlier failure per sample id (``(status, reason)``),
+    e.g. a generation failure; such samples are reported, not scored.
+    """
+    status = dict(status or {})
+    needs = {n for c in columns for n in c.metric.needs}
+    values: dict[str, list[float]] = {c.name: [] for c in columns}
+    rows_status: list[str] = []
+    rows_error: list[str] = []
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        ok_idx, gens, tgts, inps = [], [], [], []
+        row_state = []
+        for s in chunk:
+            if s.id in status:
+                row_state.append(status[s.id])
+                continue
+            path = locate(s)
+            if path is None:
+                row_state.append(("missing", "no generated image"))
+                continue
+            try:
+                g = read_rgb(path)
+            except BadImageError as e:
+                row_state.append(("failed", str(e)))
+                continue
+            t = read_rgb(s.target_path)
+            inp = read_rgb(s.input_path) if "input" in needs else None
+            ok_idx.append(len(row_state))
+            row_state.append(("ok", ""))
+            gens.append(g)
+            tgts.append(t)
+            if inp is not None:
+                inps.append(inp)
+        ok_samples = [chunk[i] for i in range(len(chunk)) if row_state[i][0] == "ok"]
+        batch = MetricBatch(
+            ids=[s.id for s in ok_samples],
+            generated=gens,
+            target=tgts,
+            input=inps,
+            description=[s.description for s in ok_samples],
+            action=[s.action for s in ok_samples],
+            domain=[str(s.meta.get("domain", s.dataset)) for s in ok_samples],
+        )
+        per_col: dict[str, np.ndarray] = {}
+        for c in columns:
+            if c.metric.kind == "sample":
+                per_col[c.name] = c.metric.compute(batch) if len(batch) else np.empty(0)
+            elif len(batch):
+                c.metric.update(batch)
+        j = 0
+        for st, err in row_state:
+            rows_status.append(st)
+            rows_error.append(err)
+            for c in columns:
+                if c.metric.kind != "sample":
+                    continue
+                values[c.name].append(float(per_col[c.name][j]) if st == "ok" else math.nan)
+            if st == "ok":
+                j += 1
+        if progress:
+            progress(len(chunk))
+
+    df = pd.DataFrame(
+        {
+            "sample_id": [s.id for s in samples],
+            "status": rows_status,
+            "error": rows_error,
+        }
+    )
+    for c in columns:
+        if c.metric.kind == "sample":
+            df[c.name] = np.asarray(values[c.name], dtype=np.float64)
+    n_scored = int((df["status"] == "ok").sum())
+    agg: dict[str, dict[str, Any]] = {}
+    for c in columns:
+        info = {
+            "metric": c.spec.metric,
+            "kind": c.metric.kind,
+            "higher_is_better": c.metric.higher_is_better,
+            "version": c.metric.version,
+            "display_scale": c.metric.display_scale,
+            "settings": c.metric.settings_record(),
+        }
+        if c.metric.kind == "sample":
+            col = df[c.name].to_numpy()
+            ok = col[df["status"].to_numpy() == "ok"]
+            info["value"] = float(np.mean(ok)) if len(ok) else None
+            info["n"] = int(len(ok))
+            info["n_infinite"] = int(np.isinf(ok).sum())
+        else:
+            res = c.metric.result() if n_scored else {}
+            info.update(res)
+            info.setdefault("n", n_scored)
+        agg[c.name] = info
+    problems = df["status"][df["status"] != "ok"].value_counts().to_dict()
+    return Evaluation(df, agg, len(samples), n_scored, {str(k): int(v) for k, v in problems.items()})
+
+
+def format_value(info: dict[str, Any]) -> str:
+    v = info.get("value")
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return f"{v * info.get('display_scale', 1.0):.2f}"

@@ -1,0 +1,60 @@
+"""Decoding and encoding images, with one-line errors naming the file."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DataError
+from .io import atomic_write_bytes
+
+
+class BadImageError(DataError):
+    """An image file is missing, truncated or not an image."""
+
+
+def open_rgb(path: str | os.PathLike) -> Image.Image:
+    """Fully decode ``path`` to an RGB PIL image."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise BadImageError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise BadImageError(f"{path}: cannot decode image ({e})") from None
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Decode ``path`` to a uint8 (H, W, 3) array."""
+    return np.asarray(open_rgb(path), dtype=np.uint8)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) from the header, without decoding pixels."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
+        raise BadImageError(f"{path}: cannot read image header ({e})") from None
+
+
+def encode(img: Image.Image, fmt: str, jpeg_quality: int = 75) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        img.save(buf, format="JPEG", quality=jpeg_quality)
+    elif fmt == "png":
+        img.save(buf, format="PNG")
+    else:
+        raise ValueError(f"unknown image format {fmt!r}")
+    return buf.getvalue()
+
+
+def save_atomic(img: Image.Image, path: str | os.PathLike, fmt: str, jpeg_quality: int = 75) -> None:
+    atomic_write_bytes(path, encode(img, fmt, jpeg_quality))

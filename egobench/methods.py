@@ -1,0 +1,72 @@
+"""The public method interface: what a paper author implements to be scored.
+
+A method turns a batch of samples (input frame + action + description) into
+images. Register it with ``@register_method("name")`` or, from an outside
+package, through the ``egobench.methods`` entry-point group::
+
+    [project.entry-points."egobench.methods"]
+    my-method = "my_pkg.module:MyMethod"
+
+``generate`` returns one image per sample: a ``PIL.Image`` (final pixels), or a
+float array / tensor in [0, 1] shaped (3, H, W) or (H, W, 3), which the
+protocol's post-processing turns into pixels (resize, value map, file format).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image
+
+from .data.split import Sample, Split
+from .registry import Registry
+
+GeneratedImage = Any  # PIL.Image.Image | np.ndarray | torch.Tensor
+
+
+class Method:
+    """Base class for generation methods."""
+
+    name: ClassVar[str] = ""
+    #: a one-line description shown by ``egobench methods``
+    summary: ClassVar[str] = ""
+    #: True for reference bounds that are not real methods (input copy, oracle)
+    is_bound: ClassVar[bool] = False
+    #: weight artifacts this method loads (for ``egobench weights`` and the manifest)
+    artifacts: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, protocol: Any, weights: Any = None, device: str = "cpu", **options: Any):
+        if options:
+            from .errors import ConfigError
+
+            raise ConfigError(f"method '{self.name}' takes no options, got {', '.join(sorted(options))}")
+        self.protocol = protocol
+        self.weights = weights
+        self.device = device
+
+    def config(self) -> dict[str, Any]:
+        """Everything about this method that changes its images (for the manifest)."""
+        return {"name": self.name}
+
+    def prepare(self, split: Split) -> None:
+        """Optional expensive per-split work (e.g. VLLM features)."""
+
+    def generate(self, samples: Sequence[Sample], seeds: Sequence[int | None]) -> list[GeneratedImage]:
+        raise NotImplementedError
+
+
+METHODS: Registry[type[Method]] = Registry("method", entry_point_group="egobench.methods")
+register_method = METHODS.register
+
+
+def load_rgb(path: Any) -> Image.Image:
+    """Open an image file as RGB, decoding it fully now (errors name the file)."""
+    from .images import open_rgb
+
+    return open_rgb(path)
+
+
+def as_uint8(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)

@@ -1,0 +1,92 @@
+"""The metric interface and registry.
+
+A metric declares what it needs (``generated``, ``target``, ``input``,
+``description``, ``action``), whether higher is better, a version, and typed
+settings (a dataclass; unknown keys are errors). Per-sample metrics return one
+value per sample from :meth:`Metric.compute`; set metrics accumulate with
+:meth:`Metric.update` and produce their numbers in :meth:`Metric.result`.
+The math lives in pure functions beside each class so it can be checked
+against the reference libraries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from ..config import from_dict
+from ..registry import Registry
+
+NEEDS = ("generated", "target", "input", "description", "action")
+
+
+@dataclass
+class MetricBatch:
+    """Decoded inputs for one batch, shared by every metric.
+
+    Images are ``uint8`` arrays of shape (H, W, 3), decoded once per batch.
+    """
+
+    ids: list[str]
+    generated: list[np.ndarray]
+    target: list[np.ndarray]
+    input: list[np.ndarray] = field(default_factory=list)
+    description: list[str] = field(default_factory=list)
+    action: list[str] = field(default_factory=list)
+    domain: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    pass
+
+
+class Metric:
+    """Base class; subclasses set the class variables and implement compute."""
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[tuple[str, ...]] = ("generated", "target")
+    higher_is_better: ClassVar[bool] = True
+    version: ClassVar[str] = "1"
+    kind: ClassVar[Literal["sample", "set"]] = "sample"
+    display_scale: ClassVar[float] = 100.0  # the paper prints metrics x100
+    Settings: ClassVar[type] = NoSettings
+
+    def __init__(self, settings: Any, *, weights: Any = None, device: str = "cpu"):
+        self.settings = settings
+        self.weights = weights
+        self.device = device
+
+    @classmethod
+    def parse_settings(cls, data: dict[str, Any] | None, where: str) -> Any:
+        return from_dict(cls.Settings, data or {}, where)
+
+    @classmethod
+    def artifacts(cls, settings: Any) -> list[str]:
+        """Names of the weight artifacts this metric loads with ``settings``."""
+        return []
+
+    def settings_record(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.settings)
+
+    # per-sample metrics
+    def compute(self, batch: MetricBatch) -> np.ndarray:
+        raise NotImplementedError
+
+    # set metrics
+    def update(self, batch: MetricBatch) -> None:
+        raise NotImplementedError
+
+    def result(self) -> dict[str, float]:
+        raise NotImplementedError
+
+
+METRICS: Registry[type[Metric]] = Registry("metric", entry_point_group="egobench.metrics")
+METRICS.add("psnr", "egobench.metrics.psnr:PSNR")
+METRICS.add("lpips", "egobench.metrics.lpips_metric:LPIPS")

@@ -1,0 +1,132 @@
+"""LPIPS through the ``lpips`` package (v0.1 linear heads), per image.
+
+Nets: ``squeeze`` (the paper's column), ``alex``, ``vgg``. The backbone's
+ImageNet weights come from the weights registry (``lpips-<net>-backbone``,
+torchvision's files) so nothing is downloaded at run time; the v0.1 linear
+heads ship inside the lpips package.
+
+Input range is a protocol setting: the released code feeds [0, 1] images
+(``input_range: unit``, the quirk reproduced by ``lego-official``); lpips
+expects [-1, 1] (``input_range: signed``, used by ``egobench-v1``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .. import _compat
+from . import Metric, MetricBatch
+from .imageops import match_size, to_unit_tensor
+
+_TV_BUILDERS = {"squeeze": "squeezenet1_1", "alex": "alexnet", "vgg": "vgg16"}
+
+
+def backbone_artifact(net: str) -> str:
+    return f"lpips-{net}-backbone"
+
+
+def load_lpips(net: str, backbone_file: str | Path, device: str = "cpu") -> torch.nn.Module:
+    """An ``lpips.LPIPS`` model with the backbone loaded from a torchvision file.
+
+    Only the ``features.*`` weights are used (that is all LPIPS reads); they are
+    loaded strictly, so a file of the wrong architecture fails loudly.
+    """
+    _compat.ensure_torchvision()
+    import lpips
+
+    with warnings.catch_warnings():  # lpips passes the deprecated pretrained= to torchvision
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net=net, version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    state = torch.load(str(backbone_file), map_location="cpu", weights_only=True)
+    features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    mapped = {}
+    for key in model.net.state_dict():
+        _slice, idx, rest = key.split(".", 2)
+        src = f"{idx}.{rest}"
+        if src not in features:
+            raise ValueError(f"{backbone_file}: missing backbone weight features.{src}")
+        mapped[key] = features[src]
+    model.net.load_state_dict(mapped, strict=True)
+    return model.eval().to(device)
+
+
+def lpips_distance(model: torch.nn.Module, generated: torch.Tensor, target: torch.Tensor, signed: bool) -> torch.Tensor:
+    """LPIPS of batched (N, 3, H, W) [0, 1] tensors; ``signed`` maps to [-1, 1] first."""
+    if signed:
+        generated = generated * 2 - 1
+        target = target * 2 - 1
+    with torch.no_grad():
+        return model(target, generated).flatten()
+
+
+@dataclass(frozen=True)
+class LPIPSSettings:
+    net: Literal["squeeze", "alex", "vgg"] = "squeeze"
+    input_range: Literal["unit", "signed"] = "signed"
+    resize_filter: Literal["bilinear", "bicubic"] = "bilinear"
+    antialias: bool = False
+
+
+class LPIPS(Metric):
+    name = "lpips"
+    needs = ("generated", "target")
+    higher_is_better = False
+    version = "1"
+    Settings = LPIPSSettings
+
+    def __init__(self, settings: LPIPSSettings, *, weights=None, device: str = "cpu"):
+        super().__init__(settings, weights=weights, device=device)
+        res = weights.resolve(backbone_artifact(settings.net))
+        self.model = load_lpips(settings.net, res.file(res_files(settings.net)), device)
+
+    @classmethod
+    def artifacts(cls, settings: LPIPSSettings) -> list[str]:
+        return [backbone_artifact(settings.net)]
+
+    def compute(self, batch: MetricBatch) -> np.ndarray:
+        s: LPIPSSettings = self.settings
+        out = np.empty(len(batch), dtype=np.float64)
+        for i, (g, t) in enumerate(zip(batch.generated, batch.target)):
+            gt = to_unit_tensor(t)
+            gen = match_size(to_unit_tensor(g), gt.shape[-2:], s.resize_filter, s.antialias)
+            d = lpips_distance(self.model, gen[None].to(self.device), gt[None].to(self.device), s.input_range == "signed")
+            out[i] = float(d[0])
+        return out
+
+
+def res_files(net: str) -> str:
+    from ..weights import ARTIFACTS
+
+    return ARTIFACTS.get(backbone_artifact(net)).files[0]
+
+
+def _build_tiny(net: str, folder: Path) -> None:
+    """Random-init torchvision backbone, features only, in torchvision's file format."""
+    _compat.ensure_torchvision()
+    import torchvision
+
+    from ..io import atomic_open
+
+    torch.manual_seed({"squeeze": 11, "alex": 12, "vgg": 13}[net])
+    model = getattr(torchvision.models, _TV_BUILDERS[net])(weights=None)
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k.startswith("features.")}
+    with atomic_open(Path(folder) / res_files(net), "wb") as f:
+        torch.save(state, f)
+
+
+def build_tiny_backbone_squeeze(folder: Path) -> None:
+    _build_tiny("squeeze", folder)
+
+
+def build_tiny_backbone_alex(folder: Path) -> None:
+    _build_tiny("alex", folder)
+
+
+def build_tiny_backbone_vgg(folder: Path) -> None:
+    _build_tiny("vgg", folder)

@@ -1,0 +1,137 @@
+"""Evaluation protocols: everything that moves a number, as data.
+
+A protocol is a YAML file (shipped ones live in the top-level ``protocols``
+package) parsed into typed, closed dataclasses. Unknown keys are errors. Every
+result records the protocol's name, version and hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .config import from_dict, to_dict
+from .errors import ConfigError, UserError, unknown_name
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How methods generate and how their outputs become image files."""
+
+    resolution: int = 256
+    steps: int = 100
+    scheduler: Literal["euler-ancestral", "ddim", "dpm-solver", "euler"] = "euler-ancestral"
+    text_guidance: float = 7.5
+    image_guidance: float = 1.5
+    seed: int = 0
+    # global: one RNG seeded once per run, consumed in order (the released
+    #   code; noise then depends on chunking and order).
+    # per-sample: seed = f(protocol seed, sample id); independent of batch
+    #   size, shard count and order.
+    seed_policy: Literal["global", "per-sample"] = "per-sample"
+    precision: Literal["fp32", "fp16", "bf16"] = "fp16"  # on GPU; CPU always runs fp32
+    # target-aspect: height = resolution, width = round(W/H * resolution) from
+    #   clip metadata (falls back to the target frame's size); target: the target
+    #   frame's exact size; native: whatever the method returns.
+    output_size: Literal["target-aspect", "target", "native"] = "target-aspect"
+    resize_filter: Literal["bicubic", "bilinear", "lanczos", "nearest"] = "bicubic"
+    # How float outputs become 8-bit: minmax = per-image (x-min)/(max-min)*255
+    # truncated (the released code); clamp = clip to [0,1], round.
+    value_map: Literal["minmax", "clamp"] = "clamp"
+    output_format: Literal["jpeg", "png"] = "png"
+    jpeg_quality: int = 75
+    # official: images/<clip>/<action>/<target file name> (the release's layout,
+    #   readable by its metric script); flat: images/<sample_id>.<ext>
+    output_layout: Literal["official", "flat"] = "flat"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric column: which registered metric, with which settings."""
+
+    name: str
+    metric: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    version: str
+    description: str = ""
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    metrics: tuple[MetricSpec, ...] = ()
+    source: str = field(default="", compare=False)
+
+    @property
+    def hash(self) -> str:
+        payload = to_dict(self)
+        payload.pop("source", None)
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    @property
+    def short_hash(self) -> str:
+        return self.hash[:12]
+
+    def record(self) -> dict[str, Any]:
+        """What every result stores about its protocol."""
+        return {"name": self.name, "version": self.version, "hash": self.hash}
+
+
+def _shipped() -> dict[str, Any]:
+    folder = resources.files("protocols")
+    return {p.name[: -len(".yaml")]: p for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+def available_protocols() -> list[str]:
+    return sorted(_shipped())
+
+
+def parse_protocol(text: str, source: str) -> Protocol:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{source}{line}: malformed YAML ({problem})") from None
+    proto = from_dict(Protocol, data, source)
+    names = [m.name for m in proto.metrics]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{source}: metric name(s) listed twice: {', '.join(dupes)}")
+    # Validate each metric's settings against the metric's own typed settings.
+    from .metrics import METRICS
+
+    for i, spec in enumerate(proto.metrics):
+        metric_cls = METRICS.get(spec.metric)
+        metric_cls.parse_settings(spec.settings, f"{source}: metrics[{i}].settings")
+    return Protocol(
+        name=proto.name,
+        version=proto.version,
+        description=proto.description,
+        generation=proto.generation,
+        metrics=proto.metrics,
+        source=source,
+    )
+
+
+def load_protocol(name_or_path: str | Path) -> Protocol:
+    """A shipped protocol by name (``lego-official``) or a YAML file by path."""
+    text_name = str(name_or_path)
+    path = Path(text_name)
+    if text_name.endswith((".yaml", ".yml")) or path.is_file():
+        if not path.is_file():
+            raise UserError(f"{path}: protocol file not found")
+        return parse_protocol(path.read_text(encoding="utf-8"), str(path))
+    shipped = _shipped()
+    if text_name not in shipped:
+        raise unknown_name("protocol", text_name, shipped)
+    return parse_protocol(shipped[text_name].read_text(encoding="utf-8"), f"protocols/{text_name}.yaml")

@@ -1,0 +1,98 @@
+"""Run directories: layout, lock, manifest and environment record.
+
+::
+
+    runs/<dataset>/<protocol>/<method>/<run_id>/
+        manifest.json   method config, protocol, versions, git commit, environment, artifacts, seeds
+        images/         one file per sample (atomic writes; a killed run resumes)
+        failures/       <sample_id>.json for samples whose generation failed
+        samples.parquet per-sample rows (status, seed, metric values)
+        metrics.json    aggregate numbers with protocol record
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+PACKAGES = (
+    "torch", "torchvision", "numpy", "pillow", "pandas", "pyarrow", "lpips", "diffusers",
+    "transformers", "accelerate", "open_clip_torch", "torch-fidelity", "scikit-image", "av",
+)
+
+
+def short_hash(obj: Any, n: int = 10) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:n]
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run directory (two writers would collide)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = run_dir / ".lock"
+    with open(lock_path, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{run_dir}: another egobench process is using this run directory") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    if not (here / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        commit = out.stdout.strip() or None
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+        return f"{commit}{'-dirty' if dirty else ''}" if commit else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: str) -> dict[str, Any]:
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        egobench_version = metadata.version("egobench")
+    except metadata.PackageNotFoundError:
+        egobench_version = "unknown"
+    env: dict[str, Any] = {
+        "egobench": egobench_version,
+        "git_commit": git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": device,
+        "packages": versions,
+    }
+    if device.startswith("cuda"):
+        import torch
+
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env

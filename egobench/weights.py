@@ -1,0 +1,252 @@
+"""The weights registry: named artifacts, where they come from, where they are.
+
+Resolution order for the real zoo: an explicit path (``--weights NAME=PATH``)
+-> ``$EGOBENCH_WEIGHTS/<name>/<file>`` -> the Hugging Face cache (for ``hf``
+sources) or the torch hub cache (for URL sources). Nothing is downloaded at run
+time; ``egobench weights download NAME`` is the only command that touches the
+network. A missing artifact is a one-line error naming it, its source and the
+command that fetches it.
+
+The *tiny zoo* is a deterministic random-weight stand-in for every artifact, in
+the same on-disk format, built locally and loaded by the same loaders. Results
+made with it are stamped as not comparable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import MissingArtifactError, UserError
+from .io import atomic_write_json, sha256_file
+from .registry import Registry
+
+TINY_MARKER = "EGOBENCH_TINY_ZOO.json"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A named weight artifact and its public source."""
+
+    name: str
+    description: str
+    files: tuple[str, ...]
+    license: str
+    url: str | None = None  # direct download (torch hub cache layout)
+    hf_repo: str | None = None  # Hugging Face repo id (files are paths inside it)
+    hf_repo_type: str = "model"
+    sha256: dict[str, str] = field(default_factory=dict)  # full digests where known
+    sha256_prefix: dict[str, str] = field(default_factory=dict)  # torchvision-style name prefixes
+    tiny: str | None = None  # "module:function(out_dir)" building the tiny stand-in
+
+    @property
+    def source(self) -> str:
+        if self.hf_repo:
+            return f"hf://{self.hf_repo}/{','.join(self.files)}"
+        return self.url or "unknown"
+
+
+ARTIFACTS: Registry[Artifact] = Registry("artifact", entry_point_group="egobench.artifacts")
+
+
+def register_artifact(artifact: Artifact) -> Artifact:
+    ARTIFACTS.add(artifact.name, artifact, origin="weights")
+    return artifact
+
+
+def default_tiny_root() -> Path:
+    env = os.environ.get("EGOBENCH_TINY_ZOO")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "egobench" / "tiny-zoo"
+
+
+def _torch_hub_checkpoints() -> Path:
+    base = os.environ.get("TORCH_HOME") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "torch"
+    )
+    return Path(base) / "hub" / "checkpoints"
+
+
+@dataclass
+class Resolved:
+    name: str
+    path: Path  # folder holding the artifact's files
+    origin: str  # override | EGOBENCH_WEIGHTS | hf-cache | torch-hub | tiny-zoo
+    tiny: bool
+
+    def file(self, rel: str) -> Path:
+        return self.path / rel
+
+    def record(self, with_hashes: bool = True) -> dict[str, Any]:
+        art = ARTIFACTS.get(self.name)
+        out: dict[str, Any] = {"path": str(self.path), "origin": self.origin, "tiny": self.tiny}
+        if with_hashes:
+            out["sha256"] = {
+                f: sha256_file(self.path / f) for f in art.files if (self.path / f).is_file()
+            }
+        return out
+
+
+class WeightStore:
+    """Finds artifacts for one run and remembers which ones were used."""
+
+    def __init__(
+        self,
+        zoo: Literal["real", "tiny"] = "real",
+        overrides: dict[str, str | os.PathLike] | None = None,
+        weights_dir: str | os.PathLike | None = None,
+        tiny_root: str | os.PathLike | None = None,
+    ):
+        if zoo not in ("real", "tiny"):
+            raise UserError(f"unknown zoo '{zoo}'; use 'real' or 'tiny'")
+        self.zoo = zoo
+        self.overrides = {k: Path(v).expanduser() for k, v in (overrides or {}).items()}
+        for name in self.overrides:
+            ARTIFACTS.get(name)  # unknown names fail early with "did you mean"
+        wd = weights_dir or os.environ.get("EGOBENCH_WEIGHTS")
+        self.weights_dir = Path(wd).expanduser() if wd else None
+        self.tiny_root = Path(tiny_root) if tiny_root else default_tiny_root()
+        self.used: dict[str, Resolved] = {}
+
+    @property
+    def any_tiny(self) -> bool:
+        return any(r.tiny for r in self.used.values())
+
+    def resolve(self, name: str) -> Resolved:
+        if name in self.used:
+            return self.used[name]
+        art = ARTIFACTS.get(name)
+        res = self._find(art)
+        self.used[name] = res
+        return res
+
+    def _find(self, art: Artifact) -> Resolved:
+        if art.name in self.overrides:
+            p = self.overrides[art.name]
+            folder = p if p.is_dir() else p.parent
+            missing = [f for f in art.files if not (folder / f).is_file()]
+            if missing:
+                raise MissingArtifactError(
+                    f"weights '{art.name}': {folder / missing[0]} not found (given with --weights)"
+                )
+            return Resolved(art.name, folder, "override", (folder / TINY_MARKER).is_file())
+        if self.zoo == "tiny":
+            folder = self.tiny_root / art.name
+            if not all((folder / f).is_file() for f in art.files) or not (folder / TINY_MARKER).is_file():
+                build_tiny(art.name, folder)
+            return Resolved(art.name, folder, "tiny-zoo", True)
+        candidates: list[tuple[Path, str]] = []
+        if self.weights_dir:
+            candidates.append((self.weights_dir / art.name, "EGOBENCH_WEIGHTS"))
+        if art.hf_repo:
+            folder = _hf_cached_folder(art)
+            if folder is not None:
+                candidates.append((folder, "hf-cache"))
+        if art.url:
+            candidates.append((_torch_hub_checkpoints(), "torch-hub"))
+        for folder, origin in candidates:
+            if all((folder / f).is_file() for f in art.files):
+                return Resolved(art.name, folder, origin, (folder / TINY_MARKER).is_file())
+        where = f"$EGOBENCH_WEIGHTS/{art.name}/{art.files[0]}"
+        raise MissingArtifactError(
+            f"weights '{art.name}' not found locally (source: {art.source}); "
+            f"fetch with 'egobench weights download {art.name}' or place the file at {where}"
+        )
+
+
+def _hf_cached_folder(art: Artifact) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub ships with transformers
+        return None
+    first = try_to_load_from_cache(art.hf_repo, art.files[0], repo_type=art.hf_repo_type)
+    if isinstance(first, str):
+        # snapshot folder = the cached file's path minus its relative name
+        return Path(first[: -len(art.files[0])])
+    return None
+
+
+def build_tiny(name: str, folder: str | os.PathLike | None = None) -> Path:
+    """Build the tiny stand-in of artifact ``name`` (deterministic) and return its folder."""
+    from .registry import _import_ref
+
+    art = ARTIFACTS.get(name)
+    if not art.tiny:
+        raise UserError(f"artifact '{name}' has no tiny stand-in")
+    folder = Path(folder) if folder else default_tiny_root() / name
+    folder.mkdir(parents=True, exist_ok=True)
+    builder: Callable[[Path], None] = _import_ref(art.tiny)
+    builder(folder)
+    atomic_write_json(
+        folder / TINY_MARKER,
+        {"artifact": name, "note": "random weights built by egobench; results are NOT comparable"},
+    )
+    return folder
+
+
+def check(res: Resolved) -> list[str]:
+    """Verify a resolved artifact's files against known digests; return problems."""
+    art = ARTIFACTS.get(res.name)
+    problems = []
+    for f in art.files:
+        p = res.path / f
+        if not p.is_file():
+            problems.append(f"{p}: missing")
+            continue
+        if res.tiny:
+            continue
+        digest = sha256_file(p)
+        if f in art.sha256 and digest != art.sha256[f]:
+            problems.append(f"{p}: sha256 {digest[:16]}... does not match {art.sha256[f][:16]}...")
+        if f in art.sha256_prefix and not digest.startswith(art.sha256_prefix[f]):
+            problems.append(f"{p}: sha256 does not start with {art.sha256_prefix[f]}")
+    return problems
+
+
+def download(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
+    """Fetch an artifact from its public source (the only networked call)."""
+    art = ARTIFACTS.get(name)
+    wd = weights_dir or os.environ.get("EGOBENCH_WEIGHTS")
+    if art.hf_repo:
+        from huggingface_hub import hf_hub_download
+
+        path = None
+        for f in art.files:
+            path = hf_hub_download(art.hf_repo, f, repo_type=art.hf_repo_type)
+        assert path is not None
+        return Path(path).parent
+    if art.url:
+        import torch.hub
+
+        target = (Path(wd) / name) if wd else _torch_hub_checkpoints()
+        target.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(art.url, str(target / art.files[0]), progress=True)
+        return target
+    raise UserError(f"artifact '{name}' has no download source")
+
+
+# ---------------------------------------------------------------------------
+# Artifacts of this module's metrics. Later metric families register their own.
+# ---------------------------------------------------------------------------
+for _net, _file, _prefix in (
+    ("squeeze", "squeezenet1_1-b8a52dc0.pth", "b8a52dc0"),
+    ("alex", "alexnet-owt-7be5be79.pth", "7be5be79"),
+    ("vgg", "vgg16-397923af.pth", "397923af"),
+):
+    register_artifact(
+        Artifact(
+            name=f"lpips-{_net}-backbone",
+            description=f"torchvision ImageNet weights of the LPIPS '{_net}' backbone "
+            "(the v0.1 linear heads ship inside the lpips package)",
+            files=(_file,),
+            license="BSD-3-Clause (torchvision)",
+            url=f"https://download.pytorch.org/models/{_file}",
+            sha256_prefix={_file: _prefix},
+            tiny=f"egobench.metrics.lpips_metric:build_tiny_backbone_{_net}",
+        )
+    )

@@ -1,0 +1,1 @@
+"""Evaluation protocols shipped with egobench, as YAML data files."""

@@ -1,0 +1,1 @@
+"""Rendering of stored results: HTML pages (jinja2 templates in ``templates/``)."""
