@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from .data import Split, load_split
-from .data.split import Sample, file_digest
+from .data.split import Sample, file_digest, safe_id
 from .errors import ConfigError, UserError
 from .evaluator import Evaluation, build_metrics, evaluate_samples, format_value
 from .images import BadImageError, save_atomic
@@ -86,6 +86,21 @@ def _parse_overrides(weights: dict[str, str] | Sequence[str] | None) -> dict[str
     return out
 
 
+def resolve_method(method: str) -> type[Method]:
+    """A registered name, or ``package.module:Class`` for an unregistered class."""
+    if ":" in method and method not in METHODS:
+        from .registry import _import_ref
+
+        try:
+            cls = _import_ref(method)
+        except (ImportError, AttributeError) as e:
+            raise UserError(f"cannot import method '{method}': {e}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise UserError(f"'{method}' is not an egobench Method subclass")
+        return cls
+    return METHODS.get(method)
+
+
 def default_run_dir(runs_dir: Path, dataset: str, protocol: Protocol, method: str, run_id: str) -> Path:
     return Path(runs_dir) / dataset / protocol.name / method / run_id
 
@@ -111,7 +126,7 @@ def run(
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
-    method_cls = METHODS.get(method)
+    method_cls = resolve_method(method)
     split = load_split(dataset, data_root, limit)
     device = pick_device(device)
     store = WeightStore(zoo=zoo, overrides=_parse_overrides(weights))
@@ -128,7 +143,7 @@ def run(
         "overrides": sorted(store.overrides),
     }
     run_id = short_hash(identity)
-    run_dir = Path(out) if out else default_run_dir(Path(runs_dir), dataset, proto, method, run_id)
+    run_dir = Path(out) if out else default_run_dir(Path(runs_dir), dataset, proto, safe_id(method), run_id)
 
     with run_lock(run_dir):
         clean_stale_temps(run_dir)
@@ -151,7 +166,8 @@ def run(
         manifest: dict[str, Any] = {
             "identity": identity,
             "run_id": run_id,
-            "method": {"name": method, "options": options, "origin": METHODS.origin(method)},
+            "method": {"name": method, "options": options,
+                       "origin": METHODS.origin(method) if method in METHODS else method},
             "dataset": dataset,
             "split": {"name": split.name, "fingerprint": split.fingerprint, "n_samples": len(split),
                       "root": str(split.root) if split.root else None},

@@ -11,7 +11,7 @@ def to_unit_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1], like ``ToTensor``."""
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected uint8 (H, W, 3), got {img.dtype} {img.shape}")
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+    return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float().div_(255.0)
 
 
 def match_size(x: torch.Tensor, size: tuple[int, int] | torch.Size, mode: str, antialias: bool) -> torch.Tensor:

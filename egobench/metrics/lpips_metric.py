@@ -115,7 +115,13 @@ def _build_tiny(net: str, folder: Path) -> None:
 
     torch.manual_seed({"squeeze": 11, "alex": 12, "vgg": 13}[net])
     model = getattr(torchvision.models, _TV_BUILDERS[net])(weights=None)
-    state = {k: v.contiguous() for k, v in model.state_dict().items() if k.startswith("features.")}
+    # squeezenet is small: keep the full torchvision state dict so torchvision
+    # itself can load the file too. alexnet/vgg: features only (all LPIPS reads).
+    state = {
+        k: v.contiguous()
+        for k, v in model.state_dict().items()
+        if net == "squeeze" or k.startswith("features.")
+    }
     with atomic_open(Path(folder) / res_files(net), "wb") as f:
         torch.save(state, f)
 
