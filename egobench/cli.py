@@ -82,7 +82,8 @@ def run_cmd(method, dataset, batch_size, options, keep_going, protocol, data_roo
     res = run(method, dataset, protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size,
               out=out, runs_dir=runs_dir, zoo=zoo, weights=list(weights), device=device,
               method_options=opts, keep_going=keep_going, progress=not quiet)
-    click.echo(f"generated {res.generated} image(s), {len(res.split) - res.generated} already present")
+    click.echo(f"generated {res.generated} image(s), {res.present} already present"
+               + (f", {res.failed} failed" if res.failed else ""))
     click.echo(res.table())
 
 

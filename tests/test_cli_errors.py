@@ -1,0 +1,138 @@
+"""Every user mistake ends in one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from egobench.cli import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def one_line_error(result, *needles):
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("egobench: error: ")
+    assert "Traceback" not in result.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def test_unknown_method_suggests(release):
+    r = invoke("run", "--method", "input-cpy", "--dataset", "ego4d", "--data-root", str(release))
+    one_line_error(r, "unknown method 'input-cpy'", "did you mean 'input-copy'")
+
+
+def test_unknown_dataset_suggests():
+    r = invoke("run", "--method", "oracle", "--dataset", "epickitchen")
+    one_line_error(r, "unknown dataset 'epickitchen'", "did you mean 'epickitchens'")
+
+
+def test_unknown_protocol_suggests(release):
+    r = invoke("run", "--method", "oracle", "--dataset", "ego4d", "--data-root", str(release),
+               "--protocol", "lego-oficial")
+    one_line_error(r, "unknown protocol", "did you mean 'lego-official'")
+
+
+def test_missing_data_root():
+    r = invoke("run", "--method", "oracle", "--dataset", "ego4d")
+    one_line_error(r, "no data root", "EGOBENCH_DATA")
+    r = invoke("run", "--method", "oracle", "--dataset", "ego4d", "--data-root", "/nonexistent/x")
+    one_line_error(r, "/nonexistent/x")
+
+
+def test_malformed_split_json_names_file_and_line(release, tmp_path):
+    p = release / "ego4d_val.json"
+    p.write_text('{\n  "clip": {\n    "a": {"image_0": "x.jpg",,}\n  }\n}\n')
+    r = invoke("run", "--method", "oracle", "--dataset", "ego4d", "--data-root", str(release))
+    one_line_error(r, f"{p}:3:", "malformed JSON")
+
+
+def test_split_entry_missing_key(release):
+    p = release / "ego4d_val.json"
+    data = json.loads(p.read_text())
+    clip = sorted(data)[0]
+    act = sorted(data[clip])[0]
+    del data[clip][act]["image_1"]
+    p.write_text(json.dumps(data))
+    r = invoke("data", "verify", "--dataset", "ego4d", "--data-root", str(release))
+    one_line_error(r, str(p), "missing key 'image_1'", act)
+
+
+def test_missing_frame_named(release):
+    victim = next((release / "EgoGen" / "ego4d.fho" / "val").rglob("*.jpg"))
+    victim.unlink()
+    r = invoke("run", "--method", "oracle", "--dataset", "ego4d", "--data-root", str(release), "--zoo", "tiny")
+    one_line_error(r, str(victim), "missing")
+
+
+def test_corrupt_input_frame_named_and_keep_going_records_it(release, tmp_path):
+    data = json.loads((release / "ego4d_val.json").read_text())
+    clip = sorted(data)[0]
+    act = sorted(data[clip])[0]
+    victim = release / "EgoGen" / "ego4d.fho" / "val" / data[clip][act]["image_0"]
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated JPEG
+    out = tmp_path / "run"
+    r = invoke("run", "--method", "input-copy", "--dataset", "ego4d", "--data-root", str(release),
+               "--zoo", "tiny", "--out", str(out), "--quiet")
+    one_line_error(r, str(victim), "cannot decode")
+    r = invoke("run", "--method", "input-copy", "--dataset", "ego4d", "--data-root", str(release),
+               "--zoo", "tiny", "--out", str(out), "--quiet", "--keep-going")
+    assert r.exit_code == 0, r.output
+    assert "not scored: failed 1" in r.output
+    assert list((out / "failures").glob("*.json"))
+
+
+def test_corrupt_target_frame_named(release, tmp_path):
+    victim = next((release / "EgoGen" / "ego4d.fho" / "val_gt_for_metric").rglob("*.jpg"))
+    victim.write_bytes(b"not a jpeg at all")
+    r = invoke("run", "--method", "input-copy", "--dataset", "ego4d", "--data-root", str(release),
+               "--zoo", "tiny", "--out", str(tmp_path / "r"), "--quiet")
+    one_line_error(r, str(victim))
+
+
+def test_protocol_file_with_unknown_key(tmp_path, release):
+    src = Path(__file__).resolve().parent.parent / "protocols" / "egobench-v1.yaml"
+    bad = tmp_path / "mine.yaml"
+    bad.write_text(src.read_text().replace("steps: 100", "stepz: 100"))
+    r = invoke("run", "--method", "oracle", "--dataset", "ego4d", "--data-root", str(release), "--protocol", str(bad))
+    one_line_error(r, str(bad), "unknown key 'stepz'", "did you mean 'steps'")
+
+
+def test_bad_option_syntax(release):
+    r = invoke("run", "--method", "oracle", "--dataset", "ego4d", "--data-root", str(release), "--weights", "nopath")
+    one_line_error(r, "NAME=PATH")
+
+
+def test_debug_shows_traceback():
+    r = CliRunner().invoke(main, ["--debug", "run", "--method", "nope", "--dataset", "demo"])
+    assert r.exit_code == 2
+
+
+def test_nothing_half_written_after_error(release, tmp_path):
+    victim = next((release / "EgoGen" / "epickitchen" / "val").rglob("*.jpg"))
+    victim.write_bytes(b"garbage")
+    out = tmp_path / "run"
+    invoke("run", "--method", "input-copy", "--dataset", "epickitchens", "--data-root", str(release),
+           "--zoo", "tiny", "--out", str(out), "--quiet", "--batch-size", "1")
+    leftovers = [p for p in out.rglob("*") if p.name.startswith(".tmp-egobench-")]
+    assert leftovers == []
+    for img in (out / "images").glob("*"):
+        from PIL import Image
+
+        Image.open(img).load()  # every image that exists is complete
+
+
+@pytest.mark.parametrize("args", [["methods"], ["metrics"], ["protocols"], ["datasets"]])
+def test_listing_commands(args):
+    r = invoke(*args)
+    assert r.exit_code == 0
+    assert r.output.strip()
