@@ -1,0 +1,86 @@
+"""The official release reader, the demo split, fingerprints and verify."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from egobench.cli import main
+from egobench.data import load_split
+from egobench.data.verify import verify
+from egobench.errors import DataError
+
+
+def test_release_reader_follows_the_official_layout(release):
+    split = load_split("ego4d", release)
+    assert len(split) == 3
+    data = json.loads((release / "ego4d_val.json").read_text())
+    s = split[0]
+    entry = data[s.clip_id][s.action_id]
+    assert s.input_path == release / "EgoGen/ego4d.fho/val" / entry["image_0"]
+    # the target is read from val_gt_for_metric, as the released metric code does
+    assert s.target_path.parent == release / "EgoGen/ego4d.fho/val_gt_for_metric" / s.clip_id / s.action_id
+    assert s.target_path.name == entry["image_1"].split("/")[-1]
+    assert s.action == entry["action"] and s.description == entry["llava_forecast_finetune"]
+    assert s.meta["height"] and s.meta["width"]
+    assert all(c.isalnum() or c in "._-" for c in s.id)
+    assert load_split("epickitchens", release)[0].dataset == "epickitchens"
+
+
+def test_env_var_data_root(release, monkeypatch):
+    monkeypatch.setenv("EGOBENCH_DATA", str(release))
+    assert len(load_split("epickitchens")) == 3
+
+
+def test_fingerprint_tracks_frame_content(release):
+    a = load_split("ego4d", release).fingerprint
+    assert a == load_split("ego4d", release).fingerprint
+    frame = next((release / "EgoGen/ego4d.fho/val_gt_for_metric").rglob("*.jpg"))
+    frame.write_bytes(frame.read_bytes() + b"\0")
+    assert load_split("ego4d", release).fingerprint != a
+
+
+def test_limit(release):
+    assert len(load_split("ego4d", release, limit=2)) == 2
+    with pytest.raises(Exception, match="at least 1"):
+        load_split("ego4d", release, limit=0)
+
+
+def test_path_escape_is_rejected(release):
+    p = release / "ego4d_val.json"
+    data = json.loads(p.read_text())
+    clip = sorted(data)[0]
+    act = sorted(data[clip])[0]
+    data[clip][act]["image_0"] = "../../../etc/passwd"
+    p.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="relative path inside the split"):
+        load_split("ego4d", release)
+
+
+def test_demo_split_shape():
+    split = load_split("demo")
+    domains = [s.meta["domain"] for s in split]
+    assert domains.count("ego4d") >= 12 and domains.count("epickitchens") >= 12
+    assert all(s.action and s.description for s in split)
+    assert all(s.meta.get("synthetic") for s in split)
+    assert len({s.id for s in split}) == len(split)
+
+
+def test_verify_reports_counts_fingerprint_and_bad_frames(release):
+    rep = verify("epickitchens", release)
+    assert rep.ok and rep.n_samples == 3 and rep.n_files == 6
+    assert rep.fingerprint == load_split("epickitchens", release).fingerprint
+    frame = next((release / "EgoGen/epickitchen/val").rglob("*.jpg"))
+    frame.write_bytes(b"\xff\xd8broken")
+    rep = verify("epickitchens", release)
+    assert not rep.ok and str(frame) in rep.bad[0]
+    r = CliRunner().invoke(main, ["data", "verify", "--dataset", "epickitchens", "--data-root", str(release)])
+    assert r.exit_code == 1 and "1 bad frame" in r.output
+
+
+def test_verify_demo_cli():
+    r = CliRunner().invoke(main, ["data", "verify", "--dataset", "demo"])
+    assert r.exit_code == 0, r.output
+    assert "fingerprint" in r.output and "all frames decode" in r.output
