@@ -39,7 +39,7 @@ def ensure_torchvision() -> None:
     import torch
 
     lib = torch.library.Library("torchvision", "DEF")
-    for name, schema in _SCHEMAS.items():
+    for _name, schema in _SCHEMAS.items():
         try:
             lib.define(schema)
         except RuntimeError:

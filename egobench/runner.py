@@ -211,7 +211,7 @@ def run(
                     raise RuntimeError(
                         f"method '{method}' returned {len(outputs)} images for {len(chunk)} samples"
                     )
-                for s, o in zip(chunk, outputs):
+                for s, o in zip(chunk, outputs, strict=False):
                     fail_path = failures_dir / f"{s.id}.json"
                     try:
                         if isinstance(o, Exception):
@@ -294,6 +294,7 @@ def _write_metrics(run_dir: Path, manifest: dict, evaluation: Evaluation, compar
             "problems": evaluation.problems,
             "comparable": comparable,
             "metrics": evaluation.metrics,
+            "metric_order": list(evaluation.metrics),  # the protocol's column order
         },
     )
 
@@ -304,11 +305,11 @@ def format_table(res: RunResult) -> str:
     heads = ["method", "n"] + [f"{n} {'↑' if m[n]['higher_is_better'] else '↓'}" for n in names]
     manifest = json.loads((res.run_dir / "manifest.json").read_text())
     row = [manifest["method"]["name"], str(res.evaluation.n_scored)] + [format_value(m[n]) for n in names]
-    widths = [max(len(h), len(r)) for h, r in zip(heads, row)]
+    widths = [max(len(h), len(r)) for h, r in zip(heads, row, strict=False)]
     lines = [
-        "  ".join(h.ljust(w) for h, w in zip(heads, widths)),
+        "  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=False)),
         "  ".join("-" * w for w in widths),
-        "  ".join(r.ljust(w) for r, w in zip(row, widths)),
+        "  ".join(r.ljust(w) for r, w in zip(row, widths, strict=False)),
         f"protocol {res.protocol.name} v{res.protocol.version} ({res.protocol.short_hash}); "
         f"split {res.split.name} {res.split.short_fingerprint}; metrics x100 except PSNR (dB)",
     ]

@@ -56,7 +56,7 @@ def render_runs(run_dirs: list[Path], out: Path, title: str, grid_run: Path | No
     for rd in run_dirs:
         m = json.loads((Path(rd) / "metrics.json").read_text())
         runs.append(m)
-        for name in m["metrics"]:
+        for name in m.get("metric_order", m["metrics"]):
             if name not in metric_names:
                 metric_names.append(name)
     first = runs[0]

@@ -66,7 +66,7 @@ def test_lpips_squeeze_matches_the_lpips_package_loading_torchvision_weights(inp
     pairs = [_imgs(10 + i) for i in range(3)]
     m = _metric("lpips", net="squeeze", input_range=input_range)
     got = m.compute(MetricBatch(ids=list("abc"), generated=[b for _, b in pairs], target=[a for a, _ in pairs]))
-    for (a, b), g in zip(pairs, got):
+    for (a, b), g in zip(pairs, got, strict=False):
         ta = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255
         tb = torch.from_numpy(b).permute(2, 0, 1)[None].float() / 255
         with torch.no_grad():

@@ -91,11 +91,11 @@ def test_external_package_registers_through_entry_points(tmp_path):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mymethods\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[egobench.methods]\nmine = mymethods:Mine\n")
     code = (
-        "import sys; sys.path.insert(0, %r)\n"
+        f"import sys; sys.path.insert(0, {str(site)!r})\n"
         "from egobench.methods import METHODS\n"
         "assert 'mymethods' not in sys.modules\n"
         "print(sorted(METHODS.names()))\n"
-        "print(METHODS.get('mine').summary)\n" % str(site)
+        "print(METHODS.get('mine').summary)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr

@@ -92,7 +92,7 @@ class LPIPS(Metric):
     def compute(self, batch: MetricBatch) -> np.ndarray:
         s: LPIPSSettings = self.settings
         out = np.empty(len(batch), dtype=np.float64)
-        for i, (g, t) in enumerate(zip(batch.generated, batch.target)):
+        for i, (g, t) in enumerate(zip(batch.generated, batch.target, strict=False)):
             gt = to_unit_tensor(t)
             gen = match_size(to_unit_tensor(g), gt.shape[-2:], s.resize_filter, s.antialias)
             d = lpips_distance(self.model, gen[None].to(self.device), gt[None].to(self.device), s.input_range == "signed")

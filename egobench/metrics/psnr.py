@@ -45,7 +45,7 @@ class PSNR(Metric):
     def compute(self, batch: MetricBatch) -> np.ndarray:
         s: PSNRSettings = self.settings
         out = np.empty(len(batch), dtype=np.float64)
-        for i, (g, t) in enumerate(zip(batch.generated, batch.target)):
+        for i, (g, t) in enumerate(zip(batch.generated, batch.target, strict=False)):
             gt = to_unit_tensor(t)
             gen = match_size(to_unit_tensor(g), gt.shape[-2:], s.resize_filter, s.antialias)
             out[i] = psnr(gen, gt, s.data_range)

@@ -18,7 +18,7 @@ class SeededNoise(Method):
 
     def generate(self, samples, seeds):
         out = []
-        for s, seed in zip(samples, seeds):
+        for _s, seed in zip(samples, seeds, strict=False):
             g = torch.Generator().manual_seed(seed) if seed is not None else None
             out.append(torch.rand(3, 32, 32, generator=g))
         return out
