@@ -36,8 +36,9 @@ def _common_run_options(f):
         click.option("--limit", type=int, default=None, help="only the first N samples"),
         click.option("--out", default=None, help="run directory (default: runs/<dataset>/<protocol>/<method>/<id>)"),
         click.option("--runs-dir", default="runs", show_default=True, help="root of default run directories"),
-        click.option("--zoo", type=click.Choice(["real", "tiny"]), default="real", show_default=True,
-                     help="real weights, or the tiny random stand-ins (results marked not comparable)"),
+        click.option("--zoo", type=click.Choice(["auto", "real", "tiny"]), default="auto", show_default=True,
+                     help="real weights, or the tiny random stand-ins (results marked not comparable); "
+                     "auto = tiny for the synthetic demo split, real otherwise"),
         click.option("--weights", "weights", multiple=True, metavar="NAME=PATH",
                      help="explicit path for a weight artifact (repeatable)"),
         click.option("--device", default="auto", show_default=True),

@@ -87,6 +87,26 @@ def _parse_overrides(weights: dict[str, str] | Sequence[str] | None) -> dict[str
     return out
 
 
+def resolve_zoo(zoo: str, dataset: str) -> str:
+    """``auto``: the tiny zoo for the synthetic demo split, real weights otherwise."""
+    if zoo == "auto":
+        return "tiny" if dataset == "demo" else "real"
+    if zoo not in ("real", "tiny"):
+        raise UserError(f"unknown zoo '{zoo}'; use auto, real or tiny")
+    return zoo
+
+
+def preflight_artifacts(proto: Protocol, store: WeightStore) -> None:
+    """Resolve every metric's weights before any heavy work starts."""
+    from .metrics import METRICS
+
+    for i, spec in enumerate(proto.metrics):
+        cls = METRICS.get(spec.metric)
+        settings = cls.parse_settings(spec.settings, f"{proto.source}: metrics[{i}].settings")
+        for name in cls.artifacts(settings):
+            store.resolve(name)
+
+
 def resolve_method(method: str) -> type[Method]:
     """A registered name, or ``package.module:Class`` for an unregistered class."""
     if ":" in method and method not in METHODS:
@@ -116,7 +136,7 @@ def run(
     batch_size: int = 4,
     out: str | os.PathLike | None = None,
     runs_dir: str | os.PathLike = "runs",
-    zoo: str = "real",
+    zoo: str = "auto",
     weights: dict[str, str] | Sequence[str] | None = None,
     device: str = "auto",
     method_options: dict[str, Any] | None = None,
@@ -130,7 +150,9 @@ def run(
     method_cls = resolve_method(method)
     split = load_split(dataset, data_root, limit)
     device = pick_device(device)
+    zoo = resolve_zoo(zoo, dataset)
     store = WeightStore(zoo=zoo, overrides=_parse_overrides(weights))
+    preflight_artifacts(proto, store)  # a missing weight fails now, not after generation
     gen = proto.generation
     options = dict(method_options or {})
 
@@ -361,7 +383,7 @@ def evaluate(
     out: str | os.PathLike | None = None,
     runs_dir: str | os.PathLike = "runs",
     name: str | None = None,
-    zoo: str = "real",
+    zoo: str = "auto",
     weights: dict[str, str] | Sequence[str] | None = None,
     device: str = "auto",
     allow_missing: bool = False,
@@ -374,7 +396,9 @@ def evaluate(
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     split = load_split(dataset, data_root, limit)
     device = pick_device(device)
+    zoo = resolve_zoo(zoo, dataset)
     store = WeightStore(zoo=zoo, overrides=_parse_overrides(weights))
+    preflight_artifacts(proto, store)
     find = locate_external(images_dir)
     located = {s.id: find(s) for s in split}
     missing = [s for s in split if located[s.id] is None]

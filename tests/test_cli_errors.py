@@ -136,3 +136,21 @@ def test_listing_commands(args):
     r = invoke(*args)
     assert r.exit_code == 0
     assert r.output.strip()
+
+
+def test_missing_real_weights_fail_before_generation(release, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
+    out = tmp_path / "run"
+    r = invoke("run", "--method", "input-copy", "--dataset", "ego4d", "--data-root", str(release),
+               "--out", str(out), "--quiet")
+    one_line_error(r, "weights 'lpips-squeeze-backbone' not found", "egobench weights download")
+    assert not (out / "images").exists()
+
+
+def test_demo_dataset_defaults_to_tiny_zoo_and_reruns_nothing(tmp_path):
+    out = tmp_path / "run"
+    r = invoke("run", "--method", "input-copy", "--dataset", "demo", "--out", str(out), "--quiet", "--limit", "4")
+    assert r.exit_code == 0, r.output
+    assert "generated 4 image(s), 0 already present" in r.output
+    r = invoke("run", "--method", "input-copy", "--dataset", "demo", "--out", str(out), "--quiet", "--limit", "4")
+    assert "generated 0 image(s), 4 already present" in r.output
