@@ -42,14 +42,20 @@ class Evaluation:
     problems: dict[str, int] = field(default_factory=dict)
 
 
-def build_metrics(protocol: Protocol, weights: Any, device: str, only: Sequence[str] | None = None) -> list[MetricColumn]:
+def build_metrics(
+    protocol: Protocol, weights: Any, device: str, only: Sequence[str] | None = None, cache: Any = "default"
+) -> list[MetricColumn]:
+    from .metrics.cache import FeatureCache, default_cache_dir
+
+    if cache == "default":
+        cache = FeatureCache(default_cache_dir())
     cols = []
     for i, spec in enumerate(protocol.metrics):
         if only is not None and spec.name not in only:
             continue
         cls = METRICS.get(spec.metric)
         settings = cls.parse_settings(spec.settings, f"{protocol.source}: metrics[{i}].settings")
-        cols.append(MetricColumn(spec, cls(settings, weights=weights, device=device)))
+        cols.append(MetricColumn(spec, cls(settings, weights=weights, device=device, cache=cache)))
     return cols
 
 
@@ -70,6 +76,7 @@ def evaluate_samples(
     status = dict(status or {})
     needs = {n for c in columns for n in c.metric.needs}
     values: dict[str, list[float]] = {c.name: [] for c in columns}
+    extras: dict[str, list[Any]] = {}
     rows_status: list[str] = []
     rows_error: list[str] = []
     for start in range(0, len(samples), batch_size):
@@ -98,6 +105,8 @@ def evaluate_samples(
             if inp is not None:
                 inps.append(inp)
         ok_samples = [chunk[i] for i in range(len(chunk)) if row_state[i][0] == "ok"]
+        from .data.split import file_digest
+
         batch = MetricBatch(
             ids=[s.id for s in ok_samples],
             generated=gens,
@@ -106,11 +115,21 @@ def evaluate_samples(
             description=[s.description for s in ok_samples],
             action=[s.action for s in ok_samples],
             domain=[str(s.meta.get("domain", s.dataset)) for s in ok_samples],
+            target_keys=[file_digest(s.target_path) for s in ok_samples],
+            input_keys=[file_digest(s.input_path) for s in ok_samples] if "input" in needs else [],
         )
         per_col: dict[str, np.ndarray] = {}
+        per_extra: dict[str, list[Any]] = {}
         for c in columns:
             if c.metric.kind == "sample":
-                per_col[c.name] = c.metric.compute(batch) if len(batch) else np.empty(0)
+                res = c.metric.compute(batch) if len(batch) else np.empty(0)
+                if isinstance(res, tuple):
+                    res, more = res
+                    for k, v in more.items():
+                        per_extra[f"{c.name}_{k}"] = list(v)
+                per_col[c.name] = np.asarray(res, dtype=np.float64)
+                if len(per_col[c.name]) != len(batch):
+                    raise RuntimeError(f"metric {c.name} returned {len(per_col[c.name])} values for {len(batch)}")
             elif len(batch):
                 c.metric.update(batch)
         j = 0
@@ -121,6 +140,9 @@ def evaluate_samples(
                 if c.metric.kind != "sample":
                     continue
                 values[c.name].append(float(per_col[c.name][j]) if st == "ok" else math.nan)
+            for k in set(per_extra) | set(extras):
+                col = extras.setdefault(k, [None] * (len(rows_status) - 1))
+                col.append(per_extra[k][j] if st == "ok" and k in per_extra else None)
             if st == "ok":
                 j += 1
         if progress:
@@ -136,6 +158,9 @@ def evaluate_samples(
     for c in columns:
         if c.metric.kind == "sample":
             df[c.name] = np.asarray(values[c.name], dtype=np.float64)
+    for k in sorted(extras):
+        col = extras[k] + [None] * (len(df) - len(extras[k]))
+        df[k] = col
     n_scored = int((df["status"] == "ok").sum())
     agg: dict[str, dict[str, Any]] = {}
     for c in columns:

@@ -74,3 +74,9 @@ def _isolate_env(monkeypatch, tiny_zoo):
     monkeypatch.delenv("EGOBENCH_DATA", raising=False)
     monkeypatch.delenv("EGOBENCH_WEIGHTS", raising=False)
     monkeypatch.setenv("EGOBENCH_TINY_ZOO", str(tiny_zoo))
+
+
+@pytest.fixture(autouse=True)
+def _feature_cache(monkeypatch, tmp_path_factory):
+    """Each test session gets its own feature cache (never the user's)."""
+    monkeypatch.setenv("EGOBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "feature-cache"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -37,6 +38,9 @@ class MetricBatch:
     description: list[str] = field(default_factory=list)
     action: list[str] = field(default_factory=list)
     domain: list[str] = field(default_factory=list)
+    #: sha256 of each target / input file: content keys for the feature cache
+    target_keys: list[str] = field(default_factory=list)
+    input_keys: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -58,10 +62,43 @@ class Metric:
     display_scale: ClassVar[float] = 100.0  # the paper prints metrics x100
     Settings: ClassVar[type] = NoSettings
 
-    def __init__(self, settings: Any, *, weights: Any = None, device: str = "cpu"):
+    def __init__(self, settings: Any, *, weights: Any = None, device: str = "cpu", cache: Any = None):
         self.settings = settings
         self.weights = weights
         self.device = device
+        #: a :class:`~egobench.metrics.cache.FeatureCache` (disabled when None)
+        self.cache = cache
+
+    def weights_digest(self) -> str:
+        """sha256 over the files of every artifact this metric loads (cache keys)."""
+        import hashlib
+
+        from ..data.split import file_digest
+        from ..weights import ARTIFACTS
+
+        h = hashlib.sha256()
+        for name in self.artifacts(self.settings):
+            res = self.weights.resolve(name)
+            for f in ARTIFACTS.get(name).files:
+                h.update(f"{name}/{f}:{file_digest(res.file(f))}\n".encode())
+        return h.hexdigest()
+
+    def cached(
+        self, part: str, keys: list[str], compute: Callable[[list[int]], Sequence[np.ndarray]]
+    ) -> list[np.ndarray]:
+        """Target-side values for ``keys`` through the feature cache.
+
+        ``part`` names what is cached (e.g. ``"target-embedding"``); the
+        namespace adds the metric's name, version, settings and weights digest.
+        """
+        if self.cache is None or not self.cache.enabled:
+            return list(compute(list(range(len(keys)))))
+        from .cache import namespace_key
+
+        if not hasattr(self, "_ns_base"):
+            self._ns_base = (self.name, self.version, self.settings_record(), self.weights_digest())
+        ns = namespace_key(*self._ns_base, part)
+        return self.cache.get_or_compute(f"{self.name}-{ns}", keys, compute)
 
     @classmethod
     def parse_settings(cls, data: dict[str, Any] | None, where: str) -> Any:
@@ -76,7 +113,9 @@ class Metric:
         return dataclasses.asdict(self.settings)
 
     # per-sample metrics
-    def compute(self, batch: MetricBatch) -> np.ndarray:
+    def compute(self, batch: MetricBatch) -> np.ndarray | tuple[np.ndarray, dict[str, list]]:
+        """One value per sample; optionally also extra per-sample columns
+        (e.g. ``{"caption": [...]}``, stored as ``<column>_caption``)."""
         raise NotImplementedError
 
     # set metrics

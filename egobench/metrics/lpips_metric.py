@@ -80,8 +80,8 @@ class LPIPS(Metric):
     version = "1"
     Settings = LPIPSSettings
 
-    def __init__(self, settings: LPIPSSettings, *, weights=None, device: str = "cpu"):
-        super().__init__(settings, weights=weights, device=device)
+    def __init__(self, settings: LPIPSSettings, *, weights=None, device: str = "cpu", cache=None):
+        super().__init__(settings, weights=weights, device=device, cache=cache)
         res = weights.resolve(backbone_artifact(settings.net))
         self.model = load_lpips(settings.net, res.file(res_files(settings.net)), device)
 
