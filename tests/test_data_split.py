@@ -84,3 +84,33 @@ def test_verify_demo_cli():
     r = CliRunner().invoke(main, ["data", "verify", "--dataset", "demo"])
     assert r.exit_code == 0, r.output
     assert "fingerprint" in r.output and "all frames decode" in r.output
+
+
+@pytest.mark.parametrize("bad", ["..", "a/b", "../../etc"])
+def test_ids_that_are_not_plain_folder_names_are_refused(release, bad):
+    p = release / "epickitchen_val.json"
+    data = json.loads(p.read_text())
+    clip = sorted(data)[0]
+    data[bad] = data.pop(clip)
+    p.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="not a plain folder name"):
+        load_split("epickitchens", release)
+
+
+def test_report_escapes_dataset_strings(release, tmp_path):
+    import egobench
+    from reports.html import render_runs
+
+    p = release / "ego4d_val.json"
+    data = json.loads(p.read_text())
+    clip = sorted(data)[0]
+    act = sorted(data[clip])[0]
+    data[clip][act]["action"] = "<script>alert(1)</script> & 100% {x}_y \"q\""
+    p.write_text(json.dumps(data))
+    res = egobench.run("input-copy", "ego4d", protocol="egobench-v1", data_root=release, zoo="tiny",
+                       out=tmp_path / "r", progress=False)
+    page = render_runs([res.run_dir], tmp_path / "report", title="t <b>")
+    html = page.read_text()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; 100% {x}_y &#34;q&#34;" in html
+    assert "t &lt;b&gt;" in html

@@ -64,6 +64,12 @@ def _check_entry(path: Path, clip: str, action: str, entry: Any) -> None:
             raise DataError(f"{where}: '{key}' must be a relative path inside the split, got {rel!r}")
 
 
+def _check_component(path: Path, what: str, value: str) -> None:
+    """Ids become folder names in the official output layout: refuse path tricks."""
+    if not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
+        raise DataError(f"{path}: {what} {value!r} is not a plain folder name")
+
+
 def load_release(
     root: str | Path,
     dataset: str,
@@ -100,8 +106,10 @@ def load_release(
         actions = data[clip]
         if not isinstance(actions, dict):
             raise DataError(f"{json_path}: [{clip!r}]: expected an object keyed by action id")
+        _check_component(json_path, "clip id", clip)
         for action in sorted(actions):
             entry = actions[action]
+            _check_component(json_path, "action id", action)
             _check_entry(json_path, clip, action, entry)
             sid = safe_id(f"{clip}__{action}")
             if sid in seen:
