@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DataError
 from .io import atomic_write_bytes
@@ -17,13 +17,35 @@ class BadImageError(DataError):
     """An image file is missing, truncated or not an image."""
 
 
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """RGB with correct scaling for high-bit-depth modes and EXIF orientation applied.
+
+    PIL's ``convert("RGB")`` clips 16-bit grayscale values at 255 (an almost
+    white image); those are rescaled instead. EXIF orientation is applied so
+    what is scored is what a viewer sees (video frames carry none).
+    """
+    im = ImageOps.exif_transpose(im) or im
+    if im.mode.startswith("I;16") or im.mode == "I":
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr8 = np.clip(np.round(arr / top * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    if im.mode == "F":
+        arr8 = np.clip(np.round(np.asarray(im, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    # other modes (L, P, RGBA, CMYK, YCbCr, ...): PIL's conversion; alpha is dropped
+    return im.convert("RGB")
+
+
 def open_rgb(path: str | os.PathLike) -> Image.Image:
     """Fully decode ``path`` to an RGB PIL image."""
     path = Path(path)
     try:
+        if path.is_file() and path.stat().st_size == 0:
+            raise BadImageError(f"{path}: empty file (0 bytes)")
         with Image.open(path) as im:
             im.load()
-            return im.convert("RGB")
+            return _to_rgb(im)
     except FileNotFoundError:
         raise BadImageError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:

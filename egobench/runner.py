@@ -218,21 +218,7 @@ def run(
             tick = _progress(len(pending), f"generate {method}", progress)
             for start in range(0, len(pending), batch_size):
                 chunk = pending[start : start + batch_size]
-                try:
-                    outputs = method_obj.generate(chunk, [seeds[s.id] for s in chunk])
-                except BadImageError:
-                    if not keep_going:
-                        raise
-                    outputs = []  # retry one by one to isolate the bad sample(s)
-                    for s in chunk:
-                        try:
-                            outputs.extend(method_obj.generate([s], [seeds[s.id]]))
-                        except BadImageError as e:
-                            outputs.append(e)
-                if len(outputs) != len(chunk):
-                    raise RuntimeError(
-                        f"method '{method}' returned {len(outputs)} images for {len(chunk)} samples"
-                    )
+                outputs = _generate_chunk(method_obj, method, chunk, seeds, keep_going)
                 for s, o in zip(chunk, outputs, strict=False):
                     fail_path = failures_dir / f"{s.id}.json"
                     try:
@@ -244,8 +230,11 @@ def run(
                             raise
                         atomic_write_json(fail_path, {"sample_id": s.id, "stage": "generate", "error": str(e)})
                         continue
-                    except BadOutputError as e:
-                        atomic_write_json(fail_path, {"sample_id": s.id, "stage": "generate", "error": str(e)})
+                    except (BadOutputError, MethodError) as e:
+                        record = {"sample_id": s.id, "stage": "generate", "error": str(e)}
+                        if getattr(e, "trace", None):
+                            record["traceback"] = e.trace
+                        atomic_write_json(fail_path, record)
                         continue
                     save_atomic(img, images / relpaths[s.id], gen.output_format, gen.jpeg_quality)
                     fail_path.unlink(missing_ok=True)
@@ -276,6 +265,40 @@ def run(
         atomic_write_json(manifest_path, manifest)
         failed = evaluation.problems.get("failed", 0)
         return RunResult(run_dir, proto, split, evaluation, generated, failed, comparable, n_present)
+
+
+class MethodError(Exception):
+    """A method failed on a sample (recorded per sample with its reason)."""
+
+    def __init__(self, message: str, trace: str | None = None):
+        super().__init__(message)
+        self.trace = trace
+
+
+def _generate_chunk(method_obj: Method, name: str, chunk: list[Sample], seeds: dict, keep_going: bool) -> list[Any]:
+    """Outputs for ``chunk``, one per sample; a failing batch is retried sample by
+    sample so one bad sample costs only itself. Failures come back as exceptions."""
+    import traceback
+
+    try:
+        outputs = list(method_obj.generate(chunk, [seeds[s.id] for s in chunk]))
+        if len(outputs) == len(chunk):
+            return outputs
+        problem: Exception = MethodError(f"method '{name}' returned {len(outputs)} images for {len(chunk)} samples")
+    except BadImageError as e:
+        if not keep_going:
+            raise
+        problem = e
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a method's bug must not lose the run
+        problem = MethodError(f"method '{name}' raised {type(e).__name__}: {e}", traceback.format_exc())
+    if len(chunk) == 1:
+        return [problem]
+    out: list[Any] = []
+    for s in chunk:
+        out.extend(_generate_chunk(method_obj, name, [s], seeds, keep_going))
+    return out
 
 
 def _samples_frame(split: Split, evaluation: Evaluation, seeds: dict[str, int | None], outputs: dict[str, str | None]) -> pd.DataFrame:
