@@ -1,0 +1,507 @@
+"""BLIP caption similarity: captions, checkpoint conversion, beam search, the metric."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from egobench.errors import MissingArtifactError, UserError
+from egobench.metrics import MetricBatch
+from egobench.metrics import blip as B
+from egobench.metrics.cache import FeatureCache
+from egobench.weights import Resolved, WeightStore
+
+PROMPT = "a picture of"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is much faster (and steadier on a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> WeightStore:
+    return WeightStore(zoo="tiny", tiny_root=tmp_path_factory.mktemp("blip-zoo"))
+
+
+@pytest.fixture(scope="session")
+def hf_base(store):
+    return B.load_blip_captioner(store.resolve("blip-base-caption"), "hf")
+
+
+@pytest.fixture(scope="session")
+def original_base(store):
+    return B.load_blip_captioner(
+        store.resolve("blip-base-caption-original"), "original", tokenizer_res=store.resolve("blip-bert-tokenizer")
+    )
+
+
+def _images(n: int, seed: int = 0) -> list[np.ndarray]:
+    """Smooth and noisy frames of several sizes (all resized to 384 by BLIP)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        h, w = [(48, 64), (45, 80), (96, 96)][i % 3]
+        if i % 2:
+            out.append(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        else:
+            small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+            out.append(np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.BICUBIC)))
+    return out
+
+
+def _reference_pixels(images: list[np.ndarray]) -> torch.Tensor:
+    """The released transform_test, written with torchvision on PIL images."""
+    from PIL import Image
+    from torchvision import transforms
+    from torchvision.transforms.functional import InterpolationMode
+
+    tf = transforms.Compose(
+        [
+            transforms.Resize((384, 384), interpolation=InterpolationMode.BICUBIC),
+            transforms.ToTensor(),
+            transforms.Normalize((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+        ]
+    )
+    return torch.stack([tf(Image.fromarray(a).convert("RGB")) for a in images])
+
+
+def _plain_tokenizer(folder):
+    """bert-base-uncased style tokenizer + BLIP's [DEC]/[ENC], loaded independently of egobench."""
+    from transformers import BertTokenizer
+
+    tok = BertTokenizer.from_pretrained(str(folder), local_files_only=True)
+    tok.add_special_tokens({"bos_token": "[DEC]"})
+    tok.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
+    return tok
+
+
+# --- captions -------------------------------------------------------------------------------
+
+
+def test_preprocess_equals_released_transform():
+    imgs = _images(4)
+    assert torch.equal(B.preprocess(imgs), _reference_pixels(imgs))
+
+
+def test_captions_equal_transformers_generate(store, hf_base):
+    model, tokenizer = hf_base
+    imgs = _images(5)
+    got = B.BlipCaptioner(model, tokenizer, batch_size=30, beam_search="transformers").caption(imgs)
+
+    tok = _plain_tokenizer(store.resolve("blip-base-caption").path)
+    pixels = _reference_pixels(imgs)
+    prompt = tok([PROMPT] * len(imgs), return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = model.generate(
+            pixel_values=pixels, input_ids=prompt, num_beams=3, max_length=20, min_length=5, repetition_penalty=1.0
+        )
+    want = [
+        tok.decode(o, skip_special_tokens=True, clean_up_tokenization_spaces=True)[len(PROMPT) :].strip() for o in out
+    ]
+    assert got == want
+    assert all(isinstance(c, str) for c in got) and any(c for c in got)
+
+
+def test_prompt_ids_are_dec_a_picture_of(hf_base):
+    model, tok = hf_base
+    ids = B.prompt_input_ids(tok, 2)
+    assert ids.shape == (2, 4)
+    assert ids[0, 0].item() == model.config.text_config.bos_token_id == tok.convert_tokens_to_ids("[DEC]")
+    assert tok.convert_ids_to_tokens(ids[0, 1:].tolist()) == ["a", "picture", "of"]
+
+
+def test_decode_matches_tokenizer_decode_with_cleanup(store, hf_base):
+    _, tok = hf_base
+    ref = _plain_tokenizer(store.resolve("blip-base-caption").path)
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        ids = rng.integers(0, len(ref), rng.integers(1, 16)).tolist()
+        assert B.decode_released(tok, ids) == ref.decode(
+            ids, skip_special_tokens=True, clean_up_tokenization_spaces=True
+        )
+    # the released stripping is by characters: "a picture of" + "##y" decodes to "a picture ofy"
+    ids = B.prompt_input_ids(tok, 1)[0].tolist() + tok.convert_tokens_to_ids(["##y", "man", "?"])
+    assert B.strip_prompt(B.decode_released(tok, ids)) == "y man?"
+
+
+# transformers 4.19.2 generate() (the LEGO environment) on a synthetic model whose
+# logits are logits_for(sequence); 8 items, 3 beams, prompts of 4 tokens, eos 3, pad 0.
+# Produced once with the released transformers wheel (scripted, not hand-written).
+_V, _EOS, _PAD = 11, 3, 0
+_GOLDEN_4_19_2 = {
+    (20, 5): [
+        [10, 5, 6, 7, 6, 7, 10, 9],
+        [9, 5, 6, 7, 2, 8, 9, 1, 8, 7, 6, 7, 2, 9, 2],
+        [8, 5, 6, 7, 2, 9, 8, 6, 2, 2, 1],
+        [7, 5, 6, 7, 7, 2, 8, 2, 7, 8, 5, 8, 5, 6, 1, 6],
+        [6, 5, 6, 7, 7, 2, 8, 2, 2, 2, 1],
+        [5, 5, 6, 7, 8, 1, 4, 1, 8, 7, 6, 7, 2, 9, 2],
+        [4, 5, 6, 7, 8, 1, 9, 1, 8, 2, 1],
+        [10, 5, 6, 7, 6, 7, 10, 9],
+    ],
+    (12, 8): [
+        [10, 5, 6, 7, 6, 7, 10, 9],
+        [9, 5, 6, 7, 2, 8, 9, 1, 8, 7, 6, 2],
+        [8, 5, 6, 7, 2, 9, 8, 6, 2, 2, 6, 6],
+        [7, 5, 6, 7, 7, 2, 8, 2, 7, 8, 5, 8],
+        [6, 5, 6, 7, 7, 2, 8, 2, 2, 2, 1, 7],
+        [5, 5, 6, 7, 8, 1, 4, 1, 8, 7, 6, 2],
+        [4, 5, 6, 7, 8, 1, 9, 1, 8, 7, 6, 2],
+        [10, 5, 6, 7, 6, 7, 10, 9],
+    ],
+    (9, 5): [
+        [10, 5, 6, 7, 6, 7, 10, 9, 8],
+        [9, 5, 6, 7, 2, 8, 9, 1, 8],
+        [8, 5, 6, 7, 2, 9, 8, 6, 7],
+        [7, 5, 6, 7, 7, 2, 8, 2, 2],
+        [6, 5, 6, 7, 7, 2, 8, 2, 7],
+        [5, 5, 6, 7, 8, 1, 4, 1, 8],
+        [4, 5, 6, 7, 8, 1, 9, 1, 8],
+        [10, 5, 6, 7, 6, 7, 10, 9, 8],
+    ],
+}
+
+
+def _logits_for(seq: list[int]) -> list[float]:
+    h = sum((i + 1) * t * 0.37 for i, t in enumerate(seq))
+    n = len(seq)
+    out = [2.5 * math.sin(1.3 * v + h + 0.11 * n) for v in range(_V)]
+    out[_EOS] += 0.9 * (n - 4) / 4 - 1.5 + 0.4 * math.cos(3.1 * seq[0])
+    out[_PAD] = -6.0
+    return out
+
+
+@pytest.mark.parametrize("lengths", sorted(_GOLDEN_4_19_2))
+def test_released_beam_search_matches_transformers_4_19_2(lengths):
+    max_length, min_length = lengths
+    prompt = torch.tensor([[10 - i % 7, 5, 6, 7] for i in range(8)])
+
+    def step(ids: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([_logits_for(r) for r in ids.tolist()], dtype=torch.float64).float()
+
+    got = B.released_beam_search(
+        step,
+        lambda rows: None,
+        prompt,
+        num_beams=3,
+        max_length=max_length,
+        min_length=min_length,
+        eos_token_id=_EOS,
+        pad_token_id=_PAD,
+    )
+    assert got == _GOLDEN_4_19_2[lengths]
+
+
+def test_released_beam_search_with_cache_equals_without(hf_base):
+    """The key/value cache reordering gives the same tokens as recomputing every prefix."""
+    model, tok = hf_base
+    pixels = B.preprocess(_images(3))
+    cached = B.BlipCaptioner(model, tok).generate_ids(pixels)
+    with torch.no_grad():
+        emb = model.vision_model(pixel_values=pixels)[0].repeat_interleave(3, dim=0)
+        mask = torch.ones(emb.shape[:-1], dtype=torch.long)
+
+        def step(ids):
+            out = model.text_decoder(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                encoder_hidden_states=emb,
+                encoder_attention_mask=mask,
+                use_cache=False,
+                return_dict=True,
+            )
+            return out.logits[:, -1, :]
+
+        cfg = model.config.text_config
+        plain = B.released_beam_search(
+            step,
+            lambda rows: None,
+            B.prompt_input_ids(tok, 3),
+            eos_token_id=cfg.sep_token_id,
+            pad_token_id=cfg.pad_token_id,
+        )
+    assert cached == plain
+
+
+# --- original checkpoints ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["base", "large"])
+def test_original_checkpoint_round_trip(store, model):
+    """tiny .pth (original key names) -> converted model == the transformers model it came from."""
+    res = store.resolve(f"blip-{model}-caption-original")
+    state = torch.load(res.file(B._ORIGINAL_FILES[model]), map_location="cpu", weights_only=True)["model"]
+    assert any(k.startswith("visual_encoder.blocks.0.attn.qkv") for k in state)
+    assert (
+        "text_decoder.cls.predictions.decoder.weight" in state and "text_decoder.bert.embeddings.position_ids" in state
+    )
+    converted, tok = B.load_blip_captioner(res, "original", tokenizer_res=store.resolve("blip-bert-tokenizer"))
+    source = B.tiny_model(model)  # what the builder converted (vision LayerNorm eps 1e-6)
+    assert converted.config.vision_config.layer_norm_eps == 1e-6
+    a, b = converted.state_dict(), source.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    pixels = B.preprocess(_images(3, seed=5))
+    ids = B.prompt_input_ids(tok, 3)
+    with torch.no_grad():
+        la = converted(pixel_values=pixels, input_ids=ids).logits
+        lb = source(pixel_values=pixels, input_ids=ids).logits
+    assert torch.equal(la, lb)
+    imgs = _images(4, seed=6)
+    assert B.BlipCaptioner(converted, tok).caption(imgs) == B.BlipCaptioner(source, tok).caption(imgs)
+
+
+def test_key_mapping_is_a_bijection():
+    for model in ("base", "large"):
+        for key in B.tiny_model(model).state_dict():
+            orig = B.hf_to_original_key(key)
+            assert orig is not None and B.original_to_hf_key(orig) == key
+
+
+def _save_original(folder, state):
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": state}, folder / B._ORIGINAL_FILES["base"])
+    return Resolved("blip-base-caption-original", folder, "override", False)
+
+
+def test_original_checkpoint_with_missing_or_extra_key_fails_naming_the_file(store, tmp_path):
+    res = store.resolve("blip-base-caption-original")
+    state = torch.load(res.file(B._ORIGINAL_FILES["base"]), map_location="cpu", weights_only=True)["model"]
+    tok_res = store.resolve("blip-bert-tokenizer")
+
+    broken = dict(state)
+    del broken["visual_encoder.blocks.1.attn.proj.weight"]
+    bad = _save_original(tmp_path / "missing", broken)
+    with pytest.raises(UserError) as e:
+        B.load_blip_captioner(bad, "original", tokenizer_res=tok_res)
+    msg = str(e.value)
+    assert (
+        str(bad.file(B._ORIGINAL_FILES["base"])) in msg
+        and "vision_model.encoder.layers.1.self_attn.projection.weight" in msg
+    )
+    assert "\n" not in msg
+
+    extra = dict(state)
+    extra["text_encoder.bert.embeddings.word_embeddings.weight"] = torch.zeros(3, 3)
+    bad = _save_original(tmp_path / "extra", extra)
+    with pytest.raises(UserError, match="unexpected 1 key.*text_encoder"):
+        B.load_blip_captioner(bad, "original", tokenizer_res=tok_res)
+
+    bad = _save_original(tmp_path / "notblip", {"foo": torch.zeros(1)})
+    with pytest.raises(UserError, match="not a BLIP caption checkpoint"):
+        B.load_blip_captioner(bad, "original", tokenizer_res=tok_res)
+
+
+def test_original_position_embedding_resized_like_blip(store, tmp_path):
+    res = store.resolve("blip-base-caption-original")
+    state = torch.load(res.file(B._ORIGINAL_FILES["base"]), map_location="cpu", weights_only=True)["model"]
+    pos = torch.randn(1, 1 + 4 * 4, state["visual_encoder.pos_embed"].shape[-1])  # a 256px checkpoint
+    state["visual_encoder.pos_embed"] = pos
+    model, _ = B.load_blip_captioner(
+        _save_original(tmp_path / "p", state), "original", tokenizer_res=store.resolve("blip-bert-tokenizer")
+    )
+    grid = pos[:, 1:].reshape(1, 4, 4, -1).permute(0, 3, 1, 2)
+    grid = torch.nn.functional.interpolate(grid, size=(6, 6), mode="bicubic", align_corners=False)
+    want = torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).flatten(1, 2)], dim=1)
+    assert torch.equal(model.vision_model.embeddings.position_embedding.detach(), want)
+
+
+def test_config_inferred_from_real_blip_shapes():
+    """ViT-B / ViT-L + BERT-base shapes (meta tensors) give BLIP's published configurations."""
+
+    class Tok:
+        sep_token_id, pad_token_id = 102, 0
+
+        def __len__(self):
+            return 30524
+
+        def convert_tokens_to_ids(self, t):
+            return 30522
+
+    def shapes(width, depth, mlp):
+        m = lambda *s: torch.empty(*s, device="meta")  # noqa: E731
+        st = {
+            "visual_encoder.cls_token": m(1, 1, width),
+            "visual_encoder.pos_embed": m(1, 577, width),
+            "visual_encoder.patch_embed.proj.weight": m(width, 3, 16, 16),
+            "visual_encoder.blocks.0.mlp.fc1.weight": m(mlp, width),
+            "text_decoder.bert.embeddings.word_embeddings.weight": m(30524, 768),
+            "text_decoder.bert.embeddings.position_embeddings.weight": m(512, 768),
+            "text_decoder.bert.encoder.layer.0.intermediate.dense.weight": m(3072, 768),
+            "text_decoder.bert.encoder.layer.0.crossattention.self.key.weight": m(768, width),
+        }
+        st.update({f"visual_encoder.blocks.{i}.norm1.weight": m(width) for i in range(depth)})
+        st.update({f"text_decoder.bert.encoder.layer.{i}.attention.self.query.weight": m(768, 768) for i in range(12)})
+        return st
+
+    for width, depth, mlp, heads in ((768, 12, 3072, 12), (1024, 24, 4096, 16)):
+        cfg = B.infer_original_config(shapes(width, depth, mlp), Tok())
+        v, t = cfg.vision_config, cfg.text_config
+        assert (v.hidden_size, v.num_hidden_layers, v.num_attention_heads, v.intermediate_size) == (
+            width,
+            depth,
+            heads,
+            mlp,
+        )
+        assert (v.image_size, v.patch_size, v.layer_norm_eps) == (384, 16, 1e-6)
+        assert (t.hidden_size, t.num_hidden_layers, t.num_attention_heads, t.vocab_size) == (768, 12, 12, 30524)
+        assert (t.encoder_hidden_size, t.bos_token_id, t.sep_token_id, t.pad_token_id) == (width, 30522, 102, 0)
+
+
+# --- the metric -------------------------------------------------------------------------------
+
+
+class FakeEncoder:
+    """Deterministic bag-of-words text embedding; records what it embedded."""
+
+    def __init__(self, domain: str):
+        self.domain = domain
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), 16))
+        for i, t in enumerate(texts):
+            for w in t.lower().split():
+                seed = int.from_bytes(hashlib.sha256(f"{self.domain}|{w}".encode()).digest()[:4], "little")
+                out[i] += np.random.default_rng(seed).standard_normal(16)
+            out[i, 0] += 0.1  # never all-zero
+        return out
+
+
+@pytest.fixture
+def fake_encoders(monkeypatch):
+    made: dict[str, FakeEncoder] = {}
+
+    def _text_encoder(self, domain):
+        key = self._encoder_domain(domain)
+        return made.setdefault(key, FakeEncoder(key))
+
+    monkeypatch.setattr(B.BLIPSimilarity, "_text_encoder", _text_encoder)
+    return made
+
+
+def _metric(store, cache=None, **settings):
+    cls = B.BLIPSimilarity
+    return cls(cls.parse_settings(settings, "test"), weights=store, cache=cache)
+
+
+def _batch(n: int, domains=None) -> MetricBatch:
+    imgs = _images(n, seed=9)
+    return MetricBatch(
+        ids=[f"s{i}" for i in range(n)],
+        generated=imgs,
+        target=imgs,
+        description=[f"the person picks up a knife {i} and cuts the bread" for i in range(n)],
+        action=[f"cut bread {i}" for i in range(n)],
+        domain=domains or ["ego4d"] * n,
+    )
+
+
+def test_metric_scores_and_captions(store, fake_encoders):
+    m = _metric(store)
+    batch = _batch(5)
+    scores, extra = m.compute(batch)
+    assert scores.shape == (5,) and np.all(np.abs(scores) <= 1.0) and np.all(np.isfinite(scores))
+    assert set(extra) == {"caption"} and len(extra["caption"]) == 5
+    assert extra["caption"] == m.captioner.caption(batch.generated)
+    enc = fake_encoders["ego4d"]
+    assert enc.calls[0] == extra["caption"] and enc.calls[1] == batch.description
+    want = [
+        float(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b))
+        for a, b in zip(enc.embed(extra["caption"]), enc.embed(batch.description))
+    ]
+    np.testing.assert_allclose(scores, want, rtol=1e-12)
+
+
+def test_metric_batch_size_does_not_change_captions(store, fake_encoders):
+    batch = _batch(7)
+    s1, e1 = _metric(store, batch_size=1).compute(batch)
+    s7, e7 = _metric(store, batch_size=7).compute(batch)
+    assert e1["caption"] == e7["caption"]
+    np.testing.assert_array_equal(s1, s7)
+
+
+def test_metric_reference_action_domains_and_cache(store, fake_encoders, tmp_path):
+    batch = _batch(4, domains=["ego4d", "epickitchen", "ego4d", "epickitchen"])
+    cache = FeatureCache(tmp_path / "cache")
+    m = _metric(store, cache=cache, reference="action", weights_format="original", beam_search="transformers")
+    s1, e1 = m.compute(batch)
+    assert sorted(fake_encoders) == ["ego4d", "epickitchen"]  # EgoVLP: one text tower per domain
+    assert fake_encoders["epickitchen"].calls[1] == [batch.action[1], batch.action[3]]
+    assert cache.misses == 4
+    for enc in fake_encoders.values():
+        enc.calls.clear()
+    s2, e2 = m.compute(batch)
+    assert cache.hits == 4 and e1 == e2
+    np.testing.assert_allclose(s1, s2, rtol=1e-12)
+    assert all(len(enc.calls) == 1 for enc in fake_encoders.values())  # captions only: references came from the cache
+
+    clip = _metric(store, text_encoder="clip")
+    clip.compute(batch)
+    assert "" in fake_encoders  # CLIP: one encoder for every domain
+
+
+def test_metric_settings_and_artifacts():
+    cls = B.BLIPSimilarity
+    s = cls.parse_settings({"model": "large", "weights_format": "original"}, "test")
+    assert cls.artifacts(s) == ["blip-large-caption-original", "blip-bert-tokenizer"]
+    assert cls.artifacts(cls.parse_settings({}, "test")) == ["blip-base-caption"]
+    assert cls.needs == ("generated", "description", "action") and cls.higher_is_better
+    with pytest.raises(UserError):
+        cls.parse_settings({"beams": 5}, "test")
+    with pytest.raises(UserError):
+        cls.parse_settings({"model": "huge"}, "test")
+
+
+def test_missing_artifact_is_one_line_naming_the_download_command(tmp_path, monkeypatch):
+    monkeypatch.setattr("egobench.weights._hf_cached_folder", lambda art: None)
+    store = WeightStore(zoo="real", weights_dir=tmp_path / "weights")
+    with pytest.raises(MissingArtifactError) as e:
+        _metric(store, model="large")
+    msg = str(e.value)
+    assert "\n" not in msg and "egobench weights download blip-large-caption" in msg
+    with pytest.raises(MissingArtifactError, match="egobench weights download blip-base-caption-original"):
+        _metric(store, weights_format="original")
+
+
+def test_hf_port_preprocessor_config_is_checked(store, tmp_path):
+    import json
+    import shutil
+
+    res = store.resolve("blip-base-caption")
+    folder = tmp_path / "port"
+    shutil.copytree(res.path, folder)
+    cfg = json.loads((folder / "preprocessor_config.json").read_text())
+    cfg["image_mean"] = [0.5, 0.5, 0.5]
+    (folder / "preprocessor_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="preprocessing differs"):
+        B.load_blip_captioner(Resolved("blip-base-caption", folder, "override", True), "hf")
+
+
+def test_original_checkpoint_with_pickled_config_loads_without_running_code(store, tmp_path):
+    """BLIP's training scripts save {'model', 'config', ...}; an object torch's weights_only
+    loader refuses goes through egobench.checkpoint's restricted unpickler."""
+    import argparse
+
+    res = store.resolve("blip-base-caption-original")
+    state = torch.load(res.file(B._ORIGINAL_FILES["base"]), map_location="cpu", weights_only=True)["model"]
+    folder = tmp_path / "with-config"
+    folder.mkdir()
+    path = folder / B._ORIGINAL_FILES["base"]
+    torch.save({"model": state, "config": argparse.Namespace(image_size=384), "epoch": 4}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, map_location="cpu", weights_only=True)
+    loaded = B.load_original_checkpoint(path)
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
