@@ -1,0 +1,384 @@
+"""FID between the targets and the generated images of the scored samples.
+
+The released code runs its vendored pytorch-fid (``metrics/pytorch_fid``) on
+the ground-truth folder against the generated folder: InceptionV3 pool3
+(2048-d) with the TensorFlow FID weights of 2015-12-05, each image turned into
+a [0, 1] float tensor, resized with ``F.interpolate(size=(299, 299),
+mode="bilinear", align_corners=False)``, mapped to [-1, 1] by ``2x - 1``;
+mean and covariance in float64 (``np.cov``), and
+
+    FID = |mu_t - mu_g|^2 + tr(S_t) + tr(S_g) - 2 tr sqrtm(S_t S_g)
+
+with ``scipy.linalg.sqrtm`` (pytorch-fid's ``calculate_frechet_distance``,
+eps 1e-6 added to the diagonals if the product is singular). Here the two
+sets are the targets and the generated images of the scored samples.
+
+Weights and network: torch-fidelity's ``inception-v3-compat`` extractor,
+whose weights file is the same 2015-12-05 conversion (sha256 prefix
+``6726825d`` like pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``) and
+whose layers are the FID Inception's (TF-style average pools that exclude
+padding, max pool in the last block). Two input stages (setting ``resize``):
+
+``pytorch-fid`` (the released code)
+    float [0, 1] -> bilinear 299 (``align_corners=False``, no antialias) ->
+    ``2x - 1`` -> the extractor's layers from ``Conv2d_1a_3x3`` to pool3.
+    torch-fidelity's ``forward`` cannot be used for this: it takes uint8,
+    resizes with its own TF1-style bilinear and normalises with
+    ``(x - 128) / 128``, so the float input would be quantised and resized
+    twice. Only the layer sequence after the input stage is called
+    (:func:`pool3_from_normalized`), checked against ``forward`` in the tests.
+``torch-fidelity``
+    uint8 images straight into the extractor's ``forward`` (its own resize and
+    normalisation), as ``torch_fidelity.calculate_metrics`` does.
+
+Trace of the matrix square root (setting ``trace_sqrt``): ``sqrtm`` is
+pytorch-fid's formula. ``svd`` computes the same number exactly another way:
+with S_i = L_i L_i^T (L_i the centred features / sqrt(n_i - 1), or an
+eigen-factor when n_i > 2048), the eigenvalues of S_t S_g are the squared
+singular values of L_t^T L_g, so tr sqrtm(S_t S_g) is the sum of those
+singular values. It is real by construction (no imaginary residue) and much
+faster when there are fewer images than feature dimensions.
+
+With fewer images than 2048 the covariances are rank-deficient: FID is then
+biased upward and depends on N; the result carries ``n`` and a note.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import _compat
+from ..weights import Artifact, register_artifact
+from . import Metric, MetricBatch
+from .imageops import to_unit_tensor
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
+INCEPTION_SIZE = 299
+FEATURE_DIM = 2048
+
+INCEPTION_FID = register_artifact(
+    Artifact(
+        name="inception-fid",
+        description="InceptionV3 FID weights (TensorFlow 2015-12-05, torch-fidelity "
+        "'inception-v3-compat'; same weights as pytorch-fid's pt_inception-2015-12-05)",
+        files=(INCEPTION_FILE,),
+        license="Apache-2.0 (TensorFlow models)",
+        url=INCEPTION_URL,
+        sha256_prefix={INCEPTION_FILE: "6726825d"},
+        tiny="egobench.metrics.fid:build_tiny_inception",
+    )
+)
+
+#: the extractor's layers from the normalised 299 x 299 input to pool3
+POOL3_LAYERS = (
+    "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1",
+    "Conv2d_3b_1x1", "Conv2d_4a_3x3", "MaxPool_2",
+    "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
+    "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool",
+)  # fmt: skip
+
+
+def load_inception(weights_file: str | Path, device: str = "cpu") -> torch.nn.Module:
+    """torch-fidelity's ``inception-v3-compat`` extractor (pool3 features) from a file."""
+    _compat.ensure_torchvision()
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    model = FeatureExtractorInceptionV3(
+        name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(weights_file)
+    )
+    return model.to(device).eval()
+
+
+_LOADED: dict[tuple[str, str], torch.nn.Module] = {}
+
+
+def shared_inception(weights_file: str | Path, device: str = "cpu") -> torch.nn.Module:
+    """:func:`load_inception`, one copy per (file, device) per process (it is read-only)."""
+    key = (str(weights_file), str(device))
+    if key not in _LOADED:
+        _LOADED[key] = load_inception(weights_file, device)
+    return _LOADED[key]
+
+
+def pytorch_fid_input(images: list[np.ndarray], device: str | torch.device = "cpu") -> torch.Tensor:
+    """pytorch-fid's input stage: [0, 1] float, bilinear 299 (align_corners=False,
+    no antialias), then 2x - 1, on ``device``. Returns float32 (N, 3, 299, 299)."""
+    out = []
+    for img in images:
+        x = to_unit_tensor(img)[None].to(device)
+        x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
+        out.append(x[0])
+    return torch.stack(out) * 2 - 1
+
+
+def pool3_from_normalized(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """pool3 features (N, 2048) float32 of an already resized and normalised input."""
+    x = x.to(dtype=model.feature_extractor_internal_dtype)
+    with torch.no_grad():
+        for name in POOL3_LAYERS:
+            x = getattr(model, name)(x)
+    return torch.flatten(x, 1).to(torch.float32)
+
+
+def torch_fidelity_pool3(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The extractor's own forward on uint8 (N, 3, H, W)."""
+    with torch.no_grad():
+        (f,) = model(images)
+    return f.to(torch.float32)
+
+
+# ---------------------------------------------------------------------------
+# Fréchet distance
+# ---------------------------------------------------------------------------
+def fid_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (``np.cov``, ddof 1) in float64, as pytorch-fid."""
+    act = np.asarray(features, dtype=np.float64)
+    return act.mean(axis=0), np.cov(act, rowvar=False)
+
+
+def frechet_distance_sqrtm(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> tuple[float, dict[str, Any]]:
+    """pytorch-fid's formula: ``scipy.linalg.sqrtm(S1 S2)``; eps on the diagonals if
+    the result is not finite; real part of a complex result. Where pytorch-fid
+    raises on an imaginary diagonal (> 1e-3), this returns the value and reports
+    ``sqrtm_imag_max`` instead; scipy's LinAlgWarning (singular product, the
+    usual case with fewer images than dimensions) goes to ``sqrtm_warning``."""
+    from scipy import linalg
+
+    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    diff = mu1 - mu2
+    info: dict[str, Any] = {}
+    with warnings.catch_warnings(record=True) as caught:  # "Matrix is singular" when N < dim
+        warnings.simplefilter("always", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma1.dot(sigma2))
+        if not np.isfinite(covmean).all():
+            offset = np.eye(sigma1.shape[0]) * eps
+            covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+            info["sqrtm_eps"] = eps
+    messages = sorted({str(w.message) for w in caught if issubclass(w.category, linalg.LinAlgWarning)})
+    for w in caught:
+        if not issubclass(w.category, linalg.LinAlgWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if messages:
+        info["sqrtm_warning"] = "; ".join(messages)
+    if np.iscomplexobj(covmean):
+        info["sqrtm_imag_max"] = float(np.max(np.abs(np.diagonal(covmean).imag)))
+        covmean = covmean.real
+    value = float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return value, info
+
+
+def _cov_factor(act: np.ndarray) -> tuple[np.ndarray, float]:
+    """(L, tr S) with S = L L^T the sample covariance of float64 rows ``act``."""
+    n, d = act.shape
+    xc = act - act.mean(axis=0)
+    trace = float(np.sum(xc * xc) / (n - 1))
+    if n <= d:
+        return xc.T / math.sqrt(n - 1), trace
+    w, v = np.linalg.eigh(xc.T @ xc / (n - 1))
+    return v * np.sqrt(np.clip(w, 0.0, None)), trace
+
+
+def frechet_distance_svd(features1: np.ndarray, features2: np.ndarray) -> float:
+    """The same Fréchet distance from the features: tr sqrtm(S1 S2) = sum of the
+    singular values of L1^T L2 (S_i = L_i L_i^T); float64 throughout."""
+    a1 = np.asarray(features1, dtype=np.float64)
+    a2 = np.asarray(features2, dtype=np.float64)
+    diff = a1.mean(axis=0) - a2.mean(axis=0)
+    l1, tr1 = _cov_factor(a1)
+    l2, tr2 = _cov_factor(a2)
+    tr_covmean = float(np.linalg.svd(l1.T @ l2, compute_uv=False).sum())
+    return float(diff.dot(diff) + tr1 + tr2 - 2 * tr_covmean)
+
+
+def frechet_distance(
+    features1: np.ndarray, features2: np.ndarray, trace_sqrt: str = "sqrtm"
+) -> tuple[float, dict[str, Any]]:
+    """FID of two feature sets (rows = images); ``features1`` plays pytorch-fid's first path."""
+    if len(features1) < 2 or len(features2) < 2:
+        raise ValueError("FID needs at least 2 images per set")
+    if trace_sqrt == "sqrtm":
+        mu1, s1 = fid_statistics(features1)
+        mu2, s2 = fid_statistics(features2)
+        return frechet_distance_sqrtm(mu1, s1, mu2, s2)
+    if trace_sqrt == "svd":
+        return frechet_distance_svd(features1, features2), {}
+    raise ValueError(f"unknown trace_sqrt '{trace_sqrt}'")
+
+
+# ---------------------------------------------------------------------------
+# The metric
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FIDSettings:
+    #: input stage: pytorch-fid = float bilinear 299 + 2x-1 (released code);
+    #: torch-fidelity = uint8 into torch-fidelity's extractor (TF1-style resize)
+    resize: Literal["pytorch-fid", "torch-fidelity"] = "pytorch-fid"
+    #: tr sqrtm(S_t S_g): sqrtm = scipy as pytorch-fid; svd = exact, from the features
+    trace_sqrt: Literal["sqrtm", "svd"] = "sqrtm"
+
+
+class FID(Metric):
+    """Fréchet Inception Distance, targets vs generated of the scored samples."""
+
+    name = "fid"
+    needs = ("generated", "target")
+    higher_is_better = False
+    version = "1"
+    kind = "set"
+    display_scale = 1.0  # the paper prints FID as is
+    Settings = FIDSettings
+    #: images per Inception forward (results do not depend on it beyond float rounding)
+    batch_size: int = 16
+
+    def __init__(self, settings: FIDSettings, *, weights=None, device: str = "cpu", cache=None):
+        super().__init__(settings, weights=weights, device=device, cache=cache)
+        res = weights.resolve(INCEPTION_FID.name)
+        self.model = shared_inception(res.file(INCEPTION_FILE), device)
+        self.reset()
+
+    @classmethod
+    def artifacts(cls, settings: FIDSettings) -> list[str]:
+        return [INCEPTION_FID.name]
+
+    def reset(self) -> None:
+        self._generated: list[np.ndarray] = []
+        self._target: list[np.ndarray] = []
+        #: images pushed through Inception, per side (tests count these)
+        self.forwarded = {"generated": 0, "target": 0}
+
+    def features(self, images: list[np.ndarray], side: str = "generated") -> np.ndarray:
+        """pool3 features float32 (N, 2048) in the configured input mode."""
+        self.forwarded[side] = self.forwarded.get(side, 0) + len(images)
+        out = np.empty((len(images), FEATURE_DIM), dtype=np.float32)
+        if self.settings.resize == "pytorch-fid":
+            for start in range(0, len(images), self.batch_size):
+                x = pytorch_fid_input(images[start : start + self.batch_size], self.device)
+                out[start : start + len(x)] = pool3_from_normalized(self.model, x).cpu().numpy()
+            return out
+        # torch-fidelity: uint8 batches of equal size into its forward
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, img in enumerate(images):
+            if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+                raise ValueError(f"expected uint8 (H, W, 3), got {img.dtype} {img.shape}")
+            groups.setdefault(img.shape, []).append(i)
+        for idx in groups.values():
+            for start in range(0, len(idx), self.batch_size):
+                part = idx[start : start + self.batch_size]
+                x = torch.from_numpy(np.stack([images[i] for i in part])).permute(0, 3, 1, 2).contiguous()
+                f = torch_fidelity_pool3(self.model, x.to(self.device)).cpu().numpy()
+                out[part] = f
+        return out
+
+    def update(self, batch: MetricBatch) -> None:
+        if len(batch) == 0:
+            return
+        self._generated.append(self.features(batch.generated, "generated"))
+
+        def fill(idx: list[int]) -> list[np.ndarray]:
+            return list(self.features([batch.target[i] for i in idx], "target"))
+
+        if len(batch.target_keys) == len(batch):
+            tgt = np.stack(self.cached("target-pool3", batch.target_keys, fill)).astype(np.float32, copy=False)
+        else:
+            tgt = np.stack(fill(list(range(len(batch)))))
+        self._target.append(tgt)
+
+    def feature_matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        """(target, generated) features accumulated so far."""
+        empty = np.zeros((0, FEATURE_DIM), dtype=np.float32)
+        t = np.concatenate(self._target) if self._target else empty
+        g = np.concatenate(self._generated) if self._generated else empty
+        return t, g
+
+    def result(self) -> dict[str, Any]:
+        s: FIDSettings = self.settings
+        t, g = self.feature_matrices()
+        out: dict[str, Any] = {
+            "n": int(len(g)),
+            "n_generated": int(len(g)),
+            "n_target": int(len(t)),
+            "feature_dim": FEATURE_DIM,
+            "resize": s.resize,
+            "trace_sqrt": s.trace_sqrt,
+        }
+        if len(g) < 2 or len(t) < 2:
+            out["value"] = None
+            out["note"] = "FID needs at least 2 images"
+            return out
+        value, info = frechet_distance(t, g, s.trace_sqrt)
+        out["value"] = value
+        out.update(info)
+        notes = []
+        n = min(len(t), len(g))
+        if n < FEATURE_DIM:
+            out["rank_deficient"] = True
+            notes.append(
+                f"N={n} < {FEATURE_DIM}: the covariances are rank-deficient; FID is biased upward "
+                "and comparable only at the same N"
+            )
+        if info.get("sqrtm_imag_max", 0.0) > 1e-3:
+            notes.append(
+                f"sqrtm left an imaginary diagonal of {info['sqrtm_imag_max']:.3g} "
+                "(pytorch-fid would raise); consider trace_sqrt: svd"
+            )
+        if notes:
+            out["note"] = "; ".join(notes)
+        return out
+
+
+def build_tiny_inception(folder: Path) -> None:
+    """torch-fidelity's InceptionV3 (real architecture, ~95 MB) with deterministic
+    random weights, saved as a plain state dict like the real file.
+
+    He-normal convolutions and unit batch-norm statistics keep activations of
+    order one through the 20-odd layers, so pool3 features differ between images.
+    """
+    _compat.ensure_torchvision()
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    from ..io import atomic_open
+
+    class _Unloaded(FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, strict=True, assign=False):  # keep the random init
+            if state_dict:
+                raise RuntimeError("expected the empty placeholder state dict")
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    placeholder = folder / ".empty-state-dict.pth"
+    torch.save({}, placeholder)
+    try:
+        model = _Unloaded(
+            name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(placeholder)
+        )
+    finally:
+        placeholder.unlink()
+    g = torch.Generator().manual_seed(31)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.Conv2d):
+                fan_in = mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1]
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) * math.sqrt(2.0 / fan_in))
+            elif isinstance(mod, torch.nn.BatchNorm2d):
+                mod.weight.fill_(1.0)
+                mod.bias.copy_(torch.randn(mod.bias.shape, generator=g) * 0.1)
+                mod.running_mean.zero_()
+                mod.running_var.fill_(1.0)
+            elif isinstance(mod, torch.nn.Linear):
+                mod.weight.copy_(torch.randn(mod.weight.shape, generator=g) / math.sqrt(mod.in_features))
+                mod.bias.zero_()
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with atomic_open(folder / INCEPTION_FILE, "wb") as f:
+        torch.save(state, f)

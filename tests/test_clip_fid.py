@@ -1,0 +1,314 @@
+"""CLIP image similarity and FID against open_clip / torch-fidelity on the same tiny weights.
+
+The tiny zoo is built once per session (the Inception stand-in has the real
+architecture, ~95 MB); Inception forwards are the cost here, so every FID test
+uses 2 images per side and the target features go through the feature cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from egobench.errors import MissingArtifactError
+from egobench.metrics import MetricBatch
+from egobench.metrics.cache import FeatureCache
+from egobench.metrics.clip_metric import (
+    CLIP_MEAN,
+    CLIP_STD,
+    CONFIG_FILE,
+    CLIPImage,
+    CLIPTextEncoder,
+    build_clip,
+    clip_preprocess,
+)
+from egobench.metrics.fid import (
+    FID,
+    INCEPTION_FILE,
+    frechet_distance,
+    pool3_from_normalized,
+    pytorch_fid_input,
+)
+from egobench.weights import WeightStore
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+def _frame(seed: int, h: int = 64, w: int = 80) -> np.ndarray:
+    """A smooth random frame with a coloured block (uint8 H x W x 3)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    arr = np.array(Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC))
+    y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
+    arr[y : y + h // 3, x : x + w // 3] = rng.integers(0, 256, 3)
+    return arr
+
+
+def _batch(generated, target, prefix="s") -> MetricBatch:
+    import hashlib
+
+    return MetricBatch(
+        ids=[f"{prefix}{i}" for i in range(len(generated))],
+        generated=list(generated),
+        target=list(target),
+        target_keys=[hashlib.sha256(t.tobytes() + str(t.shape).encode()).hexdigest() for t in target],
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tiny_zoo) -> WeightStore:
+    return WeightStore(zoo="tiny", tiny_root=tiny_zoo)
+
+
+@pytest.fixture(scope="module")
+def targets() -> list[np.ndarray]:
+    return [_frame(100 + i) for i in range(2)]
+
+
+def _clip(store, cache=None, **settings) -> CLIPImage:
+    return CLIPImage(CLIPImage.parse_settings(settings, "test"), weights=store, cache=cache)
+
+
+def _fid(store, cache=None, **settings) -> FID:
+    return FID(FID.parse_settings(settings, "test"), weights=store, cache=cache)
+
+
+# ---------------------------------------------------------------------------
+# CLIP
+# ---------------------------------------------------------------------------
+def test_clip_equals_open_clip_encode_image_by_hand(store):
+    """Reference: open_clip's own ``local-dir:`` loader on the tiny artifact and the
+    released code's preprocessing written out by hand."""
+    import open_clip
+
+    folder = store.resolve("clip-vit-l-14").path
+    ref = open_clip.create_model(f"local-dir:{folder}").eval()
+    gens = [_frame(i, 48, 90) for i in range(3)]
+    tgts = [_frame(10 + i, 64, 80) for i in range(3)]
+
+    def emb(img):
+        x = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
+        x = F.interpolate(x, size=224, mode="bicubic", align_corners=False)
+        x = (x - torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+            open_clip.OPENAI_DATASET_STD
+        ).view(1, 3, 1, 1)
+        with torch.no_grad():
+            f = ref.encode_image(x)
+        return f / f.norm(dim=1, keepdim=True)
+
+    want = [float(F.cosine_similarity(emb(g), emb(t))[0]) for g, t in zip(gens, tgts)]
+    got = _clip(store).compute(_batch(gens, tgts))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert (CLIP_MEAN, CLIP_STD) == (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
+
+
+def test_clip_identical_is_one_batch_invariant_and_cached(store, tmp_path):
+    cache = FeatureCache(tmp_path / "fc")
+    gens = [_frame(i) for i in range(7)]
+    tgts = [_frame(50 + i) for i in range(7)]
+    m = _clip(store, cache=cache)
+    np.testing.assert_allclose(m.compute(_batch(tgts, tgts)), 1.0, atol=1e-6)
+    assert m.encoded == {"generated": 7, "target": 7}
+    whole = m.compute(_batch(gens, tgts))
+    assert m.encoded["target"] == 7  # targets came from the cache
+    one = np.concatenate([_clip(store).compute(_batch([g], [t])) for g, t in zip(gens, tgts)])
+    np.testing.assert_allclose(whole, one, atol=1e-6)
+    assert np.all(whole < 1.0 - 1e-4) and np.all(whole > -1.0)
+
+
+def test_clip_shortside_crop_matches_torchvision(store):
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    img = _frame(3, 64, 115)
+    x = torch.from_numpy(img).permute(2, 0, 1).float() / 255.0
+    x = TF.center_crop(TF.resize(x, 224, InterpolationMode.BICUBIC, antialias=False), 224)
+    want = TF.normalize(x, CLIP_MEAN, CLIP_STD)
+    got = clip_preprocess(img, 224, "shortside-crop", antialias=False)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    squash = clip_preprocess(img, 224, "squash")
+    assert squash.shape == (3, 224, 224) and not torch.allclose(squash, got)
+
+
+def test_clip_real_architecture_is_vit_l_14_with_quick_gelu(tmp_path):
+    from open_clip.transformer import QuickGELU
+
+    model = build_clip("ViT-L-14", None, None, device="meta")  # structure only, no weights
+    vis, blocks = model.visual, model.visual.transformer.resblocks
+    assert (len(blocks), vis.transformer.width, vis.patch_size) == (24, 1024, (14, 14))
+    assert tuple(vis.image_size) == (224, 224)
+    assert tuple(vis.proj.shape) == (1024, 768) and model.transformer.width == 768
+    assert all(isinstance(b.mlp.gelu, QuickGELU) for b in list(blocks) + list(model.transformer.resblocks))
+    bad = tmp_path / CONFIG_FILE
+    bad.write_text(json.dumps({"model_cfg": {"quick_gelu": False}}))
+    with pytest.raises(ValueError, match="quick_gelu"):
+        build_clip("ViT-L-14", None, bad, device="meta")
+
+
+def test_clip_text_encoder_normalised_and_matches_open_clip(store):
+    import open_clip
+
+    enc = CLIPTextEncoder(store)
+    texts = ["The person pulls the drawer & looks inside.", "open drawer", "word " * 200]
+    got = enc.embed(texts)
+    assert got.shape == (3, 32) and got.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
+    tokens = open_clip.tokenize(texts)
+    assert tokens.shape == (3, 77) and int(tokens[2, -1]) == 49407  # truncated, ends with <end_of_text>
+    with torch.no_grad():
+        ref = enc.model.encode_text(tokens)
+    ref = (ref / ref.norm(dim=1, keepdim=True)).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    assert enc.embed([]).shape == (0, 32)
+
+
+# ---------------------------------------------------------------------------
+# FID
+# ---------------------------------------------------------------------------
+def _scipy_fid(f1: np.ndarray, f2: np.ndarray) -> float:
+    """pytorch-fid's calculate_frechet_distance, written out on float64 statistics."""
+    from scipy import linalg
+
+    a1, a2 = f1.astype(np.float64), f2.astype(np.float64)
+    mu1, mu2 = a1.mean(0), a2.mean(0)
+    s1, s2 = np.cov(a1, rowvar=False), np.cov(a2, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2)
+    if not np.isfinite(covmean).all():
+        off = np.eye(len(s1)) * 1e-6
+        covmean = linalg.sqrtm((s1 + off) @ (s2 + off))
+    return float((mu1 - mu2) @ (mu1 - mu2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real))
+
+
+@pytest.mark.parametrize("n1,n2", [(3, 4), (20, 30), (200, 150)])
+def test_frechet_formulas_match_scipy(n1, n2):
+    rng = np.random.default_rng(n1)
+    d = 64
+    mix = rng.standard_normal((d, d)) / 4
+    f1 = (rng.standard_normal((n1, d)) @ mix + 0.3).astype(np.float32)
+    f2 = (rng.standard_normal((n2, d)) @ (mix + 0.05) + rng.standard_normal(d) * 0.2).astype(np.float32)
+    ref = _scipy_fid(f1, f2)
+    got_sqrtm, _ = frechet_distance(f1, f2, "sqrtm")
+    got_svd, _ = frechet_distance(f1, f2, "svd")
+    assert got_sqrtm == pytest.approx(ref, rel=1e-9, abs=1e-9)
+    assert got_svd == pytest.approx(ref, rel=1e-6, abs=1e-8)
+    same, _ = frechet_distance(f1, f1, "svd")
+    assert abs(same) < 1e-9 * max(1.0, float(np.var(f1, axis=0).sum()))
+
+
+def test_pytorch_fid_input_stage():
+    img = _frame(7, 45, 80)
+    x = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
+    want = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) * 2 - 1
+    got = pytorch_fid_input([img, img])
+    assert got.shape == (2, 3, 299, 299)
+    torch.testing.assert_close(got[:1], want, atol=0, rtol=0)
+
+
+def test_fid_torch_fidelity_mode_equals_calculate_metrics(store, targets, tmp_path):
+    from torch_fidelity import calculate_metrics
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    gens = [_frame(200 + i) for i in range(2)]
+    for name, imgs in (("t", targets), ("g", gens)):
+        (tmp_path / name).mkdir()
+        for i, a in enumerate(imgs):
+            Image.fromarray(a).save(tmp_path / name / f"{i:03d}.png")
+    weights_file = store.resolve("inception-fid").file(INCEPTION_FILE)
+    ref = calculate_metrics(
+        input1=str(tmp_path / "t"), input2=str(tmp_path / "g"), fid=True,
+        feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(weights_file),
+        cuda=False, cache=False, verbose=False, save_cpu_ram=True,
+    )["frechet_inception_distance"]  # fmt: skip
+    m = _fid(store, resize="torch-fidelity", trace_sqrt="svd")
+    m.update(_batch(gens, targets))
+    res = m.result()
+    assert res["value"] == pytest.approx(ref, rel=1e-3)
+    assert (res["n"], res["n_generated"], res["n_target"]) == (2, 2, 2)
+    assert res["rank_deficient"] and "2048" in res["note"]
+    # the layer walk used by the pytorch-fid mode equals the extractor's forward
+    t_feats, _ = m.feature_matrices()
+    x = torch.from_numpy(targets[0]).permute(2, 0, 1)[None].float()
+    x = (interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False) - 128) / 128
+    np.testing.assert_allclose(pool3_from_normalized(m.model, x).numpy()[0], t_feats[0], rtol=1e-5, atol=1e-6)
+
+
+def test_fid_target_cache_identity_and_batch_invariance(store, targets, tmp_path):
+    cache = FeatureCache(tmp_path / "fc")
+    g1 = [_frame(300 + i) for i in range(2)]
+    g2 = [_frame(400 + i) for i in range(2)]
+    m1 = _fid(store, cache=cache, trace_sqrt="svd")
+    m1.update(_batch(g1, targets))
+    assert m1.forwarded == {"generated": 2, "target": 2}
+    # a second method against the same targets: no target-side Inception forward
+    m2 = _fid(store, cache=cache, trace_sqrt="svd")
+    m2.update(_batch(g2[:1], targets[:1]))
+    m2.update(_batch(g2[1:2], targets[1:2]))
+    assert m2.forwarded == {"generated": 2, "target": 0} and m2.result()["n"] == 2
+    r1, r2 = m1.result(), m2.result()
+    assert r1["value"] > 0 and r2["value"] > 0 and r1["value"] != r2["value"]
+    # FID(x, x) ~ 0; generated features one image per forward vs cached targets (batch of 2)
+    m3 = _fid(store, cache=cache, trace_sqrt="svd")
+    m3.batch_size = 1
+    m3.update(_batch(targets, targets))
+    assert m3.forwarded == {"generated": 2, "target": 0}
+    t_feats, g_feats = m3.feature_matrices()
+    np.testing.assert_allclose(g_feats, t_feats, rtol=1e-5, atol=1e-6)
+    res = m3.result()
+    assert abs(res["value"]) < 1e-6 * float(np.var(t_feats, axis=0).sum())
+    # result() is the float64 formula on the accumulated features
+    assert r1["value"] == pytest.approx(frechet_distance(*m1.feature_matrices(), "svd")[0], rel=1e-12)
+
+
+def test_fid_result_edge_cases(store):
+    m = _fid(store)
+    assert m.result()["value"] is None
+    rng = np.random.default_rng(0)
+    m._target.append(rng.standard_normal((1, 2048)).astype(np.float32))
+    m._generated.append(rng.standard_normal((1, 2048)).astype(np.float32))
+    res = m.result()
+    assert res["value"] is None and res["n"] == 1 and "at least 2" in res["note"]
+
+
+@pytest.mark.slow
+def test_fid_sqrtm_on_2048d_features_matches_svd(store):
+    """pytorch-fid's 2048 x 2048 sqrtm (15-45 s on a 2-core CPU) against the exact SVD form
+    (the formulas are checked against scipy on small features above)."""
+    rng = np.random.default_rng(1)
+    f1 = np.abs(rng.standard_normal((40, 2048))).astype(np.float32)
+    f2 = (np.abs(rng.standard_normal((50, 2048))) * 1.1).astype(np.float32)
+    m = _fid(store)  # default trace_sqrt: sqrtm
+    m._target.append(f1)
+    m._generated.append(f2)
+    res = m.result()
+    assert res["value"] == pytest.approx(frechet_distance(f1, f2, "svd")[0], rel=1e-6)
+    assert res.get("sqrtm_imag_max", 0.0) < 1e-3 and res["rank_deficient"]
+
+
+# ---------------------------------------------------------------------------
+# missing weights
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("cls,artifact", [(FID, "inception-fid"), (CLIPImage, "clip-vit-l-14")])
+def test_missing_artifact_is_one_line(cls, artifact, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    store = WeightStore(zoo="real", weights_dir=tmp_path / "weights")
+    with pytest.raises(MissingArtifactError) as e:
+        cls(cls.parse_settings({}, "test"), weights=store)
+    msg = str(e.value)
+    assert "\n" not in msg and f"egobench weights download {artifact}" in msg
+
+
+def test_tiny_artifacts_layout(store):
+    clip_dir: Path = store.resolve("clip-vit-l-14").path
+    assert (clip_dir / "open_clip_model.safetensors").is_file() and (clip_dir / CONFIG_FILE).is_file()
+    state = torch.load(store.resolve("inception-fid").file(INCEPTION_FILE), map_location="cpu", weights_only=True)
+    assert state["fc.weight"].shape == (1008, 2048) and state["Conv2d_1a_3x3.conv.weight"].shape == (32, 3, 3, 3)
