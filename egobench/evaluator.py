@@ -40,6 +40,7 @@ class Evaluation:
     n_samples: int
     n_scored: int
     problems: dict[str, int] = field(default_factory=dict)
+    cache: dict[str, int] = field(default_factory=dict)  # target-side feature cache hits / misses
 
 
 def build_metrics(
@@ -184,7 +185,13 @@ def evaluate_samples(
             info.setdefault("n", n_scored)
         agg[c.name] = info
     problems = df["status"][df["status"] != "ok"].value_counts().to_dict()
-    return Evaluation(df, agg, len(samples), n_scored, {str(k): int(v) for k, v in problems.items()})
+    caches = {id(c.metric.cache): c.metric.cache for c in columns if getattr(c.metric, "cache", None) is not None}
+    stats = {
+        "hits": sum(c.hits for c in caches.values()),
+        "misses": sum(c.misses for c in caches.values()),
+        "enabled": any(c.enabled for c in caches.values()),
+    }
+    return Evaluation(df, agg, len(samples), n_scored, {str(k): int(v) for k, v in problems.items()}, stats)
 
 
 def format_value(info: dict[str, Any]) -> str:
@@ -193,4 +200,5 @@ def format_value(info: dict[str, Any]) -> str:
         return "n/a"
     if isinstance(v, float) and math.isinf(v):
         return "inf"
-    return f"{v * info.get('display_scale', 1.0):.2f}"
+    text = f"{v * info.get('display_scale', 1.0):.2f}"
+    return "0.00" if text == "-0.00" else text

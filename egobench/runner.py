@@ -20,7 +20,7 @@ import pandas as pd
 
 from .data import Split, load_split
 from .data.split import Sample, file_digest, safe_id
-from .errors import ConfigError, UserError
+from .errors import ConfigError, MissingArtifactError, UserError
 from .evaluator import Evaluation, build_metrics, evaluate_samples, format_value
 from .images import BadImageError, save_atomic
 from .io import atomic_open, atomic_write_json, clean_stale_temps, read_json
@@ -100,11 +100,24 @@ def preflight_artifacts(proto: Protocol, store: WeightStore) -> None:
     """Resolve every metric's weights before any heavy work starts."""
     from .metrics import METRICS
 
+    missing: dict[str, MissingArtifactError] = {}
     for i, spec in enumerate(proto.metrics):
         cls = METRICS.get(spec.metric)
         settings = cls.parse_settings(spec.settings, f"{proto.source}: metrics[{i}].settings")
         for name in cls.artifacts(settings):
-            store.resolve(name)
+            try:
+                store.resolve(name)
+            except MissingArtifactError as e:
+                missing.setdefault(name, e)
+    if len(missing) == 1:
+        raise next(iter(missing.values()))
+    if missing:
+        names = sorted(missing)
+        raise MissingArtifactError(
+            f"{len(names)} weight artifacts not found locally ({', '.join(names)}); "
+            f"fetch with 'egobench weights download {' '.join(names)}' or see 'egobench weights list' "
+            "(or use --zoo tiny for a not-comparable dry run)"
+        )
 
 
 def resolve_method(method: str) -> type[Method]:
@@ -337,6 +350,7 @@ def _write_metrics(run_dir: Path, manifest: dict, evaluation: Evaluation, compar
             "n_samples": evaluation.n_samples,
             "n_scored": evaluation.n_scored,
             "problems": evaluation.problems,
+            "feature_cache": evaluation.cache,
             "comparable": comparable,
             "metrics": evaluation.metrics,
             "metric_order": list(evaluation.metrics),  # the protocol's column order

@@ -49,7 +49,29 @@ class Artifact:
         return self.url or "unknown"
 
 
-ARTIFACTS: Registry[Artifact] = Registry("artifact", entry_point_group="egobench.artifacts")
+#: modules that declare artifacts; imported on the first lookup or listing so the
+#: registry knows every artifact without importing metric code up front
+PROVIDERS = (
+    "egobench.metrics.egovlp",
+    "egobench.metrics.clip_metric",
+    "egobench.metrics.fid",
+    "egobench.metrics.blip",
+)
+
+
+class _ArtifactRegistry(Registry):
+    def discover(self) -> None:
+        if not self._discovered:
+            import importlib
+
+            self._discovered = True  # providers register while being imported
+            for mod in PROVIDERS:
+                importlib.import_module(mod)
+            self._discovered = False
+        super().discover()
+
+
+ARTIFACTS: Registry[Artifact] = _ArtifactRegistry("artifact", entry_point_group="egobench.artifacts")
 
 
 def register_artifact(artifact: Artifact) -> Artifact:

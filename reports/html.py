@@ -41,9 +41,9 @@ def _fmt(info: dict[str, Any]) -> str:
     v = info.get("value")
     if v is None:
         return "n/a"
-    if math.isinf(v):
-        return "inf"
-    return f"{v * info.get('display_scale', 1.0):.2f}"
+    from egobench.evaluator import format_value
+
+    return format_value(info)
 
 
 def render_runs(run_dirs: list[Path], out: Path, title: str, grid_run: Path | None = None, max_rows: int = 48) -> Path:

@@ -143,7 +143,9 @@ def test_missing_real_weights_fail_before_generation(release, tmp_path, monkeypa
     out = tmp_path / "run"
     r = invoke("run", "--method", "input-copy", "--dataset", "ego4d", "--data-root", str(release),
                "--out", str(out), "--quiet")
-    one_line_error(r, "weights 'lpips-squeeze-backbone' not found", "egobench weights download")
+    line = one_line_error(r, "weight artifacts not found locally", "egobench weights download")
+    for name in ("egovlp-ego4d", "clip-vit-l-14", "inception-fid", "lpips-squeeze-backbone"):
+        assert name in line
     assert not (out / "images").exists()
 
 

@@ -45,7 +45,7 @@ def test_unknown_and_mistyped_keys_are_errors():
         parse_protocol(_text(**{"steps: 100": "steps: many"}), "p.yaml")
     with pytest.raises(ConfigError, match="'webp' is not one of"):
         parse_protocol(_text(**{"output_format: png": "output_format: webp"}), "p.yaml")
-    with pytest.raises(ConfigError, match=r"metrics\[1\].settings: unknown key 'nett'"):
+    with pytest.raises(ConfigError, match=r"metrics\[\d+\].settings: unknown key 'nett'"):
         parse_protocol(_text(**{"{net: squeeze": "{nett: squeeze"}), "p.yaml")
     with pytest.raises(UnknownNameError, match="unknown metric 'lpipz'"):
         parse_protocol(_text(**{"metric: lpips": "metric: lpipz"}), "p.yaml")

@@ -129,3 +129,8 @@ class Metric:
 METRICS: Registry[type[Metric]] = Registry("metric", entry_point_group="egobench.metrics")
 METRICS.add("psnr", "egobench.metrics.psnr:PSNR")
 METRICS.add("lpips", "egobench.metrics.lpips_metric:LPIPS")
+METRICS.add("egovlp", "egobench.metrics.egovlp:EgoVLP")
+METRICS.add("egovlp-plus", "egobench.metrics.egovlp:EgoVLPPlus")
+METRICS.add("clip", "egobench.metrics.clip_metric:CLIPImage")
+METRICS.add("fid", "egobench.metrics.fid:FID")
+METRICS.add("blip", "egobench.metrics.blip:BLIPSimilarity")
