@@ -370,8 +370,14 @@ def format_table(res: RunResult) -> str:
         "  ".join("-" * w for w in widths),
         "  ".join(r.ljust(w) for r, w in zip(row, widths, strict=False)),
         f"protocol {res.protocol.name} v{res.protocol.version} ({res.protocol.short_hash}); "
-        f"split {res.split.name} {res.split.short_fingerprint}; metrics x100 except PSNR (dB)",
+        f"split {res.split.name} {res.split.short_fingerprint}; metrics x100 except PSNR (dB) and FID",
     ]
+    for n in names:
+        if m[n].get("kind") == "set" and m[n].get("value") is not None:
+            note = f"{n} over {m[n].get('n')} images"
+            if m[n].get("note"):
+                note += f" ({m[n]['note']})"
+            lines.append(note)
     if res.evaluation.problems:
         lines.append("not scored: " + ", ".join(f"{k} {v}" for k, v in sorted(res.evaluation.problems.items())))
     if not res.comparable:

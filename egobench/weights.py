@@ -173,7 +173,12 @@ class WeightStore:
             candidates.append((_torch_hub_checkpoints(), "torch-hub"))
         for folder, origin in candidates:
             if all((folder / f).is_file() for f in art.files):
-                return Resolved(art.name, folder, origin, (folder / TINY_MARKER).is_file())
+                res = Resolved(art.name, folder, origin, (folder / TINY_MARKER).is_file())
+                problems = check(res)
+                if problems:
+                    raise ChecksumError(f"weights '{art.name}': {problems[0]}; re-fetch with "
+                                        f"'egobench weights download {art.name}'")
+                return res
         where = f"$EGOBENCH_WEIGHTS/{art.name}/{art.files[0]}"
         raise MissingArtifactError(
             f"weights '{art.name}' not found locally (source: {art.source}); "
@@ -211,8 +216,14 @@ def build_tiny(name: str, folder: str | os.PathLike | None = None) -> Path:
     return folder
 
 
+class ChecksumError(MissingArtifactError):
+    """A weight file does not match its published digest."""
+
+
 def check(res: Resolved) -> list[str]:
     """Verify a resolved artifact's files against known digests; return problems."""
+    from .data.split import file_digest
+
     art = ARTIFACTS.get(res.name)
     problems = []
     for f in art.files:
@@ -220,9 +231,9 @@ def check(res: Resolved) -> list[str]:
         if not p.is_file():
             problems.append(f"{p}: missing")
             continue
-        if res.tiny:
+        if res.tiny or (f not in art.sha256 and f not in art.sha256_prefix):
             continue
-        digest = sha256_file(p)
+        digest = file_digest(p)
         if f in art.sha256 and digest != art.sha256[f]:
             problems.append(f"{p}: sha256 {digest[:16]}... does not match {art.sha256[f][:16]}...")
         if f in art.sha256_prefix and not digest.startswith(art.sha256_prefix[f]):

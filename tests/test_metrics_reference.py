@@ -59,9 +59,12 @@ def test_lpips_squeeze_matches_the_lpips_package_loading_torchvision_weights(inp
     (ckpt / "squeezenet1_1-b8a52dc0.pth").write_bytes(res.file("squeezenet1_1-b8a52dc0.pth").read_bytes())
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     ref_model = lpips.LPIPS(net="squeeze", version="0.1", pretrained=True, pnet_rand=False, verbose=False).eval()
-    # the real-zoo resolver finds the same file in the torch hub cache
-    real = WeightStore(zoo="real").resolve("lpips-squeeze-backbone")
-    assert real.origin == "torch-hub"
+    # the real-zoo resolver finds the file in the torch hub cache, and refuses it:
+    # random stand-in bytes do not carry torchvision's published digest
+    from egobench.errors import MissingArtifactError
+
+    with pytest.raises(MissingArtifactError, match=f"{ckpt}/squeezenet1_1-b8a52dc0.pth: sha256 does not start"):
+        WeightStore(zoo="real").resolve("lpips-squeeze-backbone")
 
     pairs = [_imgs(10 + i) for i in range(3)]
     m = _metric("lpips", net="squeeze", input_range=input_range)

@@ -48,3 +48,18 @@ def test_prepare_cli_malformed_csv_names_line(tmp_path):
     assert r.exit_code == 2, r.output
     assert r.output.startswith(f"egobench: error: {bad}:4:"), r.output
     assert not (tmp_path / "out" / "epickitchen_val.json").exists()
+
+
+def test_checksum_mismatch_at_run_time_is_an_error_naming_the_file(release, tmp_path, monkeypatch):
+    from egobench.weights import build_tiny
+
+    folder = build_tiny("lpips-squeeze-backbone", tmp_path / "w" / "lpips-squeeze-backbone")
+    (folder / "EGOBENCH_TINY_ZOO.json").unlink()  # now it poses as the real file
+    monkeypatch.setenv("EGOBENCH_WEIGHTS", str(tmp_path / "w"))
+    import pytest
+
+    from egobench.errors import MissingArtifactError
+    from egobench.weights import WeightStore
+
+    with pytest.raises(MissingArtifactError, match="squeezenet1_1-b8a52dc0.pth: sha256 does not start with b8a52dc0"):
+        WeightStore(zoo="real").resolve("lpips-squeeze-backbone")

@@ -45,13 +45,46 @@ class Sample:
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
+#: files at least this large (weights) also remember their digest on disk
+PERSIST_BYTES = 16 << 20
+
+
+def _persist_path() -> Path | None:
+    if os.environ.get("EGOBENCH_NO_CACHE"):
+        return None
+    base = os.environ.get("EGOBENCH_CACHE")
+    root = Path(base).expanduser() if base else Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "egobench" / "features"
+    return root.parent / "digests.json" if not base else root / "digests.json"
+
+
 def file_digest(path: Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime)."""
+    """sha256 of a file, memoised on (path, size, mtime); large files on disk too."""
     st = os.stat(path)
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        _HASH_CACHE[key] = sha256_file(path)
-    return _HASH_CACHE[key]
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key in _HASH_CACHE:
+        return _HASH_CACHE[key]
+    store = _persist_path() if st.st_size >= PERSIST_BYTES else None
+    table: dict = {}
+    skey = f"{key[0]}|{key[1]}|{key[2]}"
+    if store is not None and store.is_file():
+        import json
+
+        try:
+            table = json.loads(store.read_text())
+        except (ValueError, OSError):
+            table = {}
+        if skey in table:
+            _HASH_CACHE[key] = table[skey]
+            return table[skey]
+    digest = sha256_file(path)
+    _HASH_CACHE[key] = digest
+    if store is not None:
+        from ..io import atomic_write_json
+
+        table[skey] = digest
+        atomic_write_json(store, table)
+    return digest
 
 
 @dataclass
