@@ -162,6 +162,17 @@ def evaluate_samples(
     for k in sorted(extras):
         col = extras[k] + [None] * (len(df) - len(extras[k]))
         df[k] = col
+    caches = {id(c.metric.cache): c.metric.cache for c in columns if getattr(c.metric, "cache", None) is not None}
+    stats = {
+        "hits": sum(c.hits for c in caches.values()),
+        "misses": sum(c.misses for c in caches.values()),
+        "enabled": any(c.enabled for c in caches.values()),
+    }
+    return aggregate(df, columns, stats)
+
+
+def aggregate(df: pd.DataFrame, columns: list[MetricColumn], cache_stats: dict[str, Any]) -> Evaluation:
+    """Split-level numbers from the per-sample table and the set metrics' state."""
     n_scored = int((df["status"] == "ok").sum())
     agg: dict[str, dict[str, Any]] = {}
     for c in columns:
@@ -185,13 +196,7 @@ def evaluate_samples(
             info.setdefault("n", n_scored)
         agg[c.name] = info
     problems = df["status"][df["status"] != "ok"].value_counts().to_dict()
-    caches = {id(c.metric.cache): c.metric.cache for c in columns if getattr(c.metric, "cache", None) is not None}
-    stats = {
-        "hits": sum(c.hits for c in caches.values()),
-        "misses": sum(c.misses for c in caches.values()),
-        "enabled": any(c.enabled for c in caches.values()),
-    }
-    return Evaluation(df, agg, len(samples), n_scored, {str(k): int(v) for k, v in problems.items()}, stats)
+    return Evaluation(df, agg, len(df), n_scored, {str(k): int(v) for k, v in problems.items()}, dict(cache_stats))
 
 
 def format_value(info: dict[str, Any]) -> str:

@@ -20,8 +20,9 @@ import pandas as pd
 
 from .data import Split, load_split
 from .data.split import Sample, file_digest, safe_id
+from .distributed import Dist, from_env
 from .errors import ConfigError, MissingArtifactError, UserError
-from .evaluator import Evaluation, build_metrics, evaluate_samples, format_value
+from .evaluator import Evaluation, aggregate, build_metrics, evaluate_samples, format_value
 from .images import BadImageError, save_atomic
 from .io import atomic_open, atomic_write_json, clean_stale_temps, read_json
 from .methods import METHODS, Method
@@ -166,7 +167,6 @@ def run(
     zoo = resolve_zoo(zoo, dataset)
     store = WeightStore(zoo=zoo, overrides=_parse_overrides(weights))
     preflight_artifacts(proto, store)  # a missing weight fails now, not after generation
-    gen = proto.generation
     options = dict(method_options or {})
 
     identity = {
@@ -181,8 +181,20 @@ def run(
     run_id = short_hash(identity)
     run_dir = Path(out) if out else default_run_dir(Path(runs_dir), dataset, proto, safe_id(method), run_id)
 
-    with run_lock(run_dir):
-        clean_stale_temps(run_dir)
+    dist = from_env(device)
+    if dist.active and device.startswith("cuda"):
+        device = f"cuda:{dist.local_rank}"
+    try:
+        return _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, device, options,
+                       identity, run_id, zoo, batch_size, keep_going, progress)
+    finally:
+        dist.close()
+
+
+def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, device, options, identity, run_id,
+            zoo, batch_size, keep_going, progress) -> RunResult:
+    gen = proto.generation
+    with run_lock(run_dir, dist.rank):
         images = run_dir / "images"
         failures_dir = run_dir / "failures"
         manifest_path = run_dir / "manifest.json"
@@ -198,7 +210,8 @@ def run(
         seeds: dict[str, int | None] = {
             s.id: (sample_seed(gen.seed, s.id) if gen.seed_policy == "per-sample" else None) for s in split
         }
-        pending = [s for s in split if not (images / relpaths[s.id]).is_file()]
+        shard = dist.shard(list(split))
+        pending = [s for s in shard if not (images / relpaths[s.id]).is_file()]
         manifest: dict[str, Any] = {
             "identity": identity,
             "run_id": run_id,
@@ -209,16 +222,20 @@ def run(
                       "root": str(split.root) if split.root else None},
             "protocol": {**proto.record(), "source": proto.source},
             "seeds": {"policy": gen.seed_policy, "seed": gen.seed,
-                      "note": "per-sample seeds = sha256(seed:sample_id); independent of batching and resumption"
-                      if gen.seed_policy == "per-sample" else
-                      "one global RNG seeded once per generation call, as the released code; "
-                      "noise depends on chunking, order and resumption"},
+                      "note": "per-sample seeds = sha256(seed:sample_id); independent of batching, sharding "
+                      "and resumption" if gen.seed_policy == "per-sample" else
+                      "one global RNG seeded once per generation call (per process), as the released code; "
+                      "noise depends on chunking, order, sharding and resumption"},
+            "processes": dist.world,
             "zoo": zoo,
             "command": sys.argv if sys.argv and "egobench" in Path(sys.argv[0]).name else None,
             "environment": environment(device),
             "created": (previous or {}).get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        atomic_write_json(manifest_path, {**(previous or {}), **manifest, "state": "generating"})
+        if dist.is_main:
+            clean_stale_temps(run_dir)
+            atomic_write_json(manifest_path, {**(previous or {}), **manifest, "state": "generating"})
+        dist.barrier()
 
         generated = 0
         method_obj: Method | None = None
@@ -228,7 +245,7 @@ def run(
             method_obj.prepare(split)
             if gen.seed_policy == "global":
                 seed_everything(gen.seed)
-            tick = _progress(len(pending), f"generate {method}", progress)
+            tick = _progress(len(pending), f"generate {method}", progress and dist.is_main)
             for start in range(0, len(pending), batch_size):
                 chunk = pending[start : start + batch_size]
                 outputs = _generate_chunk(method_obj, method, chunk, seeds, keep_going)
@@ -255,29 +272,53 @@ def run(
                 tick(len(chunk))
         elif previous and "config" in previous.get("method", {}):
             manifest["method"]["config"] = previous["method"]["config"]
+        dist.barrier()
 
-        n_present = len(split) - len(pending)
+        n_present = len(shard) - len(pending)
         status = {}
-        for s in split:
+        for s in shard:
             fp = failures_dir / f"{s.id}.json"
             if fp.is_file() and not (images / relpaths[s.id]).is_file():
                 status[s.id] = ("failed", read_json(fp).get("error", "generation failed"))
 
         columns = build_metrics(proto, store, device)
         evaluation = evaluate_samples(
-            list(split), lambda s: images / relpaths[s.id], columns,
-            batch_size=batch_size, status=status, progress=_progress(len(split), "evaluate", progress),
+            shard, lambda s: images / relpaths[s.id], columns,
+            batch_size=batch_size, status=status, progress=_progress(len(shard), "evaluate", progress and dist.is_main),
         )
+        if dist.active:
+            evaluation, generated, n_present = _merge_shards(dist, split, columns, evaluation, generated, n_present)
         comparable = not store.any_tiny and not any(s.meta.get("synthetic") for s in split)
-        _write_results(run_dir, split, evaluation, seeds, {s.id: f"images/{relpaths[s.id]}" for s in split})
         manifest["artifacts"] = {name: r.record() for name, r in sorted(store.used.items())}
         manifest["comparable"] = comparable
         manifest["state"] = "complete"
         manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        _write_metrics(run_dir, manifest, evaluation, comparable)
-        atomic_write_json(manifest_path, manifest)
+        if dist.is_main:
+            _write_results(run_dir, split, evaluation, seeds, {s.id: f"images/{relpaths[s.id]}" for s in split})
+            _write_metrics(run_dir, manifest, evaluation, comparable)
+            atomic_write_json(manifest_path, manifest)
+        dist.barrier()
         failed = evaluation.problems.get("failed", 0)
         return RunResult(run_dir, proto, split, evaluation, generated, failed, comparable, n_present)
+
+
+def _merge_shards(dist: Dist, split: Split, columns, evaluation: Evaluation, generated: int, n_present: int):
+    """Gather every shard's rows and set-metric state on rank 0; all ranks get the merged evaluation."""
+    states = {c.name: c.metric.state() for c in columns if c.metric.kind == "set"}
+    parts = dist.gather((evaluation.samples, states, evaluation.cache, generated, n_present))
+    merged = None
+    if dist.is_main:
+        assert parts is not None
+        order = [s.id for s in split]
+        df = pd.concat([p[0] for p in parts], ignore_index=True)
+        df = df.set_index("sample_id").loc[order].reset_index()
+        for c in columns:
+            if c.metric.kind == "set":
+                c.metric.load_states([p[1][c.name] for p in parts], order)
+        stats = {"hits": sum(p[2].get("hits", 0) for p in parts), "misses": sum(p[2].get("misses", 0) for p in parts),
+                 "enabled": any(p[2].get("enabled") for p in parts)}
+        merged = (aggregate(df, columns, stats), sum(p[3] for p in parts), sum(p[4] for p in parts))
+    return dist.broadcast(merged)
 
 
 class MethodError(Exception):

@@ -38,10 +38,13 @@ def short_hash(obj: Any, n: int = 10) -> str:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a run directory (two writers would collide)."""
+def run_lock(run_dir: Path, rank: int = 0) -> Iterator[None]:
+    """Hold an exclusive lock on a run directory (two writers would collide).
+
+    Each process of a sharded run holds its own rank's lock.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock_path = run_dir / ".lock"
+    lock_path = run_dir / (".lock" if rank == 0 else f".lock-rank{rank}")
     with open(lock_path, "w") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -125,6 +125,15 @@ class Metric:
     def result(self) -> dict[str, float]:
         raise NotImplementedError
 
+    # set metrics across processes: rank 0 gathers every shard's state
+    def state(self) -> dict[str, Any]:
+        """Picklable accumulated state (set metrics), for gathering across shards."""
+        raise NotImplementedError(f"set metric {self.name} cannot be sharded")
+
+    def load_states(self, states: list[dict[str, Any]], order: Sequence[str]) -> None:
+        """Replace the accumulated state with the union of ``states``, in ``order`` of sample ids."""
+        raise NotImplementedError(f"set metric {self.name} cannot be sharded")
+
 
 METRICS: Registry[type[Metric]] = Registry("metric", entry_point_group="egobench.metrics")
 METRICS.add("psnr", "egobench.metrics.psnr:PSNR")

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -255,6 +256,7 @@ class FID(Metric):
     def reset(self) -> None:
         self._generated: list[np.ndarray] = []
         self._target: list[np.ndarray] = []
+        self._ids: list[str] = []
         #: images pushed through Inception, per side (tests count these)
         self.forwarded = {"generated": 0, "target": 0}
 
@@ -284,6 +286,7 @@ class FID(Metric):
     def update(self, batch: MetricBatch) -> None:
         if len(batch) == 0:
             return
+        self._ids.extend(batch.ids)
         self._generated.append(self.features(batch.generated, "generated"))
 
         def fill(idx: list[int]) -> list[np.ndarray]:
@@ -301,6 +304,22 @@ class FID(Metric):
         t = np.concatenate(self._target) if self._target else empty
         g = np.concatenate(self._generated) if self._generated else empty
         return t, g
+
+    def state(self) -> dict[str, Any]:
+        t, g = self.feature_matrices()
+        return {"ids": list(self._ids), "target": t, "generated": g}
+
+    def load_states(self, states: list[dict[str, Any]], order: Sequence[str]) -> None:
+        rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for st in states:
+            for i, sid in enumerate(st["ids"]):
+                rows[sid] = (st["target"][i], st["generated"][i])
+        ids = [sid for sid in order if sid in rows]
+        self.reset()
+        if ids:
+            self._ids = ids
+            self._target = [np.stack([rows[i][0] for i in ids])]
+            self._generated = [np.stack([rows[i][1] for i in ids])]
 
     def result(self) -> dict[str, Any]:
         s: FIDSettings = self.settings
