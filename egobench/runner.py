@@ -291,6 +291,7 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
         comparable = not store.any_tiny and not any(s.meta.get("synthetic") for s in split)
         manifest["artifacts"] = {name: r.record() for name, r in sorted(store.used.items())}
         manifest["comparable"] = comparable
+        manifest["feature_cache"] = evaluation.cache  # hits / misses of this call (run-dependent)
         manifest["state"] = "complete"
         manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if dist.is_main:
@@ -391,7 +392,6 @@ def _write_metrics(run_dir: Path, manifest: dict, evaluation: Evaluation, compar
             "n_samples": evaluation.n_samples,
             "n_scored": evaluation.n_scored,
             "problems": evaluation.problems,
-            "feature_cache": evaluation.cache,
             "comparable": comparable,
             "metrics": evaluation.metrics,
             "metric_order": list(evaluation.metrics),  # the protocol's column order
@@ -520,6 +520,7 @@ def evaluate(
             "environment": environment(device),
             "artifacts": {n: r.record() for n, r in sorted(store.used.items())},
             "comparable": comparable,
+            "feature_cache": evaluation.cache,
             "state": "complete",
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

@@ -54,7 +54,7 @@ def test_second_method_computes_no_target_side_features(tmp_path, monkeypatch):
     assert first.evaluation.cache["misses"] > 0
     second = egobench.run("oracle", "demo", protocol="egobench-v1", limit=4, out=tmp_path / "b", progress=False)
     assert second.evaluation.cache == {"hits": first.evaluation.cache["misses"], "misses": 0, "enabled": True}
-    saved = json.loads((second.run_dir / "metrics.json").read_text())
+    saved = json.loads((second.run_dir / "manifest.json").read_text())
     assert saved["feature_cache"]["misses"] == 0
 
 
