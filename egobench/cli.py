@@ -278,16 +278,43 @@ def weights_download_cmd(names):
 @click.option("--protocol", "-p", default="egobench-v1", show_default=True)
 @click.option("--runs-dir", default="runs", show_default=True)
 @click.option("--out", default=None, help="report folder (default: runs/demo/report)")
+@click.option("--steps", type=int, default=10, show_default=True,
+              help="sampling steps for the demo (the tiny random models gain nothing from the protocol's 100)")
 @click.option("--quiet", is_flag=True)
-def demo_cmd(method, protocol, runs_dir, out, quiet):
+def demo_cmd(method, protocol, runs_dir, out, steps, quiet):
     """Run the strongest available method on the demo split (tiny zoo) and write an HTML page."""
     from .demo import demo
 
-    res = demo(method=method, protocol=protocol, runs_dir=runs_dir, out=out, progress=not quiet)
+    res = demo(method=method, protocol=protocol, runs_dir=runs_dir, out=out, steps=steps, progress=not quiet)
     for r in res.runs:
         click.echo(r.table())
         click.echo("")
     click.echo(f"report: {res.page.resolve()}")
+
+
+@main.command("bench")
+@click.option("--profile", type=click.Choice(["tiny", "full-arch"]), default="tiny", show_default=True,
+              help="tiny zoo (CI-safe) or real-size architectures with random weights")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--n", "n", type=int, default=None, help="samples for measurements 1-3 (default: per profile)")
+@click.option("--batch-size", type=int, default=None, help="evaluator batch size (default: per profile)")
+@click.option("--protocol", "-p", default="egobench-v1", show_default=True, help="whose metric settings are timed")
+@click.option("--mem-sizes", default=None, metavar="N1,N2", help="split sizes of the memory measurement")
+@click.option("--json", "json_path", default=None, help="also write the report as JSON")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def bench_cmd(profile, device, n, batch_size, protocol, mem_sizes, json_path, quiet):
+    """Speed and memory of the harness, each as a ratio next to its goal."""
+    from .bench import bench
+
+    sizes = None
+    if mem_sizes:
+        try:
+            sizes = tuple(int(x) for x in mem_sizes.split(","))
+        except ValueError:
+            raise UserError(f"--mem-sizes expects N1,N2, got {mem_sizes!r}") from None
+    rep = bench(profile, device=device, n=n, batch_size=batch_size, out=json_path, protocol=protocol,
+                mem_sizes=sizes, progress=not quiet)
+    click.echo(rep.table())
 
 
 if __name__ == "__main__":  # pragma: no cover

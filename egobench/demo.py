@@ -37,14 +37,26 @@ def demo(
     runs_dir: str | os.PathLike = "runs",
     out: str | os.PathLike | None = None,
     limit: int | None = None,
+    steps: int | None = 10,
     progress: bool = True,
 ) -> DemoResult:
     from reports.html import render_runs
 
+    import dataclasses
+
+    from .protocol import load_protocol
+
     chosen = method or strongest_method()
+    proto = load_protocol(protocol)
+    if steps is not None and steps != proto.generation.steps:
+        # the demo's tiny random models gain nothing from 100 steps; the name says so
+        proto = dataclasses.replace(
+            proto, name=f"{proto.name}+demo{steps}steps",
+            generation=dataclasses.replace(proto.generation, steps=steps),
+        )
     names = [chosen] + [m for m in ("input-copy", "oracle") if m != chosen]
     results = [
-        run(m, "demo", protocol=protocol, zoo="tiny", runs_dir=runs_dir, limit=limit, progress=progress)
+        run(m, "demo", protocol=proto, zoo="tiny", runs_dir=runs_dir, limit=limit, progress=progress)
         for m in names
     ]
     out_dir = Path(out) if out else Path(runs_dir) / "demo" / "report"

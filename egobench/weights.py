@@ -56,6 +56,8 @@ PROVIDERS = (
     "egobench.metrics.clip_metric",
     "egobench.metrics.fid",
     "egobench.metrics.blip",
+    "lego.method",
+    "lego.vllm",
 )
 
 

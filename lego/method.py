@@ -1,0 +1,417 @@
+"""The ``lego`` methods: LEGO's LDM on precomputed VLLM features.
+
+``lego`` (descriptions + VLLM image and text embeddings, the paper's model) and
+the paper's ablations ``lego-desc`` (descriptions only), ``lego-img``
+(+ image embeddings), ``lego-txt`` (+ text embeddings). Each loads a
+diffusers-format LDM folder (made by ``egobench convert lego`` from a released
+``.ckpt``, or by ``egobench train lego`` for the ablations) and the VLLM
+feature files of the release layout (:mod:`lego.features`).
+
+Inputs as the released ``EgoGenDatasetEval``: the input frame squashed to
+256 x 256 with LANCZOS, the enriched description (``llava_forecast_finetune``)
+as the CLIP prompt. Outputs are float (3, 256, 256) arrays, ``(x + 1) / 2`` of
+the decoder output, unclamped; the protocol resizes them to the frame's aspect
+and maps values (min-max stretch or clamp).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from egobench.config import from_dict
+from egobench.data import Sample, Split
+from egobench.errors import ConfigError, DataError, MissingArtifactError
+from egobench.methods import Method, load_rgb
+from egobench.weights import TINY_MARKER, Artifact, WeightStore, default_tiny_root, register_artifact
+
+from .features import RELEASED_TAG, feature_paths, has_features, load_features
+
+#: the released VLLM feature folders (``vllm_*_feature/<tag>/val``) per dataset
+RELEASED_TAGS = {
+    "ego4d": RELEASED_TAG,
+    "epickitchens": "llava-llama-2-13b-chat-forecasting-finetune",
+}
+#: features of the off-the-shelf LLaVA (the paper's "without finetuning" ablation)
+OFFSHELF_TAG = "llava-llama-2-13b-chat-lightning-preview"
+
+#: sample domain -> short name used in artifact names
+DOMAINS = {"ego4d": "ego4d", "epickitchens": "epic"}
+HF_REPOS = {"ego4d": "bolinlai/LEGO-Ego4D", "epickitchens": "bolinlai/LEGO-EpicKitchens"}
+FEATURE_REPOS = {"ego4d": "bolinlai/LEGO-VLLM-Features-Ego4D", "epickitchens": "bolinlai/LEGO-VLLM-Features-EpicKitchens"}
+RELEASED_CKPTS = {
+    ("ego4d", False): "ego4d_diffusion_with_vllm_feature.ckpt",
+    ("epickitchens", False): "epickitchen_diffusion_with_vllm_feature.ckpt",
+    ("ego4d", True): "scaleup_training_ego4d_eval.ckpt",
+    ("epickitchens", True): "scaleup_training_epickitchen_eval.ckpt",
+}
+
+VARIANT_SUMMARY = {
+    "full": "descriptions + VLLM image and text embeddings",
+    "desc": "descriptions only (no VLLM embeddings)",
+    "img": "descriptions + VLLM image embeddings",
+    "txt": "descriptions + VLLM text embeddings",
+}
+
+LDM_FILES = (
+    "model_index.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "tokenizer/tokenizer_config.json",
+    "scheduler/scheduler_config.json",
+)
+CONDITIONING_FILES = ("conditioning/config.json", "conditioning/diffusion_pytorch_model.safetensors")
+LICENSE = "CreativeML OpenRAIL-M"  # Stable Diffusion 1.5 derivatives
+
+
+def artifact_name(domain: str, variant: str = "full", scaleup: bool = False) -> str:
+    name = f"lego-{DOMAINS[domain]}-ldm"
+    if scaleup:
+        name += "-scaleup"
+    return name if variant == "full" else f"{name}-{variant}"
+
+
+def _declare_artifacts() -> None:
+    for domain, short in DOMAINS.items():
+        for variant in ("full", "desc", "img", "txt"):
+            for scaleup in ((False, True) if variant == "full" else (False,)):
+                files = LDM_FILES + (CONDITIONING_FILES if variant != "desc" else ())
+                if variant == "full":
+                    ckpt = RELEASED_CKPTS[(domain, scaleup)]
+                    how = (f"made by 'egobench convert lego --ckpt {ckpt}' from the released checkpoint "
+                           f"(HF {HF_REPOS[domain]})")
+                    what = f"LEGO LDM{' (scaleup: trained on Ego4D + EPIC)' if scaleup else ''} for {short}"
+                else:
+                    how = (f"made by 'egobench train lego --variant {variant}' (no released weights for "
+                           "the ablations)")
+                    what = f"LEGO ablation LDM for {short}, {VARIANT_SUMMARY[variant]}"
+                register_artifact(Artifact(
+                    name=artifact_name(domain, variant, scaleup),
+                    description=f"{what}, as a diffusers folder (LEGOPipeline); {how}",
+                    files=files,
+                    license=LICENSE,
+                    tiny=f"lego.tiny:build_tiny_ldm_{variant}",
+                ))
+
+
+_declare_artifacts()
+
+
+@dataclass(frozen=True)
+class LEGOOptions:
+    """Options of the ``lego`` methods (``-o key=value`` / ``method_options``)."""
+
+    #: a diffusers-format LEGO folder; default: the artifact for the sample's dataset
+    ldm: str | None = None
+    #: folder with ``vllm_image_feature/<tag>/val/...`` and ``vllm_text_feature/...``
+    features_root: str | None = None
+    #: the feature folder's model tag; default: the released finetuned tag per dataset
+    model_tag: str | None = None
+    #: False: the off-the-shelf LLaVA's features (the "without finetuning" ablation)
+    vllm_finetuned: bool = True
+    #: CLIP prompt: the enriched description (LEGO) or the raw action label
+    text: Literal["description", "action"] = "description"
+    #: samples per pipeline call (per-sample seeds only; the global seed runs one by one)
+    batch_size: int | None = None
+    #: the "scaleup" LDM (trained on both datasets)
+    scaleup: bool = False
+
+
+def _domain(sample: Sample) -> str:
+    return str(sample.meta.get("domain", sample.dataset))
+
+
+class LEGO(Method):
+    """LEGO (Lai et al., ECCV 2024) on precomputed VLLM features."""
+
+    name = "lego"
+    summary = "LEGO: enriched description + finetuned-LLaVA image/text embeddings -> InstructPix2Pix-style LDM"
+    variant: ClassVar[str] = "full"
+    artifacts = ("lego-ego4d-ldm", "lego-epic-ldm")
+
+    def __init__(self, protocol: Any, weights: Any = None, device: str = "cpu", **options: Any):
+        super().__init__(protocol, weights, device)
+        self.options = from_dict(LEGOOptions, options, f"method '{self.name}' options")
+        o = self.options
+        if o.batch_size is not None and o.batch_size < 1:
+            raise ConfigError(f"method '{self.name}': batch_size must be at least 1, got {o.batch_size}")
+        if o.scaleup and self.variant != "full":
+            raise ConfigError(f"method '{self.name}': scaleup weights exist only for 'lego', not the ablations")
+        if o.ldm is not None:
+            folder = Path(o.ldm).expanduser()
+            if not (folder / "model_index.json").is_file():
+                raise ConfigError(
+                    f"method '{self.name}': ldm={o.ldm} is not a diffusers folder (no model_index.json); "
+                    "make one with 'egobench convert lego --ckpt <released .ckpt>'"
+                )
+        if self.weights is None:
+            self.weights = WeightStore()
+        self._pipes: dict[str, Any] = {}
+        self._ldm: dict[str, tuple[Path, bool]] = {}
+        self._features_root: Path | None = Path(o.features_root).expanduser() if o.features_root else None
+
+    # -- configuration --------------------------------------------------------
+    @property
+    def uses_features(self) -> bool:
+        return self.variant != "desc"
+
+    def config(self) -> dict[str, Any]:
+        gen = self.protocol.generation
+        return {
+            "name": self.name,
+            "variant": self.variant,
+            "options": dataclasses.asdict(self.options),
+            "ldm": self.options.ldm or {d: artifact_name(d, self.variant, self.options.scaleup) for d in DOMAINS},
+            "model_tags": None if not self.uses_features else (
+                self.options.model_tag or (RELEASED_TAGS if self.options.vllm_finetuned else OFFSHELF_TAG)),
+            "sampler": "k-diffusion 0.0.15 euler-ancestral" if gen.scheduler == "euler-ancestral" else gen.scheduler,
+            "input": f"LANCZOS {gen.resolution}x{gen.resolution}",
+            "dtype": self._dtype_name(),
+        }
+
+    def _dtype_name(self) -> str:
+        return "fp32" if str(self.device).startswith("cpu") else self.protocol.generation.precision
+
+    def model_tag(self, domain: str) -> str:
+        if self.options.model_tag:
+            return self.options.model_tag
+        if not self.options.vllm_finetuned:
+            return OFFSHELF_TAG
+        if domain not in RELEASED_TAGS:
+            raise ConfigError(f"method '{self.name}': no default VLLM feature tag for dataset '{domain}'; "
+                              "pass model_tag=...")
+        return RELEASED_TAGS[domain]
+
+    # -- weights ------------------------------------------------------------
+    def ldm_folder(self, domain: str) -> tuple[Path, bool]:
+        """(folder, is_tiny) of the LDM used for ``domain``'s samples."""
+        if domain in self._ldm:
+            return self._ldm[domain]
+        if self.options.ldm:
+            folder = Path(self.options.ldm).expanduser()
+            found = (folder, (folder / TINY_MARKER).is_file())
+        else:
+            if domain not in DOMAINS:
+                raise ConfigError(f"method '{self.name}': no LEGO weights for dataset '{domain}'; pass ldm=PATH")
+            name = artifact_name(domain, self.variant, self.options.scaleup)
+            try:
+                res = self.weights.resolve(name)
+            except MissingArtifactError as e:
+                if "not found locally" not in str(e):
+                    raise
+                if self.variant == "full":
+                    ckpt = RELEASED_CKPTS[(domain, self.options.scaleup)]
+                    how = (f"download {ckpt} from HF {HF_REPOS[domain]} and run 'egobench convert lego --ckpt "
+                           f"{ckpt}'")
+                else:
+                    how = f"train it with 'egobench train lego --variant {self.variant}'"
+                raise MissingArtifactError(
+                    f"weights '{name}' not found locally: {how}, then place the folder at "
+                    f"$EGOBENCH_WEIGHTS/{name} or pass -o ldm=PATH (or use --zoo tiny for a not-comparable dry run)"
+                ) from None
+            found = (res.path, res.tiny)
+        self._ldm[domain] = found
+        return found
+
+    def _tiny_features_root(self) -> Path:
+        base = getattr(self.weights, "tiny_root", None) or default_tiny_root()
+        return Path(base) / "lego-vllm-features"
+
+    def pipeline(self, domain: str) -> Any:
+        """The loaded :class:`~lego.pipeline.LEGOPipeline` for ``domain`` (cached)."""
+        if domain in self._pipes:
+            return self._pipes[domain]
+        from egobench._compat import ensure_torchvision
+
+        ensure_torchvision()
+        import torch
+
+        from .pipeline import LEGOPipeline
+
+        folder, _ = self.ldm_folder(domain)
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self._dtype_name()]
+        for d, loaded in self._pipes.items():  # one folder for several datasets (ldm=PATH): load once
+            if self._ldm[d][0] == folder:
+                self._pipes[domain] = loaded
+                return loaded
+        pipe = LEGOPipeline.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
+        cond = pipe.conditioning
+        flags = (bool(cond and cond.config.use_image), bool(cond and cond.config.use_text))
+        want = {"full": (True, True), "desc": (False, False), "img": (True, False), "txt": (False, True)}[self.variant]
+        if flags != want:
+            raise ConfigError(
+                f"method '{self.name}': {folder} holds an LDM with VLLM image={flags[0]}, text={flags[1]}; "
+                f"this method needs image={want[0]}, text={want[1]}"
+            )
+        pipe.scheduler = make_scheduler(self.protocol.generation.scheduler, pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        pipe.to(self.device)
+        self._pipes[domain] = pipe
+        return pipe
+
+    # -- features -------------------------------------------------------------
+    def prepare(self, split: Split) -> None:
+        """Resolve and load the LDM(s), and check every sample's VLLM features and prompt."""
+        domains = sorted({_domain(s) for s in split})
+        tiny = all(self.ldm_folder(d)[1] for d in domains)
+        if self._features_root is None and tiny:
+            from .tiny import write_tiny_features
+
+            self._features_root = self._tiny_features_root()
+            if self.uses_features or any(not s.description for s in split):
+                write_tiny_features(self._features_root, split, {d: self.model_tag(d) for d in domains})
+        if self.uses_features:
+            if self._features_root is None:
+                raise DataError(self._how_to_get_features(split[0], len(split), len(split)))
+            missing = [s for s in split if not has_features(self._features_root, s, self.model_tag(_domain(s)))]
+            if missing:
+                try:
+                    self._compute_features(missing)
+                except NotImplementedError as e:
+                    raise DataError(str(e)) from None
+        if self.options.text == "description":
+            for s in split:
+                if not s.description and not self._description_file(s).is_file():
+                    raise DataError(
+                        f"sample {s.id}: no enriched description (llava_forecast_finetune) and no VLLM "
+                        f"description at {self._description_file(s)}; pass text=action to use the action label"
+                    )
+        for d in domains:
+            self.pipeline(d)  # load now, before the run seeds the global RNG
+
+    def _description_file(self, s: Sample) -> Path:
+        root = self._features_root or Path("<features_root>")
+        return feature_paths(root, s, self.model_tag(_domain(s)))[1].with_suffix(".txt")
+
+    def _how_to_get_features(self, first: Sample, n_missing: int, n_total: int) -> str:
+        domain = _domain(first)
+        tag = self.model_tag(domain)
+        repo = FEATURE_REPOS.get(domain, "bolinlai/LEGO-VLLM-Features-*")
+        if self._features_root is None:
+            where = "no VLLM feature folder given"
+        else:
+            where = f"{feature_paths(self._features_root, first, tag)[0]}: VLLM features not found"
+        return (
+            f"{where} ({n_missing} of {n_total} samples missing); method '{self.name}' needs VLLM features: "
+            f"download the released ones (HF dataset {repo}, unzipped as vllm_image_feature/{tag}/val/... and "
+            f"vllm_text_feature/{tag}/val/...) or compute them with 'egobench vllm-features', and pass "
+            "-o features_root=DIR"
+        )
+
+    def _compute_features(self, samples: Sequence[Sample]) -> None:
+        """Compute missing VLLM features (hook; the VLLM is wired separately)."""
+        raise NotImplementedError(self._how_to_get_features(samples[0], len(samples), len(samples)))
+
+    # -- generation -----------------------------------------------------------
+    def generate(self, samples: Sequence[Sample], seeds: Sequence[int | None]) -> list[Any]:
+        import torch
+        from PIL import Image
+
+        if len(seeds) != len(samples):
+            raise ValueError(f"got {len(seeds)} seeds for {len(samples)} samples")
+        global_rng = all(s is None for s in seeds)
+        if not global_rng and any(s is None for s in seeds):
+            raise ValueError("seeds must be all integers (per-sample) or all None (global RNG)")
+        if self.uses_features and self._features_root is None:
+            self.prepare(Split("generate", list(samples)))  # called without prepare(): do it now
+        gen = self.protocol.generation
+        res = gen.resolution
+        inputs = []
+        for s in samples:
+            image = load_rgb(s.input_path).resize((res, res), Image.Resampling.LANCZOS)
+            feats = None
+            if self.uses_features or (self.options.text == "description" and not s.description):
+                root = self._features_root
+                if root is None:
+                    raise DataError(self._how_to_get_features(s, 1, 1))
+                feats = load_features(root, s, self.model_tag(_domain(s)))
+            if self.options.text == "action":
+                prompt = s.action
+            else:
+                prompt = s.description or (feats.description if feats else None)
+                if not prompt:
+                    raise DataError(f"sample {s.id}: no enriched description to prompt LEGO with")
+            inputs.append((image, prompt, feats))
+
+        # global RNG: one sample at a time in order, as the released loop draws its noise;
+        # per-sample seeds: batches of one domain, a CPU generator per sample
+        if global_rng:
+            groups = [[i] for i in range(len(samples))]
+        else:
+            by_domain: dict[str, list[int]] = {}
+            for i, s in enumerate(samples):
+                by_domain.setdefault(_domain(s), []).append(i)
+            size = self.options.batch_size or len(samples)
+            groups = [idx[k : k + size] for idx in by_domain.values() for k in range(0, len(idx), size)]
+        out: list[Any] = [None] * len(samples)
+        for idx in groups:
+            pipe = self.pipeline(_domain(samples[idx[0]]))
+            cond = pipe.conditioning
+            generator = None if global_rng else [torch.Generator("cpu").manual_seed(int(seeds[i])) for i in idx]
+            result = pipe(
+                image=[inputs[i][0] for i in idx],
+                prompt=[inputs[i][1] for i in idx],
+                vllm_image=[inputs[i][2].image for i in idx] if cond is not None and cond.config.use_image else None,
+                vllm_text=[inputs[i][2].text for i in idx] if cond is not None and cond.config.use_text else None,
+                num_inference_steps=gen.steps,
+                guidance_scale=gen.text_guidance,
+                image_guidance_scale=gen.image_guidance,
+                generator=generator,
+                output_type="pt",
+            ).images
+            for j, i in enumerate(idx):
+                out[i] = result[j].float().cpu().numpy()
+        return out
+
+
+class LEGODesc(LEGO):
+    """Ablation: the LDM conditioned on the enriched description only."""
+
+    name = "lego-desc"
+    summary = "LEGO ablation: enriched description only (no VLLM embeddings)"
+    variant = "desc"
+    artifacts = ("lego-ego4d-ldm-desc", "lego-epic-ldm-desc")
+
+
+class LEGOImg(LEGO):
+    """Ablation: description + VLLM image embeddings."""
+
+    name = "lego-img"
+    summary = "LEGO ablation: enriched description + VLLM image embeddings"
+    variant = "img"
+    artifacts = ("lego-ego4d-ldm-img", "lego-epic-ldm-img")
+
+
+class LEGOTxt(LEGO):
+    """Ablation: description + VLLM text embeddings."""
+
+    name = "lego-txt"
+    summary = "LEGO ablation: enriched description + VLLM text embeddings"
+    variant = "txt"
+    artifacts = ("lego-ego4d-ldm-txt", "lego-epic-ldm-txt")
+
+
+def make_scheduler(kind: str, config: Any) -> Any:
+    """The protocol's sampler from the folder's scheduler config."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    from .pipeline import KDiffusionEulerAncestralScheduler
+
+    table = {
+        "euler-ancestral": KDiffusionEulerAncestralScheduler,  # the released sampler
+        "euler": EulerDiscreteScheduler,
+        "ddim": DDIMScheduler,
+        "dpm-solver": DPMSolverMultistepScheduler,
+    }
+    if kind not in table:
+        raise ConfigError(f"LEGO: unknown scheduler '{kind}'; use one of {', '.join(table)}")
+    return table[kind].from_config(config)
+
+
