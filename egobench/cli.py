@@ -13,7 +13,27 @@ from .errors import UserError
 
 
 class _Group(click.Group):
-    """Turns user errors into one line and exit code 2 (traceback with --debug)."""
+    """Turns user errors into one line and exit code 2 (traceback with --debug).
+
+    Extra commands come from the ``egobench.commands`` entry-point group
+    (``name = "module:click_command"``), loaded only when invoked, so heavy
+    back-ends (diffusers, transformers) are not imported for ``--help``.
+    """
+
+    def _plugin_commands(self) -> dict:
+        from importlib import metadata
+
+        return {ep.name: ep for ep in metadata.entry_points(group="egobench.commands")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugin_commands()))
+
+    def get_command(self, ctx: click.Context, name: str):
+        cmd = super().get_command(ctx, name)
+        if cmd is not None:
+            return cmd
+        ep = self._plugin_commands().get(name)
+        return ep.load() if ep is not None else None
 
     def invoke(self, ctx: click.Context):
         try:
