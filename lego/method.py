@@ -122,6 +122,9 @@ class LEGOOptions:
     batch_size: int | None = None
     #: the "scaleup" LDM (trained on both datasets)
     scaleup: bool = False
+    #: run the VLLM (lego.vllm) for samples whose features are missing, writing them
+    #: under features_root (a 13B model: a GPU is advised)
+    compute_features: bool = False
 
 
 def _domain(sample: Sample) -> str:
@@ -301,13 +304,18 @@ class LEGO(Method):
         return (
             f"{where} ({n_missing} of {n_total} samples missing); method '{self.name}' needs VLLM features: "
             f"download the released ones (HF dataset {repo}, unzipped as vllm_image_feature/{tag}/val/... and "
-            f"vllm_text_feature/{tag}/val/...) or compute them with 'egobench vllm-features', and pass "
-            "-o features_root=DIR"
+            f"vllm_text_feature/{tag}/val/...) or compute them with 'egobench vllm-features --out DIR' (or -o compute_features=true), "
+            "and pass -o features_root=DIR"
         )
 
     def _compute_features(self, samples: Sequence[Sample]) -> None:
-        """Compute missing VLLM features (hook; the VLLM is wired separately)."""
-        raise NotImplementedError(self._how_to_get_features(samples[0], len(samples), len(samples)))
+        """Compute missing VLLM features with the VLLM when ``compute_features`` is on."""
+        if not self.options.compute_features or self._features_root is None:
+            raise NotImplementedError(self._how_to_get_features(samples[0], len(samples), len(samples)))
+        from .vllm_features import compute_features
+
+        compute_features(samples, self._features_root, self.weights, finetuned=self.options.vllm_finetuned,
+                         tag_for=self.model_tag, device=self.device)
 
     # -- generation -----------------------------------------------------------
     def generate(self, samples: Sequence[Sample], seeds: Sequence[int | None]) -> list[Any]:
