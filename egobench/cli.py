@@ -126,6 +126,28 @@ def evaluate_cmd(images, dataset, name, batch_size, allow_missing, protocol, dat
     click.echo(res.table())
 
 
+@main.command("ablate")
+@click.option("--dataset", "-d", required=True)
+@click.option("--features-root", default=None, help="VLLM features (release layout) shared by every variant")
+@click.option("--compute-features", is_flag=True, help="compute missing VLLM features once, into --features-root")
+@click.option("--table", "tables", type=click.Choice(["3", "4"]), multiple=True, help="only these tables")
+@click.option("--batch-size", type=int, default=4, show_default=True)
+@_common_run_options
+def ablate_cmd(dataset, features_root, compute_features, tables, batch_size, protocol, data_root, limit, out,
+               runs_dir, zoo, weights, device, quiet):
+    """Run the conditioning ablations (paper Tables 3 and 4), resumably, and write the tables."""
+    from .ablate import ablate
+
+    if compute_features and not features_root:
+        raise UserError("--compute-features needs --features-root DIR (where the features are written)")
+    res = ablate(dataset, protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size,
+                 runs_dir=runs_dir, out=out, zoo=zoo, weights=list(weights), device=device,
+                 features_root=features_root, compute_features=compute_features,
+                 tables=tuple(int(t) for t in tables) or (3, 4), progress=not quiet)
+    click.echo(res.markdown())
+    click.echo(f"tables: {res.out / 'tables.md'}")
+
+
 @main.command("methods")
 def methods_cmd():
     """List the registered methods."""
