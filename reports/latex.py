@@ -1,0 +1,103 @@
+"""LaTeX (booktabs) rendering of :mod:`reports.tables`.
+
+``render_document`` writes a complete ``article`` that compiles with pdflatex
+(packages: booktabs, textcomp via the kernel); ``render_table`` gives one
+``table`` environment to paste into a paper. Every string from a run or a
+dataset goes through :func:`latex_escape`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .tables import Table
+
+_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "$": r"\$",
+    "&": r"\&",
+    "#": r"\#",
+    "^": r"\textasciicircum{}",
+    "_": r"\_",
+    "%": r"\%",
+    "~": r"\textasciitilde{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    '"': r"\textquotedbl{}",
+    "'": r"\textquotesingle{}",
+    "`": r"\textasciigrave{}",
+    "\u2193": r"$\downarrow$",
+    "\u2191": r"$\uparrow$",
+    "\u2020": r"$^\dagger$",
+}
+_RE = re.compile("|".join(re.escape(k) for k in _SPECIAL))
+
+
+def latex_escape(text: object) -> str:
+    """Escape ``text`` for LaTeX text mode: \\ { } $ & # ^ _ % ~ < > | and quotes
+    become commands; other non-ASCII characters are kept (UTF-8 input)."""
+    s = _RE.sub(lambda m: _SPECIAL[m.group(0)], str(text))
+    # no ligatures / special dashes from "--", "``" sequences of dataset text
+    s = s.replace("--", "-{}-").replace("\n", " ").replace("\r", " ")
+    return s
+
+
+def _cell(c, with_ci: bool) -> str:
+    text = latex_escape(c.text)
+    if c.best:
+        text = rf"\textbf{{{text}}}"
+    if c.behind:
+        text += r"$^\dagger$"
+    if with_ci and c.ci is not None:
+        text += rf"\,{{\scriptsize[{latex_escape(c.ci_text[1:-1])}]}}"
+    return text
+
+
+def render_table(t: Table, *, with_ci: bool = False) -> str:
+    ncol = len(t.columns)
+    head = " & ".join(
+        [r"Method"] + [latex_escape(c.label) + ("" if c.higher_is_better else r" $\downarrow$") for c in t.columns])
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(t.title)}}}",
+        rf"\label{{tab:{re.sub(r'[^A-Za-z0-9:-]', '-', t.id)}}}",
+        r"\begin{tabular}{l" + "r" * ncol + "}",
+        r"\toprule",
+        head + r" \\",
+        r"\midrule",
+    ]
+    for r in t.rows:
+        lines.append(" & ".join([latex_escape(r.label)] + [_cell(c, with_ci) for c in r.cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    notes = [t.protocol_line] + ([] if t.comparable else [
+        "NOT COMPARABLE with published numbers (tiny-zoo weights or synthetic demo data)."]) + t.notes
+    lines.append(r"\par\smallskip{\footnotesize " + r" \\ ".join(latex_escape(n) for n in notes) + "}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def render_document(tables: list[Table], *, title: str = "egobench report", comparable: bool = True,
+                    with_ci: bool = False) -> str:
+    parts = [
+        r"\documentclass[10pt]{article}",
+        r"\usepackage[utf8]{inputenc}",
+        r"\usepackage[T1]{fontenc}",
+        r"\usepackage{textcomp}",
+        r"\usepackage{booktabs}",
+        r"\usepackage[margin=2cm,landscape]{geometry}",
+        r"\begin{document}",
+        rf"\section*{{{latex_escape(title)}}}",
+    ]
+    if not comparable:
+        parts.append(r"\noindent\fbox{\parbox{\linewidth}{\textbf{Not comparable with published numbers:} made "
+                     r"with tiny-zoo (random) metric weights and/or the synthetic demo split.}}")
+    if not tables:
+        parts.append("No tables: the runs cover none of the paper's table layouts.")
+    for t in tables:
+        parts.append(render_table(t, with_ci=with_ci))
+    parts.append(r"\end{document}")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,373 @@
+"""The paper's tables from stored runs, with paired bootstrap intervals.
+
+Reads only what runs wrote (``metrics.json``, ``samples.parquet``,
+``manifest.json``). Layout follows the LEGO paper:
+
+* Table 1 -- per dataset: EgoVLP, EgoVLP+, CLIP, FID (lower), PSNR, LPIPS (lower)
+* Table 2 -- per dataset: BLIP-B, BLIP-L
+* Table 3 -- conditioning ablation rows (ip2p "Action labels", lego-desc
+  "Descriptions", lego-img "+ image emb.", lego-txt "+ text emb.", lego
+  "+ joint emb."), plus a "User Study" column from ``egobench import-amt``
+* Table 4 -- LEGO with the VLLM without finetuning vs finetuned
+  (``vllm_finetuned`` false / true in the run's method options)
+
+Values print as ``value * display_scale`` with two decimals; the best value per
+column is bold. Per-sample metrics get 95% paired bootstrap intervals over the
+samples every row of the table scored (the same resampled indices for every
+row), and a row is marked with a dagger where the paired bootstrap interval of
+its difference to the best row excludes zero. Set metrics (FID) get neither:
+resampling FID needs the per-sample Inception features, which runs do not keep.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from egobench.errors import UserError
+from egobench.io import read_json
+
+LABELS = {"egovlp": "EgoVLP", "egovlp-plus": "EgoVLP+", "clip": "CLIP", "fid": "FID", "psnr": "PSNR",
+          "lpips": "LPIPS", "blip-b": "BLIP-B", "blip-l": "BLIP-L"}
+TABLE1 = ("egovlp", "egovlp-plus", "clip", "fid", "psnr", "lpips")
+TABLE2 = ("blip-b", "blip-l")
+ABLATION = (("ip2p", "Action labels"), ("lego-desc", "Descriptions"), ("lego-img", "+ image emb."),
+            ("lego-txt", "+ text emb."), ("lego", "+ joint emb."))
+ABLATION_ONLY = {"lego-desc", "lego-img", "lego-txt"}
+DATASET_NAMES = {"ego4d": "Ego4D", "epickitchens": "EPIC-Kitchens", "demo": "demo (synthetic)"}
+USER_STUDY = "user-study"
+PAPER_ORDER = ("input-copy", "proxedit", "sdedit", "ip2p", "lego", "oracle")  # Table 1's row order; others follow
+
+
+@dataclass
+class RunData:
+    path: Path
+    metrics: dict[str, Any]
+    samples: pd.DataFrame
+    manifest: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        return str(self.metrics["method"])
+
+    @property
+    def dataset(self) -> str:
+        return str(self.metrics["dataset"])
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        return self.metrics.get("protocol", {})
+
+    @property
+    def comparable(self) -> bool:
+        return bool(self.metrics.get("comparable", False))
+
+    @property
+    def vllm_finetuned(self) -> bool | None:
+        m = self.manifest.get("method", {})
+        for src in (m.get("options") or {}, (m.get("config") or {}).get("options") or {}):
+            if "vllm_finetuned" in src:
+                return bool(src["vllm_finetuned"])
+        return None
+
+
+def load_run(path: str | Path) -> RunData:
+    path = Path(path)
+    if not (path / "metrics.json").is_file():
+        raise UserError(f"{path}: not a run directory (no metrics.json)")
+    metrics = read_json(path / "metrics.json")
+    samples = pd.read_parquet(path / "samples.parquet") if (path / "samples.parquet").is_file() else pd.DataFrame()
+    manifest = read_json(path / "manifest.json") if (path / "manifest.json").is_file() else {}
+    return RunData(path, metrics, samples, manifest)
+
+
+def find_runs(runs_dir: str | Path) -> list[Path]:
+    """Every run directory (holding metrics.json) under ``runs_dir``, sorted."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise UserError(f"{root}: runs folder does not exist")
+    return sorted(p.parent for p in root.rglob("metrics.json") if (p.parent / "samples.parquet").is_file())
+
+
+@dataclass
+class Column:
+    key: str
+    label: str
+    higher_is_better: bool
+    unit: str = ""  # "%" for the user study
+
+
+@dataclass
+class Cell:
+    value: float | None = None  # raw value (before display scale)
+    text: str = ""
+    ci: tuple[float, float] | None = None  # display scale
+    best: bool = False
+    behind: bool = False  # significantly behind the best (paired bootstrap)
+
+    @property
+    def ci_text(self) -> str:
+        return "" if self.ci is None else f"[{_num(self.ci[0])}, {_num(self.ci[1])}]"
+
+
+@dataclass
+class Row:
+    label: str
+    method: str
+    cells: list[Cell]
+    run: str = ""
+
+
+@dataclass
+class Table:
+    id: str
+    title: str
+    dataset: str
+    columns: list[Column]
+    rows: list[Row]
+    protocols: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+    comparable: bool = True
+
+    @property
+    def protocol_line(self) -> str:
+        parts = [f"{p.get('name')} v{p.get('version')} ({str(p.get('hash', ''))[:12]})" for p in self.protocols]
+        line = "Protocol " + "; ".join(parts)
+        if len(parts) > 1:
+            line += " -- MIXED PROTOCOLS: rows are not comparable with each other"
+        return line
+
+
+def _num(v: float) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    t = f"{v:.2f}"
+    return "0.00" if t == "-0.00" else t
+
+
+def _per_sample(run: RunData, key: str) -> pd.Series | None:
+    info = run.metrics["metrics"].get(key) or {}
+    if info.get("kind", "sample") != "sample" or key not in run.samples.columns:
+        return None
+    df = run.samples
+    ok = df[df["status"] == "ok"] if "status" in df.columns else df
+    return pd.Series(ok[key].to_numpy(dtype=float), index=ok["sample_id"].to_numpy())
+
+
+def _fill(table: Table, runs: list[RunData], userstudy: dict[str, dict] | None, n_boot: int, seed: int) -> Table:
+    """Compute cells, bold, intervals and daggers for ``table`` (rows already labelled)."""
+    by_label = {r.label: run for r, run in zip(table.rows, runs)}
+    rng = np.random.default_rng(seed)
+    skipped_set, nonfinite = [], []
+    for col in table.columns:
+        cells = []
+        for row in table.rows:
+            run = by_label[row.label]
+            if col.key == USER_STUDY:
+                r = (userstudy or {}).get(run.method)
+                if r is None:
+                    cells.append(Cell(None, "--"))
+                else:
+                    cells.append(Cell(r["rate"], _num(r["rate"]), (r["ci_low"], r["ci_high"])))
+                continue
+            info = run.metrics["metrics"].get(col.key)
+            if not info or info.get("value") is None:
+                cells.append(Cell(None, "--"))
+                continue
+            scale = float(info.get("display_scale", 1.0))
+            v = float(info["value"])
+            cells.append(Cell(v, _num(v * scale)))
+        for row, c in zip(table.rows, cells):
+            row.cells.append(c)
+        vals = [(c.value, i) for i, c in enumerate(cells) if c.value is not None and not math.isnan(c.value)]
+        if not vals:
+            continue
+        best_v = (max if col.higher_is_better else min)(v for v, _ in vals)
+        best_rows = [i for v, i in vals if v == best_v]
+        for i in best_rows:
+            cells[i].best = len(vals) > 1
+        if col.key == USER_STUDY:
+            continue
+        # paired bootstrap over the samples every row scored
+        series = [(_per_sample(by_label[row.label], col.key) if cells[i].value is not None else None)
+                  for i, row in enumerate(table.rows)]
+        if any(s is None for s, c in zip(series, cells) if c.value is not None):
+            skipped_set.append(col.label)
+            continue
+        present = [i for i, s in enumerate(series) if s is not None]
+        common = sorted(set.intersection(*(set(series[i].index) for i in present))) if present else []
+        if len(common) < 2:
+            continue
+        X = np.stack([series[i].reindex(common).to_numpy() for i in present])  # rows x samples
+        draws = rng.integers(0, len(common), size=(n_boot, len(common)))
+        finite_row = np.isfinite(X).all(1)
+        means = np.full((len(present), n_boot), np.nan)
+        for r in range(len(present)):
+            if finite_row[r]:
+                means[r] = X[r][draws].mean(1)
+        scale = float(by_label[table.rows[present[0]].label].metrics["metrics"][col.key].get("display_scale", 1.0))
+        for r, i in enumerate(present):
+            if finite_row[r]:
+                lo, hi = np.percentile(means[r], [2.5, 97.5])
+                cells[i].ci = (float(lo * scale), float(hi * scale))
+            else:
+                nonfinite.append(f"{col.label} of {table.rows[i].label}")
+        best_idx = [r for r, i in enumerate(present) if i in best_rows]
+        if not best_idx or not finite_row[best_idx[0]]:
+            continue
+        b = best_idx[0]
+        sign = 1.0 if col.higher_is_better else -1.0
+        for r, i in enumerate(present):
+            if i in best_rows or not finite_row[r]:
+                continue
+            diff = sign * (means[b] - means[r])
+            if np.percentile(diff, 2.5) > 0:
+                cells[i].behind = True
+    if skipped_set:
+        table.notes.append(f"No interval or significance test for {', '.join(dict.fromkeys(skipped_set))}: a set "
+                           "metric; resampling it needs per-sample features, which runs do not keep.")
+    if nonfinite:
+        table.notes.append(f"No interval for {', '.join(nonfinite)} (infinite per-sample values, e.g. PSNR of an "
+                           "exact copy).")
+    return table
+
+
+def _base_notes(table: Table, runs: list[RunData]) -> None:
+    cols = {c.key for c in table.columns}
+    scaled = [c.label for c in table.columns if c.key not in ("psnr", "fid", USER_STUDY)]
+    table.notes.insert(0, (f"{', '.join(scaled)} x100; " if scaled else "") + ("PSNR in dB; " if "psnr" in cols else "")
+                       + ("FID as is; " if "fid" in cols else "") + "best in bold; \u2193 lower is better; "
+                       "\u2020 significantly behind the best (paired bootstrap over samples, 95%). "
+                       "Brackets (HTML): 95% paired bootstrap interval.")
+    for run in runs:
+        fid = run.metrics["metrics"].get("fid")
+        if "fid" in cols and fid and fid.get("value") is not None:
+            table.notes.append(f"FID of {run.method} over {fid.get('n')} images")
+        probs = run.metrics.get("problems") or {}
+        if probs:
+            table.notes.append(f"{run.method}: not scored " + ", ".join(f"{k} {v}" for k, v in sorted(probs.items())))
+    if USER_STUDY in cols:
+        table.notes.append("User Study: win rate (%) from egobench import-amt, 95% bootstrap interval over items.")
+
+
+def _protocols(runs: list[RunData]) -> list[dict[str, Any]]:
+    seen: dict[str, dict] = {}
+    for r in runs:
+        p = r.protocol
+        seen.setdefault(str(p.get("hash")), {"name": p.get("name"), "version": p.get("version"), "hash": p.get("hash")})
+    return list(seen.values())
+
+
+def _columns(runs: list[RunData], keys: tuple[str, ...] | None) -> list[Column]:
+    cols: list[Column] = []
+    order: list[str] = []
+    for r in runs:
+        for k in r.metrics.get("metric_order", list(r.metrics["metrics"])):
+            if k not in order:
+                order.append(k)
+    if keys is not None:
+        order = [k for k in keys if k in order]
+    for k in order:
+        info = next(r.metrics["metrics"][k] for r in runs if k in r.metrics["metrics"])
+        cols.append(Column(k, LABELS.get(k, k), bool(info["higher_is_better"])))
+    return cols
+
+
+def _unique_labels(labels: list[str]) -> list[str]:
+    out, count = [], {}
+    for lab in labels:
+        n = labels.count(lab)
+        if n > 1:
+            count[lab] = count.get(lab, 0) + 1
+            lab = f"{lab} ({count[lab]})"
+        out.append(lab)
+    return out
+
+
+def _make(tid: str, title: str, dataset: str, runs: list[RunData], labels: list[str], keys, userstudy, n_boot,
+          seed, with_study: bool = False) -> Table | None:
+    cols = _columns(runs, keys)
+    if with_study:
+        cols.append(Column(USER_STUDY, "User Study", True, "%"))
+    if not cols or not runs:
+        return None
+    rows = [Row(lab, r.method, [], str(r.path)) for lab, r in zip(_unique_labels(labels), runs)]
+    t = Table(tid, title, dataset, cols, rows, _protocols(runs), comparable=all(r.comparable for r in runs))
+    _fill(t, runs, userstudy, n_boot, seed)
+    _base_notes(t, runs)
+    return t
+
+
+def build_tables(
+    runs: list[RunData], *, userstudy: list[dict[str, Any]] | None = None, n_boot: int = 1000, seed: int = 0
+) -> list[Table]:
+    """Tables 1-4 for whatever the runs cover (a table without rows is left out)."""
+    studies: dict[str, dict[str, dict]] = {}
+    for us in userstudy or []:
+        if us.get("study", "action") == "action":
+            studies.setdefault(us["dataset"], {}).update(us["methods"])
+    tables: list[Table] = []
+    datasets = list(dict.fromkeys(r.dataset for r in runs))
+    for ds in datasets:
+        name = DATASET_NAMES.get(ds, ds)
+        in_ds = [r for r in runs if r.dataset == ds]
+        main = [r for r in in_ds if r.method not in ABLATION_ONLY and r.vllm_finetuned is not False]
+        main.sort(key=lambda r: PAPER_ORDER.index(r.method) if r.method in PAPER_ORDER else len(PAPER_ORDER))
+        if main:
+            t1 = _make(f"table1-{ds}", f"Table 1: image metrics on {name}", ds, main, [r.method for r in main],
+                       TABLE1, None, n_boot, seed)
+            if t1 and t1.columns:
+                tables.append(t1)
+            if any(k in r.metrics["metrics"] for r in main for k in TABLE2):
+                t2 = _make(f"table2-{ds}", f"Table 2: BLIP caption similarity on {name}", ds, main,
+                           [r.method for r in main], TABLE2, None, n_boot, seed)
+                if t2:
+                    tables.append(t2)
+        abl = []
+        for method, label in ABLATION:
+            cands = [r for r in in_ds if r.method == method and r.vllm_finetuned is not False]
+            if cands:
+                abl.append((label, cands[-1]))
+        if len(abl) >= 2 and any(r.method in ABLATION_ONLY for _, r in abl):
+            rs = [r for _, r in abl]
+            t3 = _make(f"table3-{ds}", f"Table 3: conditioning ablation on {name}", ds, rs, [lab for lab, _ in abl],
+                       TABLE1 + TABLE2, studies.get(ds), n_boot, seed, with_study=ds in studies)
+            if t3:
+                tables.append(t3)
+        ft = [r for r in in_ds if r.vllm_finetuned is not None]
+        pairs = []
+        for method in dict.fromkeys(r.method for r in ft):
+            off = [r for r in ft if r.method == method and r.vllm_finetuned is False]
+            on = [r for r in ft if r.method == method and r.vllm_finetuned is True]
+            if off and on:
+                pairs += [(f"{method} w/o finetuning", off[-1]), (f"{method} finetuned", on[-1])]
+        if pairs:
+            rs = [r for _, r in pairs]
+            t4 = _make(f"table4-{ds}", f"Table 4: VLLM without vs with finetuning on {name}", ds, rs,
+                       [lab for lab, _ in pairs], TABLE1 + TABLE2, None, n_boot, seed)
+            if t4:
+                tables.append(t4)
+    return tables
+
+
+def tables_json(tables: list[Table]) -> str:
+    out = []
+    for t in tables:
+        out.append({
+            "id": t.id, "title": t.title, "dataset": t.dataset, "comparable": t.comparable,
+            "protocols": t.protocols, "notes": t.notes,
+            "columns": [{"key": c.key, "label": c.label, "higher_is_better": c.higher_is_better} for c in t.columns],
+            "rows": [{"label": r.label, "method": r.method, "run": r.run,
+                      "cells": [{"value": c.value if c.value is None or math.isfinite(c.value) else str(c.value),
+                                 "text": c.text, "ci": list(c.ci) if c.ci else None, "best": c.best,
+                                 "behind": c.behind} for c in r.cells]} for r in t.rows],
+        })
+    return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
