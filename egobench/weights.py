@@ -58,6 +58,9 @@ PROVIDERS = (
     "egobench.metrics.blip",
     "lego.method",
     "lego.vllm",
+    "lego.train",
+    "baselines.ip2p",
+    "baselines.sdedit",
 )
 
 

@@ -30,3 +30,15 @@ def test_table4_runs_both_vllm_variants_and_is_resumable(tmp_path):
     again = ablate("demo", protocol=_fast_protocol(), limit=3, runs_dir=tmp_path / "runs", tables=(4,),
                    progress=False)
     assert all(r.generated == 0 for _, r in again.table4)  # resumed: nothing regenerated
+
+
+def test_table3_fills_every_conditioning_row(tmp_path):
+    res = ablate("demo", protocol=_fast_protocol(), limit=2, runs_dir=tmp_path / "runs", tables=(3,),
+                 progress=False)
+    assert [label for label, _ in res.table3] == [
+        "Action labels", "Descriptions", "Descriptions + image emb.", "Descriptions + text emb.",
+        "Descriptions + joint emb."]
+    assert [r.run_dir.parts[-2] for _, r in res.table3] == ["ip2p", "lego-desc", "lego-img", "lego-txt", "lego"]
+    for _, r in res.table3:
+        assert r.metrics["psnr"]["value"] is not None
+    assert "Table 3" in (res.out / "tables.md").read_text()
