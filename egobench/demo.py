@@ -40,9 +40,9 @@ def demo(
     steps: int | None = 10,
     progress: bool = True,
 ) -> DemoResult:
-    from reports.html import render_runs
-
     import dataclasses
+
+    from reports.html import render_runs
 
     from .protocol import load_protocol
 
