@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from html.parser import HTMLParser
 
 from click.testing import CliRunner
@@ -27,9 +26,7 @@ class _Collect(HTMLParser):
 
 
 def test_demo_command_writes_a_page_with_table_and_grid(tmp_path):
-    t0 = time.time()
     r = CliRunner().invoke(main, ["demo", "--runs-dir", str(tmp_path / "runs"), "--quiet"])
-    elapsed = time.time() - t0
     assert r.exit_code == 0, r.output
     page = tmp_path / "runs" / "demo" / "report" / "index.html"
     assert f"report: {page.resolve()}" in r.output
@@ -45,7 +42,6 @@ def test_demo_command_writes_a_page_with_table_and_grid(tmp_path):
     assert len(p.imgs) == 3 * len(load_split("demo"))
     for src in p.imgs:
         assert (page.parent / src).is_file(), src
-    assert elapsed < 120
     # the second demo regenerates nothing
     r2 = CliRunner().invoke(main, ["demo", "--runs-dir", str(tmp_path / "runs"), "--quiet"])
     assert r2.exit_code == 0
