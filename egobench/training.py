@@ -917,7 +917,7 @@ def train_loop(
         atomic_write_json(out / TRAINING_RECORD, {
             "mode": mode, "steps": step, "config": config.to_dict(), "source": bundle.source,
             "train_extra": bundle.train_extra, "extra": extra_names, "examples": len(dataset),
-            "final_loss": losses[-1] if losses else None, "resumed_from": resumed_from,
+            "final_loss": losses[-1] if losses else None, "losses": losses, "resumed_from": resumed_from,
             "ema": {"used": ema is not None, "updates": ema.num_updates if ema else 0},
             **dict(record or {}),
         })

@@ -29,9 +29,9 @@ def _ensure_heavy_imports() -> None:
 
 
 @click.command("lego")
-@click.option("--dataset", "-d", required=True, type=click.Choice(["ego4d", "epickitchens"]),
-              help="which training set of the LEGO release")
-@click.option("--data-root", required=True, help="LEGO release folder (EgoGen/<dataset>/<part>, <prefix>_<part>.json)")
+@click.option("--dataset", "-d", required=True, type=click.Choice(["ego4d", "epickitchens", "demo"]),
+              help="which training set of the LEGO release (demo: the embedded synthetic split, for smoke tests)")
+@click.option("--data-root", default=None, help="LEGO release folder (EgoGen/<dataset>/<part>, <prefix>_<part>.json)")
 @click.option("--features-root", default=None,
               help="VLLM features: vllm_image_feature/<tag>/<part>/..., vllm_text_feature/<tag>/<part>/...")
 @click.option("--out", required=True, help="output folder: the LEGO diffusers folder (and checkpoints/)")
@@ -69,6 +69,10 @@ def train_lego(dataset, data_root, features_root, out, variant, init, part, mode
     from .train import LEGOTrainSpec, lego_train_config
     from .train import train_lego as run
 
+    if dataset == "demo":
+        part = "val"  # the demo split's only part
+        if zoo == "real" and init == "sd15":
+            zoo = "tiny"  # the synthetic split pairs with the tiny zoo, as `egobench run` does
     spec = LEGOTrainSpec(
         dataset=dataset, data_root=data_root, out=out, features_root=features_root, variant=variant, init=init,
         part=part, model_tag=model_tag, text=text, released_behaviour=released_behaviour, zoo=zoo,
@@ -80,6 +84,9 @@ def train_lego(dataset, data_root, features_root, out, variant, init, part, mode
         checkpoint_every=checkpoint_every, use_ema=not no_ema, resume=resume, num_workers=num_workers,
     )
     res = run(spec, config, progress=not quiet)
+    every = max(1, config.log_every)
+    for i in range(every - 1, len(res.losses), every):
+        click.echo(f"step {i + 1}: loss {res.losses[i]:.4f}")
     where = f" (resumed at step {res.resumed_from})" if res.resumed_from is not None else ""
     click.echo(f"trained {res.steps} steps{where}: final loss {res.losses[-1]:.4f}; LEGO folder {res.output_dir} "
                f"(use with -o ldm={res.output_dir})")

@@ -285,6 +285,12 @@ def lego_train_config(out: str | os.PathLike, released_behaviour: bool = False, 
 def _load_split(spec: LEGOTrainSpec) -> Split:
     from egobench.data.lego_release import load_release
 
+    if spec.dataset == "demo":  # the embedded synthetic split (its only part is val): smoke tests
+        from egobench.data.datasets import load_demo
+
+        return load_demo().head(spec.limit)
+    if not spec.data_root:
+        raise UserError(f"--data-root is required for dataset '{spec.dataset}'")
     split = load_release(Path(spec.data_root).expanduser(), spec.dataset, part=spec.part)
     return split.head(spec.limit)
 
@@ -318,6 +324,14 @@ def train_lego(spec: LEGOTrainSpec, config: Any, *, on_step: Any = None, progres
 
     froot = Path(spec.features_root).expanduser() if spec.features_root else None
     needs_features = use_image or use_text
+    if froot is None and needs_features and spec.dataset == "demo":
+        # the demo's VLLM features come from the tiny zoo, as for `egobench run --method lego`
+        from egobench.weights import default_tiny_root
+
+        from .tiny import write_tiny_features
+
+        froot = default_tiny_root() / "lego-vllm-features"
+        write_tiny_features(froot, split, {d: RELEASED_TAGS[d] for d in {str(x.meta.get("domain")) for x in split}})
     if needs_features and froot is None:
         raise UserError(f"LEGO variant '{spec.variant}' needs VLLM features: pass --features-root DIR "
                         f"(vllm_image_feature/<tag>/{spec.part}/..., vllm_text_feature/<tag>/{spec.part}/...)")
