@@ -151,8 +151,10 @@ def test_missing_real_weights_fail_before_generation(release, tmp_path, monkeypa
 
 def test_demo_dataset_defaults_to_tiny_zoo_and_reruns_nothing(tmp_path):
     out = tmp_path / "run"
-    r = invoke("run", "--method", "input-copy", "--dataset", "demo", "--out", str(out), "--quiet", "--limit", "4")
+    args = ["run", "--method", "input-copy", "--dataset", "demo", "--out", str(out), "--quiet", "--limit", "4",
+            "--protocol", "egobench-v1"]
+    r = invoke(*args)
     assert r.exit_code == 0, r.output
     assert "generated 4 image(s), 0 already present" in r.output
-    r = invoke("run", "--method", "input-copy", "--dataset", "demo", "--out", str(out), "--quiet", "--limit", "4")
+    r = invoke(*args)
     assert "generated 0 image(s), 4 already present" in r.output

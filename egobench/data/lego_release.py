@@ -60,13 +60,16 @@ def _check_entry(path: Path, clip: str, action: str, entry: Any) -> None:
         raise DataError(f"{where}: 'llava_forecast_finetune' must be a string")
     for key in ("image_0", "image_1"):
         rel = entry[key]
+        if any(ord(c) < 32 or ord(c) == 127 for c in rel):
+            raise DataError(f"{where}: '{key}' contains control characters: {rel!r}")
         if rel.startswith("/") or ".." in Path(rel).parts:
             raise DataError(f"{where}: '{key}' must be a relative path inside the split, got {rel!r}")
 
 
 def _check_component(path: Path, what: str, value: str) -> None:
     """Ids become folder names in the official output layout: refuse path tricks."""
-    if not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
+    if (not value or value in (".", "..") or "/" in value or "\\" in value
+            or any(ord(c) < 32 or ord(c) == 127 for c in value)):
         raise DataError(f"{path}: {what} {value!r} is not a plain folder name")
 
 
