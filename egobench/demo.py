@@ -42,10 +42,15 @@ def demo(
 ) -> DemoResult:
     import dataclasses
 
+    import torch
+
     from reports.html import render_runs
 
     from .protocol import load_protocol
 
+    # the tiny zoo's random weights produce denormal floats that make CPU kernels
+    # crawl; flushing them changes only values below ~1e-38
+    torch.set_flush_denormal(True)
     chosen = method or strongest_method()
     proto = load_protocol(protocol)
     if steps is not None and steps != proto.generation.steps:
