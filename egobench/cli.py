@@ -82,7 +82,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--method", "-m", required=True, help="registered method (egobench methods)")
 @click.option("--dataset", "-d", required=True, help="ego4d | epickitchens | demo")
 @click.option("--batch-size", type=int, default=4, show_default=True)
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
               help="method option (value parsed as JSON when possible; repeatable)")
 @click.option("--keep-going", is_flag=True, help="record samples with corrupt frames and continue")
 @_common_run_options

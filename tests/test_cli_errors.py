@@ -158,3 +158,8 @@ def test_demo_dataset_defaults_to_tiny_zoo_and_reruns_nothing(tmp_path):
     assert "generated 4 image(s), 0 already present" in r.output
     r = invoke(*args)
     assert "generated 0 image(s), 4 already present" in r.output
+
+
+def test_misspelled_method_option_suggests():
+    r = invoke("run", "--method", "lego", "--dataset", "demo", "-o", "featurs_root=/x", "--limit", "1")
+    one_line_error(r, "featurs_root", "did you mean 'features_root'")
