@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .data.split import Sample
+from .data.split import Sample, file_digest
 from .images import BadImageError, read_rgb
 from .metrics import METRICS, Metric, MetricBatch
 from .protocol import MetricSpec, Protocol
@@ -106,8 +106,6 @@ def evaluate_samples(
             if inp is not None:
                 inps.append(inp)
         ok_samples = [chunk[i] for i in range(len(chunk)) if row_state[i][0] == "ok"]
-        from .data.split import file_digest
-
         batch = MetricBatch(
             ids=[s.id for s in ok_samples],
             generated=gens,

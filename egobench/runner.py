@@ -218,8 +218,7 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
             "method": {"name": method, "options": options,
                        "origin": METHODS.origin(method) if method in METHODS else method},
             "dataset": dataset,
-            "split": {"name": split.name, "fingerprint": split.fingerprint, "n_samples": len(split),
-                      "root": str(split.root) if split.root else None},
+            "split": _split_record(split),
             "protocol": {**proto.record(), "source": proto.source},
             "seeds": {"policy": gen.seed_policy, "seed": gen.seed,
                       "note": "per-sample seeds = sha256(seed:sample_id); independent of batching, sharding "
@@ -320,6 +319,11 @@ def _merge_shards(dist: Dist, split: Split, columns, evaluation: Evaluation, gen
                  "enabled": any(p[2].get("enabled") for p in parts)}
         merged = (aggregate(df, columns, stats), sum(p[3] for p in parts), sum(p[4] for p in parts))
     return dist.broadcast(merged)
+
+
+def _split_record(split: Split) -> dict[str, Any]:
+    return {"name": split.name, "fingerprint": split.fingerprint, "n_samples": len(split),
+            "root": str(split.root) if split.root else None}
 
 
 class MethodError(Exception):
@@ -513,8 +517,7 @@ def evaluate(
             "run_id": run_id,
             "method": {"name": f"external-{label}", "images": str(images_dir.resolve())},
             "dataset": dataset,
-            "split": {"name": split.name, "fingerprint": split.fingerprint, "n_samples": len(split),
-                      "root": str(split.root) if split.root else None},
+            "split": _split_record(split),
             "protocol": {**proto.record(), "source": proto.source},
             "zoo": zoo,
             "environment": environment(device),
