@@ -666,9 +666,9 @@ _FULL_BUILDERS: dict[str, Callable[[str, Path], None]] = {
 
 def _forget_loaded(folder: Path | None) -> None:
     """Drop the process-wide model memos (CLIP, Inception) that point into ``folder``."""
-    from .metrics import clip_metric, fid
+    from .metrics import blip, clip_metric, egovlp, fid
 
-    for memo in (clip_metric._LOADED, fid._LOADED):
+    for memo in (clip_metric._LOADED, fid._LOADED, egovlp._LOADED, blip._LOADED):
         for key in list(memo):
             if folder is None or str(key[0]).startswith(str(folder)):
                 del memo[key]
@@ -963,13 +963,12 @@ def forward_only(columns: list, samples: Sequence, locate: Callable, batch_size:
             with torch.no_grad():
                 if isinstance(m, EgoVLPMetric):
                     for generated in (False, True):
-                        images = batch.generated if generated else batch.target
                         groups: dict[str, list[int]] = {}
                         for i in range(len(batch)):
                             groups.setdefault(m._family(batch, i), []).append(i)
                         for family, idx in groups.items():
                             model = m.egovlp_model(family)
-                            clips = [m._clip(batch, i, images[i], generated) for i in idx]
+                            clips = [m._clip(batch, i, generated) for i in idx]
                             xs = [torch.stack(clips[k:k + CLIP_CHUNK]).to(device=device, dtype=torch.float32)
                                   for k in range(0, len(clips), CLIP_CHUNK)]
                             with timer(c.name):

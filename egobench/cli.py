@@ -222,11 +222,12 @@ def prepare_group():
 @click.option("--frames", required=True, help="root of the released rgb_frames")
 @click.option("--out", required=True, help="output LEGO-layout folder")
 @click.option("--limit", type=int, default=None)
-def prepare_epic_cmd(annotations, frames, out, limit):
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def prepare_epic_cmd(annotations, frames, out, limit, quiet):
     """EPIC-KITCHENS-100: input at start - 0.25 s, target at start + 0.6 (stop - start)."""
     from .data.prepare import prepare_epickitchens
 
-    rep = prepare_epickitchens(Path(annotations), Path(frames), Path(out), limit=limit)
+    rep = prepare_epickitchens(Path(annotations), Path(frames), Path(out), limit=limit, progress=not quiet)
     click.echo(rep.summary())
 
 
@@ -235,11 +236,12 @@ def prepare_epic_cmd(annotations, frames, out, limit):
 @click.option("--videos", required=True, help="folder of full-scale <video_uid>.mp4")
 @click.option("--out", required=True, help="output LEGO-layout folder")
 @click.option("--limit", type=int, default=None)
-def prepare_ego4d_cmd(annotations, videos, out, limit):
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def prepare_ego4d_cmd(annotations, videos, out, limit, quiet):
     """Ego4D FHO: input at PRE-15, target at PNR."""
     from .data.prepare import prepare_ego4d
 
-    rep = prepare_ego4d(Path(annotations), Path(videos), Path(out), limit=limit)
+    rep = prepare_ego4d(Path(annotations), Path(videos), Path(out), limit=limit, progress=not quiet)
     click.echo(rep.summary())
 
 

@@ -56,7 +56,9 @@ def build_metrics(
             continue
         cls = METRICS.get(spec.metric)
         settings = cls.parse_settings(spec.settings, f"{protocol.source}: metrics[{i}].settings")
-        cols.append(MetricColumn(spec, cls(settings, weights=weights, device=device, cache=cache)))
+        metric = cls(settings, weights=weights, device=device, cache=cache)
+        metric.precision = protocol.evaluation.precision
+        cols.append(MetricColumn(spec, metric))
     return cols
 
 
@@ -121,7 +123,11 @@ def evaluate_samples(
         per_extra: dict[str, list[Any]] = {}
         for c in columns:
             if c.metric.kind == "sample":
-                res = c.metric.compute(batch) if len(batch) else np.empty(0)
+                if len(batch):
+                    with c.metric.autocast():
+                        res = c.metric.compute(batch)
+                else:
+                    res = np.empty(0)
                 if isinstance(res, tuple):
                     res, more = res
                     for k, v in more.items():
@@ -130,7 +136,8 @@ def evaluate_samples(
                 if len(per_col[c.name]) != len(batch):
                     raise RuntimeError(f"metric {c.name} returned {len(per_col[c.name])} values for {len(batch)}")
             elif len(batch):
-                c.metric.update(batch)
+                with c.metric.autocast():
+                    c.metric.update(batch)
         j = 0
         for st, err in row_state:
             rows_status.append(st)
@@ -181,6 +188,7 @@ def aggregate(df: pd.DataFrame, columns: list[MetricColumn], cache_stats: dict[s
             "version": c.metric.version,
             "display_scale": c.metric.display_scale,
             "settings": c.metric.settings_record(),
+            "precision": c.metric.effective_precision,
         }
         if c.metric.kind == "sample":
             col = df[c.name].to_numpy()

@@ -52,6 +52,20 @@ class GenerationSettings:
 
 
 @dataclass(frozen=True)
+class EvaluationSettings:
+    """How the metric models run.
+
+    ``precision``: the metric models' compute type on a GPU (autocast); a CPU always runs fp32,
+    and metrics whose numbers are fragile in half precision (FID's Inception statistics, PSNR)
+    stay fp32 everywhere. The released metric script runs everything in fp32; reduced precision
+    is faster on a GPU but moves the numbers (a protocol that sets it is not comparable with one
+    that does not, and its hash says so).
+    """
+
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+
+
+@dataclass(frozen=True)
 class MetricSpec:
     """One metric column: which registered metric, with which settings."""
 
@@ -66,6 +80,7 @@ class Protocol:
     version: str
     description: str = ""
     generation: GenerationSettings = field(default_factory=GenerationSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     metrics: tuple[MetricSpec, ...] = ()
     source: str = field(default="", compare=False)
 
@@ -73,6 +88,8 @@ class Protocol:
     def hash(self) -> str:
         payload = to_dict(self)
         payload.pop("source", None)
+        if payload.get("evaluation") == to_dict(EvaluationSettings()):
+            payload.pop("evaluation")  # the default (fp32) keeps the hashes protocols had before it existed
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -118,6 +135,7 @@ def parse_protocol(text: str, source: str) -> Protocol:
         version=proto.version,
         description=proto.description,
         generation=proto.generation,
+        evaluation=proto.evaluation,
         metrics=proto.metrics,
         source=source,
     )

@@ -27,6 +27,7 @@ from .images import BadImageError, save_atomic
 from .io import atomic_open, atomic_write_json, clean_stale_temps, read_json
 from .methods import METHODS, Method
 from .postprocess import BadOutputError, finalize, output_relpath
+from .progress import LOG, Progress, run_log
 from .protocol import Protocol, load_protocol
 from .seeds import sample_seed, seed_everything
 from .store import environment, run_lock, short_hash
@@ -65,13 +66,9 @@ def pick_device(device: str = "auto") -> str:
         return "cpu"
 
 
-def _progress(total: int, desc: str, enabled: bool) -> Callable[[int], None]:
-    if not enabled or total == 0:
-        return lambda n: None
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False, disable=None)
-    return bar.update
+def _progress(total: int, desc: str, enabled: bool, log: bool = True) -> Progress:
+    """A bar on stderr when ``enabled`` (rate, ETA) and progress lines in the run log when ``log``."""
+    return Progress(total, desc, bar=enabled, log=LOG if log else None)
 
 
 def _parse_overrides(weights: dict[str, str] | Sequence[str] | None) -> dict[str, str]:
@@ -194,7 +191,10 @@ def run(
 def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, device, options, identity, run_id,
             zoo, batch_size, keep_going, progress) -> RunResult:
     gen = proto.generation
-    with run_lock(run_dir, dist.rank):
+    with run_lock(run_dir, dist.rank), run_log(run_dir, "run" if not dist.active else f"run-rank{dist.rank}"):
+        LOG.info("run %s: method %s on %s (%d samples, this process %d of %d), protocol %s %s, device %s, zoo %s",
+                 run_id, method, dataset, len(split), dist.rank + 1, max(dist.world, 1), proto.name,
+                 proto.short_hash, device, zoo)
         images = run_dir / "images"
         failures_dir = run_dir / "failures"
         manifest_path = run_dir / "manifest.json"
@@ -244,6 +244,8 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
             method_obj.prepare(split)
             if gen.seed_policy == "global":
                 seed_everything(gen.seed)
+            LOG.info("generating %d of this process's %d samples (%d already on disk)", len(pending), len(shard),
+                     len(shard) - len(pending))
             tick = _progress(len(pending), f"generate {method}", progress and dist.is_main)
             for start in range(0, len(pending), batch_size):
                 chunk = pending[start : start + batch_size]
@@ -264,11 +266,13 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
                         if getattr(e, "trace", None):
                             record["traceback"] = e.trace
                         atomic_write_json(fail_path, record)
+                        LOG.warning("sample %s: generation failed: %s", s.id, str(e).splitlines()[0] if str(e) else "")
                         continue
                     save_atomic(img, images / relpaths[s.id], gen.output_format, gen.jpeg_quality)
                     fail_path.unlink(missing_ok=True)
                     generated += 1
                 tick(len(chunk))
+            tick.close()
         elif previous and "config" in previous.get("method", {}):
             manifest["method"]["config"] = previous["method"]["config"]
         dist.barrier()
@@ -281,10 +285,9 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
                 status[s.id] = ("failed", read_json(fp).get("error", "generation failed"))
 
         columns = build_metrics(proto, store, device)
-        evaluation = evaluate_samples(
-            shard, lambda s: images / relpaths[s.id], columns,
-            batch_size=batch_size, status=status, progress=_progress(len(shard), "evaluate", progress and dist.is_main),
-        )
+        with _progress(len(shard), "evaluate", progress and dist.is_main) as tick:
+            evaluation = evaluate_samples(shard, lambda s: images / relpaths[s.id], columns,
+                                          batch_size=batch_size, status=status, progress=tick)
         if dist.active:
             evaluation, generated, n_present = _merge_shards(dist, split, columns, evaluation, generated, n_present)
         comparable = not store.any_tiny and not any(s.meta.get("synthetic") for s in split)
@@ -297,9 +300,19 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
             _write_results(run_dir, split, evaluation, seeds, {s.id: f"images/{relpaths[s.id]}" for s in split})
             _write_metrics(run_dir, manifest, evaluation, comparable)
             atomic_write_json(manifest_path, manifest)
+        _log_outcome(evaluation, run_dir)
         dist.barrier()
         failed = evaluation.problems.get("failed", 0)
         return RunResult(run_dir, proto, split, evaluation, generated, failed, comparable, n_present)
+
+
+def _log_outcome(evaluation: Evaluation, run_dir: Path) -> None:
+    values = ", ".join(f"{k} {format_value(v)}" for k, v in evaluation.metrics.items())
+    LOG.info("scored %d of %d samples%s; target cache %s hits, %s misses", evaluation.n_scored, evaluation.n_samples,
+             "".join(f", {n} {k}" for k, n in sorted(evaluation.problems.items())),
+             evaluation.cache.get("hits", 0), evaluation.cache.get("misses", 0))
+    LOG.info("results: %s", values)
+    LOG.info("wrote %s", run_dir)
 
 
 def _merge_shards(dist: Dist, split: Split, columns, evaluation: Evaluation, generated: int, n_present: int):
@@ -502,13 +515,14 @@ def evaluate(
                 "sources": [file_digest(Path(p)) for p in split.sources], "zoo": zoo}
     run_id = short_hash(identity)
     run_dir = Path(out) if out else default_run_dir(Path(runs_dir), dataset, proto, f"external-{label}", run_id)
-    with run_lock(run_dir):
+    with run_lock(run_dir), run_log(run_dir, "evaluate"):
+        LOG.info("evaluate %s on %s (%d samples, %d without an image), protocol %s %s, device %s, zoo %s",
+                 images_dir.resolve(), dataset, len(split), len(missing), proto.name, proto.short_hash, device, zoo)
         clean_stale_temps(run_dir)
         columns = build_metrics(proto, store, device)
-        evaluation = evaluate_samples(
-            list(split), lambda s: located[s.id], columns, batch_size=batch_size,
-            progress=_progress(len(split), "evaluate", progress),
-        )
+        with _progress(len(split), "evaluate", progress) as tick:
+            evaluation = evaluate_samples(list(split), lambda s: located[s.id], columns, batch_size=batch_size,
+                                          progress=tick)
         comparable = not store.any_tiny and not any(s.meta.get("synthetic") for s in split)
         outputs = {sid: (str(p) if p else None) for sid, p in located.items()}
         _write_results(run_dir, split, evaluation, {}, outputs)
@@ -529,4 +543,5 @@ def evaluate(
         }
         _write_metrics(run_dir, manifest, evaluation, comparable)
         atomic_write_json(run_dir / "manifest.json", manifest)
+        _log_outcome(evaluation, run_dir)
         return RunResult(run_dir, proto, split, evaluation, 0, 0, comparable)

@@ -410,6 +410,7 @@ def prepare_epickitchens(
     *,
     limit: int | None = None,
     height: int = 256,
+    progress: bool = False,
 ) -> PrepareReport:
     """Build the EPIC-KITCHENS-100 pairs from ``annotations`` (a narration CSV)."""
     annotations, frames_root, out = Path(annotations), Path(frames_root), Path(out)
@@ -458,7 +459,11 @@ def prepare_epickitchens(
     metadata: dict[str, dict[str, Any]] = {}
     written: list[_Pair] = []
     n_reused = 0
+    from ..progress import Progress
+
+    tick = Progress(len(eligible), "prepare epickitchens", bar=progress, unit="pair")
     for pair, folder in eligible:
+        tick(1)
         if pair.clip_id not in metadata:
             w, h = _image_size(_epic_frame(folder, pair.input_frame))
             metadata[pair.clip_id] = {
@@ -479,6 +484,7 @@ def prepare_epickitchens(
         n_reused += not fresh
         written.append(pair)
 
+    tick.close()
     layout.write_json(written, metadata)
     return PrepareReport(
         dataset="epickitchens",
@@ -580,6 +586,7 @@ def prepare_ego4d(
     *,
     limit: int | None = None,
     height: int = 256,
+    progress: bool = False,
 ) -> PrepareReport:
     """Build the Ego4D FHO pairs from ``annotations`` (``fho_main.json``)."""
     annotations, videos_root, out = Path(annotations), Path(videos_root), Path(out)
@@ -658,7 +665,11 @@ def prepare_ego4d(
     n_reused = 0
     written: list[_Pair] = []
     metadata: dict[str, dict[str, Any]] = {}
+    from ..progress import Progress
+
+    tick = Progress(len(by_video), "prepare ego4d", bar=progress, unit="video")
     for uid, pairs in by_video.items():
+        tick(1)
         if remaining is not None and remaining <= 0:
             n_over += len(pairs)
             continue
@@ -697,6 +708,7 @@ def prepare_ego4d(
             if reader is not None:
                 reader.close()
         written.extend(done)
+    tick.close()
 
     layout.write_json(written, metadata)
     return PrepareReport(

@@ -41,9 +41,18 @@ class MetricBatch:
     #: sha256 of each target / input file: content keys for the feature cache
     target_keys: list[str] = field(default_factory=list)
     input_keys: list[str] = field(default_factory=list)
+    #: per-batch scratch space shared by the metrics scoring this batch (preprocessed
+    #: frames, captions): work two metrics would both do is done once. Dropped with the batch.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def shared(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per batch for ``key``; later calls with the same key reuse it."""
+        if key not in self.memo:
+            self.memo[key] = compute()
+        return self.memo[key]
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,10 @@ class Metric:
     kind: ClassVar[Literal["sample", "set"]] = "sample"
     display_scale: ClassVar[float] = 100.0  # the paper prints metrics x100
     Settings: ClassVar[type] = NoSettings
+    #: False: the metric's numbers are fragile in half precision; it runs fp32 whatever the protocol says
+    reduced_precision: ClassVar[bool] = True
+    #: the protocol's evaluation precision (set by ``build_metrics``; effective on CUDA only)
+    precision: str = "fp32"
 
     def __init__(self, settings: Any, *, weights: Any = None, device: str = "cpu", cache: Any = None):
         self.settings = settings
@@ -83,6 +96,31 @@ class Metric:
                 h.update(f"{name}/{f}:{file_digest(res.file(f))}\n".encode())
         return h.hexdigest()
 
+    @property
+    def compute_dtype(self) -> Any:
+        """The torch dtype the metric's models run under autocast, or None (fp32)."""
+        return autocast_dtype(self.device, self.precision if self.reduced_precision else "fp32")
+
+    @property
+    def effective_precision(self) -> str:
+        dtype = self.compute_dtype
+        if dtype is None:
+            return "fp32"
+        import torch
+
+        return {torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+
+    def autocast(self) -> Any:
+        """Context for the metric's model calls: CUDA autocast at the protocol's precision, or nothing."""
+        import contextlib
+
+        dtype = self.compute_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
     def cached(
         self, part: str, keys: list[str], compute: Callable[[list[int]], Sequence[np.ndarray]]
     ) -> list[np.ndarray]:
@@ -96,7 +134,10 @@ class Metric:
         from .cache import namespace_key
 
         if not hasattr(self, "_ns_base"):
-            self._ns_base = (self.name, self.version, self.settings_record(), self.weights_digest())
+            record = self.settings_record()
+            if self.effective_precision != "fp32":  # fp32 keeps the keys caches had before precision existed
+                record = {**record, "_precision": self.effective_precision}
+            self._ns_base = (self.name, self.version, record, self.weights_digest())
         ns = namespace_key(*self._ns_base, part)
         return self.cache.get_or_compute(f"{self.name}-{ns}", keys, compute)
 
@@ -133,6 +174,18 @@ class Metric:
     def load_states(self, states: list[dict[str, Any]], order: Sequence[str]) -> None:
         """Replace the accumulated state with the union of ``states``, in ``order`` of sample ids."""
         raise NotImplementedError(f"set metric {self.name} cannot be sharded")
+
+
+def autocast_dtype(device: str, precision: str) -> Any:
+    """torch dtype for ``precision`` on ``device``: None for fp32 and on anything but CUDA."""
+    if precision == "fp32" or not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    try:
+        return {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    except KeyError:
+        raise ValueError(f"unknown precision {precision!r}; use fp32, fp16 or bf16") from None
 
 
 METRICS: Registry[type[Metric]] = Registry("metric", entry_point_group="egobench.metrics")

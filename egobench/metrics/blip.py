@@ -490,6 +490,20 @@ def load_blip_captioner(
     return model, tokenizer
 
 
+#: loaded captioners, one per (weights, format, device): columns of one process share them
+_LOADED: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+
+
+def shared_captioner(
+    res: Any, fmt: Literal["hf", "original"], device: str = "cpu", *, tokenizer_res: Any = None
+) -> tuple[Any, Any]:
+    """:func:`load_blip_captioner`, loaded once per process for the same files and device."""
+    key = (str(res.path), fmt, str(tokenizer_res.path) if tokenizer_res is not None else "", str(device))
+    if key not in _LOADED:
+        _LOADED[key] = load_blip_captioner(res, fmt, device, tokenizer_res=tokenizer_res)
+    return _LOADED[key]
+
+
 def _empty_model(config: Any) -> Any:
     """``BlipForConditionalGeneration(config)`` without the random init (every weight is loaded next)."""
     from transformers import BlipForConditionalGeneration
@@ -802,10 +816,10 @@ class BLIPSimilarity(Metric):
             raise UserError(f"metric blip: batch_size must be >= 1, got {settings.batch_size}")
         if settings.weights_format == "hf":
             res = weights.resolve(hf_artifact(settings.model))
-            model, tok = load_blip_captioner(res, "hf", device)
+            model, tok = shared_captioner(res, "hf", device)
         else:
             res = weights.resolve(original_artifact(settings.model))
-            model, tok = load_blip_captioner(res, "original", device, tokenizer_res=weights.resolve(TOKENIZER_ARTIFACT))
+            model, tok = shared_captioner(res, "original", device, tokenizer_res=weights.resolve(TOKENIZER_ARTIFACT))
         self.captioner = BlipCaptioner(model, tok, device, settings.batch_size, settings.beam_search)
         self._encoders: dict[str, Any] = {}
         self._fingerprints: dict[int, str] = {}
@@ -858,7 +872,11 @@ class BLIPSimilarity(Metric):
     def compute(self, batch: MetricBatch) -> tuple[np.ndarray, dict[str, list]]:
         s: BLIPSettings = self.settings
         n = len(batch)
-        captions = self.captioner.caption(batch.generated)
+        # two columns with the same captioner and decoding (e.g. one reference text each) share
+        # the captions of a batch
+        cap = self.captioner
+        captions = batch.shared(("blip-captions", id(cap.model), cap.batch_size, cap.beam_search),
+                                lambda: cap.caption(batch.generated))
         refs = list(batch.description if s.reference == "description" else batch.action)
         if len(refs) != n:
             raise ValueError(f"metric blip: {len(refs)} {s.reference} texts for {n} samples")

@@ -112,6 +112,26 @@ def model_family(domain: str, where: str = "egovlp") -> str:
         ) from None
 
 
+#: loaded EgoVLP models, one per (checkpoint, frames, device): the metrics and text encoders of
+#: one process share them (like clip_metric._LOADED and fid._LOADED)
+_LOADED: dict[tuple[str, int | None, str], EgoVLPModel] = {}
+
+
+def shared_egovlp(path: str | Path, num_frames: int | None, device: str) -> EgoVLPModel:
+    """The EgoVLP model of ``path`` for ``num_frames`` on ``device``, loaded once per process.
+
+    ``num_frames=None`` (a text-tower user) takes any copy of the checkpoint already loaded on
+    the device: the text tower does not depend on the clip length."""
+    key = (str(path), num_frames, str(device))
+    if key not in _LOADED:
+        if num_frames is None:
+            for (p, _, d), model in _LOADED.items():
+                if p == key[0] and d == key[2]:
+                    return model
+        _LOADED[key] = load_egovlp(path, num_frames=num_frames, device=device).eval()
+    return _LOADED[key]
+
+
 # ---------------------------------------------------------------------------
 # preprocessing (pure functions)
 # ---------------------------------------------------------------------------
@@ -222,25 +242,41 @@ class EgoVLP(Metric):
         return self.settings.frames_ego4d if family == "ego4d" else self.settings.frames_epic
 
     def egovlp_model(self, family: str) -> EgoVLPModel:
-        """The family's model, loaded on first use."""
+        """The family's model, loaded on first use (one copy per process: EgoVLP, EgoVLP+ and the
+        BLIP metrics' EgoVLP text tower share it)."""
         if family not in self._models:
             name = ARTIFACT_OF[family]
             path = self.weights.resolve(name).file(CHECKPOINT_FILE[family])
-            self._models[family] = load_egovlp(path, num_frames=self.frames(family), device=self.device)
+            self._models[family] = shared_egovlp(path, self.frames(family), self.device)
         return self._models[family]
 
     # -- clips ---------------------------------------------------------------
-    def _clip(self, batch: MetricBatch, i: int, image: np.ndarray, generated: bool) -> torch.Tensor:
-        s = self.settings
-        family = self._family(batch, i)
-        x = to_unit_tensor(image)
-        context = None
+    def _frame(self, batch: MetricBatch, side: str, i: int, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Sample ``i``'s ``side`` frame (``generated``, ``target`` or ``input``), first resized to
+        ``size`` when given and different, preprocessed; computed once per batch, so EgoVLP and
+        EgoVLP+ (same preprocessing settings) share it, and EgoVLP+ prepares each input frame once."""
+        image = getattr(batch, side)[i]
+        if size is not None and tuple(size) == tuple(image.shape[:2]):
+            size = None
+        antialias = self.settings.antialias
+
+        def compute() -> torch.Tensor:
+            x = to_unit_tensor(image)
+            if size is not None:
+                x = resize_exact(x, size, antialias)
+            return preprocess_frame(x, antialias)
+
+        return batch.shared(("egovlp-frame", side, i, size, antialias), compute)
+
+    def _clip(self, batch: MetricBatch, i: int, generated: bool) -> torch.Tensor:
+        """Sample ``i``'s clip of its generated (or target) frame, from the batch's shared frames."""
+        side = "generated" if generated else "target"
+        context = size = None
         if self.uses_input:
-            inp = to_unit_tensor(batch.input[i])
-            if generated and s.resize_generated_to_input:
-                x = resize_exact(x, tuple(inp.shape[-2:]), s.antialias)
-            context = preprocess_frame(inp, s.antialias)
-        return make_clip(preprocess_frame(x, s.antialias), self.frames(family), context)
+            if generated and self.settings.resize_generated_to_input:
+                size = tuple(batch.input[i].shape[:2])
+            context = self._frame(batch, "input", i)
+        return make_clip(self._frame(batch, side, i, size), self.frames(self._family(batch, i)), context)
 
     def _family(self, batch: MetricBatch, i: int) -> str:
         if i >= len(batch.domain):
@@ -253,8 +289,7 @@ class EgoVLP(Metric):
         for j, i in enumerate(indices):
             by_family.setdefault(self._family(batch, i), []).append(j)
         for family, js in by_family.items():
-            images = batch.generated if generated else batch.target
-            clips = [self._clip(batch, indices[j], images[indices[j]], generated) for j in js]
+            clips = [self._clip(batch, indices[j], generated) for j in js]
             emb = embed_clips(self.egovlp_model(family), clips, self.device)
             for j, e in zip(js, emb, strict=True):
                 out[j] = e
@@ -314,7 +349,7 @@ class EgoVLPTextEncoder:
         self.device = device
         self.artifacts = text_artifacts(domain)
         path = weights.resolve(ARTIFACT_OF[family]).file(CHECKPOINT_FILE[family])
-        self.model = load_egovlp(path, device=device)
+        self.model = shared_egovlp(path, None, device)
         tok_dir = weights.resolve(TOKENIZER_ARTIFACT).path
         _compat.ensure_torchvision()
         from transformers import DistilBertTokenizer

@@ -240,6 +240,7 @@ class FID(Metric):
     kind = "set"
     display_scale = 1.0  # the paper prints FID as is
     Settings = FIDSettings
+    reduced_precision = False  # Inception statistics in fp32, as torch-fidelity and pytorch-fid compute them
     #: images per Inception forward (results do not depend on it beyond float rounding)
     batch_size: int = 16
 

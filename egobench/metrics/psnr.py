@@ -41,6 +41,7 @@ class PSNR(Metric):
     version = "1"
     display_scale = 1.0  # the paper prints dB as is
     Settings = PSNRSettings
+    reduced_precision = False  # pure math on the decoded pixels
 
     def compute(self, batch: MetricBatch) -> np.ndarray:
         s: PSNRSettings = self.settings
