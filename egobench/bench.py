@@ -119,6 +119,15 @@ GOALS: dict[str, Goal] = {
     "memory": Goal("<=", 100.0, "MB"),
 }
 ORDER = ("naive", "cache", "overhead", "pipeline", "memory")
+#: what ``--items`` chooses from: items 1-3 come from one set of runs
+ITEMS = ("metrics", "pipeline", "memory")
+TITLES = {
+    "naive": "full suite: naive / egobench (cold)",
+    "cache": "target cache: cold / warm",
+    "overhead": "harness overhead: egobench / model forwards",
+    "pipeline": "lego / diffusers InstructPix2Pix",
+    "memory": "peak RSS growth",
+}
 
 
 @dataclass
@@ -1513,6 +1522,8 @@ def bench(
     flush_denormal: bool = True,
     progress: bool = True,
     workdir: str | os.PathLike | None = None,
+    weights_dir: str | os.PathLike | None = None,
+    items: Sequence[str] | None = None,
 ) -> BenchReport:
     """Measure the five numbers (see the module docstring) and return the report;
     ``out`` also writes it as JSON.
@@ -1525,6 +1536,9 @@ def bench(
     best taken. ``threads``: torch intra-op threads while benchmarking (subprocesses
     too); default: torch's own. ``mem_sizes``: the two split sizes of item 5 (the goal
     is stated for 32 and 1,024; the tiny profile's smaller default is a smoke check).
+    ``weights_dir``: where the full-arch stand-ins are built and kept for the next run
+    (default: a temporary folder, rebuilt each time). ``items``: which measurements to
+    take (``metrics`` = items 1-3, ``pipeline``, ``memory``; default all).
     """
     from .protocol import load_protocol
     from .runner import pick_device
@@ -1550,6 +1564,10 @@ def bench(
         raise UserError(f"bench: memory sizes must be two increasing counts, got {sizes}")
     if domain not in DOMAINS:
         raise UserError(f"bench: unknown domain '{domain}'; use one of {', '.join(DOMAINS)}")
+    chosen = set(items or ITEMS)
+    if not chosen or chosen - set(ITEMS):
+        raise UserError(f"bench: unknown item(s) {', '.join(sorted(chosen - set(ITEMS))) or '(none)'}; "
+                        f"choose from {', '.join(ITEMS)}")
     proto = load_protocol(protocol)
     flush = flush_denormal and not device.startswith("cuda")
     t_start = time.perf_counter()
@@ -1561,24 +1579,39 @@ def bench(
         if threads:
             stack.enter_context(_threads(threads))
         env["torch_threads"] = _torch_threads()
-        store, weights_spec = _profile_store(profile, proto, tmp / "weights", progress)
-        triples = write_triples(tmp / "frames", n, proto.generation.output_format, progress=progress)
-        samples, locate = make_samples(triples, n, domain)
-        try:
-            measurements, stages = _metric_measurements(proto, store, device, samples, locate, batch_size, repeats,
-                                                        tmp, progress)
-        finally:
-            _forget_loaded(tmp / "weights" if profile == "full-arch" else None)
-        measurements.append(_pipeline_measurement(profile, device, steps, cfg["gen_batch"], pipe_repeats, tmp,
-                                                  progress))
+        wdir = Path(weights_dir) if weights_dir else tmp / "weights"
+        measurements: list[Measurement] = []
+        stages: dict[str, Any] = {}
+        weights_spec: dict[str, Any] = {"zoo": "tiny"}
+        if "metrics" in chosen or ("memory" in chosen and device.startswith("cuda")):
+            store, weights_spec = _profile_store(profile, proto, wdir, progress)
+        if "metrics" in chosen:
+            triples = write_triples(tmp / "frames", n, proto.generation.output_format, progress=progress)
+            samples, locate = make_samples(triples, n, domain)
+            try:
+                measurements, stages = _metric_measurements(proto, store, device, samples, locate, batch_size,
+                                                            repeats, tmp, progress)
+            finally:
+                _forget_loaded(wdir if profile == "full-arch" else None)
+        else:
+            measurements = [Measurement(k, TITLES[k], None, note="skipped (--items)") for k in ("naive", "cache",
+                                                                                               "overhead")]
+        if "pipeline" in chosen:
+            measurements.append(_pipeline_measurement(profile, device, steps, cfg["gen_batch"], pipe_repeats, tmp,
+                                                      progress))
+        else:
+            measurements.append(Measurement("pipeline", TITLES["pipeline"], None, note="skipped (--items)"))
         gc.collect()
         mem_weights, note = weights_spec, ""
         if profile == "full-arch" and not device.startswith("cuda"):
             # 1,024 samples through real-size models take hours on a CPU; the growth with
             # N is the harness's state, the models' constant footprint cancels out
             mem_weights, note = {"zoo": "tiny"}, "tiny-zoo models (full-size models on a CPU would take hours)"
-        measurements.append(_memory_measurement(protocol, mem_weights, device, sizes, batch_size, domain, tmp,
-                                                flush, threads, progress, note))
+        if "memory" in chosen:
+            measurements.append(_memory_measurement(protocol, mem_weights, device, sizes, batch_size, domain, tmp,
+                                                    flush, threads, progress, note))
+        else:
+            measurements.append(Measurement("memory", TITLES["memory"], None, note="skipped (--items)"))
     env["loadavg_end"] = _loadavg()
     report = BenchReport(profile, device, proto.name, n, batch_size, measurements, stages, env,
                          time.perf_counter() - t_start)

@@ -345,8 +345,11 @@ def demo_cmd(method, protocol, runs_dir, out, steps, quiet):
 @click.option("--protocol", "-p", default="egobench-v1", show_default=True, help="whose metric settings are timed")
 @click.option("--mem-sizes", default=None, metavar="N1,N2", help="split sizes of the memory measurement")
 @click.option("--json", "json_path", default=None, help="also write the report as JSON")
+@click.option("--weights-dir", default=None, help="build full-arch stand-ins here and reuse them next time")
+@click.option("--items", default=None, metavar="LIST",
+              help="comma-separated subset of metrics (items 1-3), pipeline, memory; default all")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def bench_cmd(profile, device, n, batch_size, protocol, mem_sizes, json_path, quiet):
+def bench_cmd(profile, device, n, batch_size, protocol, mem_sizes, json_path, weights_dir, items, quiet):
     """Speed and memory of the harness, each as a ratio next to its goal."""
     from .bench import bench
 
@@ -357,7 +360,8 @@ def bench_cmd(profile, device, n, batch_size, protocol, mem_sizes, json_path, qu
         except ValueError:
             raise UserError(f"--mem-sizes expects N1,N2, got {mem_sizes!r}") from None
     rep = bench(profile, device=device, n=n, batch_size=batch_size, out=json_path, protocol=protocol,
-                mem_sizes=sizes, progress=not quiet)
+                mem_sizes=sizes, progress=not quiet, weights_dir=weights_dir,
+                items=[x.strip() for x in items.split(",") if x.strip()] if items else None)
     click.echo(rep.table())
 
 

@@ -6,6 +6,7 @@ metrics. Memory does not grow with the split: only per-sample numbers are kept.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ class Evaluation:
     n_scored: int
     problems: dict[str, int] = field(default_factory=dict)
     cache: dict[str, int] = field(default_factory=dict)  # target-side feature cache hits / misses
+    #: the run cache's hits / misses (scores and generated-side features reused from an earlier evaluation)
+    reused: dict[str, int] = field(default_factory=dict)
 
 
 def build_metrics(
@@ -70,13 +73,24 @@ def evaluate_samples(
     batch_size: int = 8,
     status: dict[str, tuple[str, str]] | None = None,
     progress: Callable[[int], None] | None = None,
+    run_cache: Any = None,
 ) -> Evaluation:
     """Score every sample whose generated image ``locate`` finds.
 
     ``status`` may carry an earlier failure per sample id (``(status, reason)``),
     e.g. a generation failure; such samples are reported, not scored.
+
+    ``run_cache`` (a :class:`~egobench.metrics.cache.FeatureCache`, usually
+    ``<run dir>/cache``) keeps every batch's per-sample scores and generated-side set
+    features keyed by the content of everything they were computed from: a killed
+    evaluation resumes where it stopped, and re-scoring unchanged outputs computes
+    nothing. A batch whose scores are all there is not recomputed; otherwise the whole
+    batch is (so its samples are scored together, as in an uninterrupted run).
     """
     status = dict(status or {})
+    use_run_cache = run_cache is not None and run_cache.enabled
+    for c in columns:
+        c.metric.run_cache = run_cache if use_run_cache else None
     needs = {n for c in columns for n in c.metric.needs}
     values: dict[str, list[float]] = {c.name: [] for c in columns}
     extras: dict[str, list[Any]] = {}
@@ -84,7 +98,7 @@ def evaluate_samples(
     rows_error: list[str] = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
-        ok_idx, gens, tgts, inps = [], [], [], []
+        ok_idx, gens, tgts, inps, gen_keys = [], [], [], [], []
         row_state = []
         for s in chunk:
             if s.id in status:
@@ -103,6 +117,8 @@ def evaluate_samples(
             inp = read_rgb(s.input_path) if "input" in needs else None
             ok_idx.append(len(row_state))
             row_state.append(("ok", ""))
+            if use_run_cache:
+                gen_keys.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
             gens.append(g)
             tgts.append(t)
             if inp is not None:
@@ -118,20 +134,16 @@ def evaluate_samples(
             domain=[str(s.meta.get("domain", s.dataset)) for s in ok_samples],
             target_keys=[file_digest(s.target_path) for s in ok_samples],
             input_keys=[file_digest(s.input_path) for s in ok_samples] if "input" in needs else [],
+            generated_keys=gen_keys,
         )
+        score_keys = _score_keys(batch) if use_run_cache else None
         per_col: dict[str, np.ndarray] = {}
         per_extra: dict[str, list[Any]] = {}
         for c in columns:
             if c.metric.kind == "sample":
-                if len(batch):
-                    with c.metric.autocast():
-                        res = c.metric.compute(batch)
-                else:
-                    res = np.empty(0)
-                if isinstance(res, tuple):
-                    res, more = res
-                    for k, v in more.items():
-                        per_extra[f"{c.name}_{k}"] = list(v)
+                res, more = _sample_scores(c.metric, batch, run_cache if use_run_cache else None, score_keys)
+                for k, v in more.items():
+                    per_extra[f"{c.name}_{k}"] = list(v)
                 per_col[c.name] = np.asarray(res, dtype=np.float64)
                 if len(per_col[c.name]) != len(batch):
                     raise RuntimeError(f"metric {c.name} returned {len(per_col[c.name])} values for {len(batch)}")
@@ -173,7 +185,65 @@ def evaluate_samples(
         "misses": sum(c.misses for c in caches.values()),
         "enabled": any(c.enabled for c in caches.values()),
     }
-    return aggregate(df, columns, stats)
+    for c in columns:
+        c.metric.run_cache = None
+    evaluation = aggregate(df, columns, stats)
+    if use_run_cache:
+        evaluation.reused = {"hits": run_cache.hits, "misses": run_cache.misses}
+    return evaluation
+
+
+def _score_keys(batch: MetricBatch) -> list[str]:
+    """Per sample: a key over the content of everything a per-sample metric may read."""
+    n = len(batch)
+
+    def at(values: list[Any], i: int) -> str:
+        return str(values[i]) if len(values) == n else ""
+
+    return [
+        hashlib.sha256("\x1f".join([batch.generated_keys[i], at(batch.target_keys, i), at(batch.input_keys, i),
+                                    at(batch.description, i), at(batch.action, i), at(batch.domain, i)])
+                       .encode()).hexdigest()
+        for i in range(n)
+    ]
+
+
+def _sample_scores(metric: Metric, batch: MetricBatch, run_cache: Any,
+                   keys: list[str] | None) -> tuple[np.ndarray, dict[str, list[Any]]]:
+    """(values, extra columns) of a per-sample metric on ``batch``, through the run cache when given."""
+    if len(batch) == 0:
+        return np.empty(0), {}
+
+    def run() -> tuple[np.ndarray, dict[str, list[Any]]]:
+        with metric.autocast():
+            res = metric.compute(batch)
+        more: dict[str, Any] = {}
+        if isinstance(res, tuple):
+            res, more = res
+        return np.asarray(res, dtype=np.float64), {k: list(v) for k, v in more.items()}
+
+    if run_cache is None or keys is None:
+        return run()
+    fresh: dict[str, Any] = {}
+
+    def compute_once() -> tuple[np.ndarray, dict[str, list[Any]]]:
+        if "r" not in fresh:
+            fresh["r"] = run()
+            if len(fresh["r"][0]) != len(batch):  # checked by the caller too; never cache a short answer
+                raise RuntimeError(f"metric {metric.name} returned {len(fresh['r'][0])} values for {len(batch)}")
+        return fresh["r"]
+
+    values = metric.cached("score", keys, lambda idx: [np.array([compute_once()[0][i]]) for i in idx],
+                           cache=run_cache)
+    extras: dict[str, list[Any]] = {}
+    for name in metric.extras:
+        got = metric.cached(f"score-{name}", keys,
+                            lambda idx, name=name: [np.array(str(compute_once()[1][name][i])) for i in idx],
+                            cache=run_cache)
+        extras[name] = [str(np.asarray(x).reshape(-1)[0]) for x in got]  # stored 1-element arrays
+    if "r" in fresh:  # computed now: the batch's own numbers, all of them from this computation
+        return fresh["r"]
+    return np.array([float(v.reshape(-1)[0]) for v in values], dtype=np.float64), extras
 
 
 def aggregate(df: pd.DataFrame, columns: list[MetricColumn], cache_stats: dict[str, Any]) -> Evaluation:

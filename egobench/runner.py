@@ -26,6 +26,7 @@ from .evaluator import Evaluation, aggregate, build_metrics, evaluate_samples, f
 from .images import BadImageError, save_atomic
 from .io import atomic_open, atomic_write_json, clean_stale_temps, read_json
 from .methods import METHODS, Method
+from .metrics.cache import FeatureCache, default_cache_dir
 from .postprocess import BadOutputError, finalize, output_relpath
 from .progress import LOG, Progress, run_log
 from .protocol import Protocol, load_protocol
@@ -287,13 +288,15 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
         columns = build_metrics(proto, store, device)
         with _progress(len(shard), "evaluate", progress and dist.is_main) as tick:
             evaluation = evaluate_samples(shard, lambda s: images / relpaths[s.id], columns,
-                                          batch_size=batch_size, status=status, progress=tick)
+                                          batch_size=batch_size, status=status, progress=tick,
+                                          run_cache=_run_cache(run_dir))
         if dist.active:
             evaluation, generated, n_present = _merge_shards(dist, split, columns, evaluation, generated, n_present)
         comparable = not store.any_tiny and not any(s.meta.get("synthetic") for s in split)
         manifest["artifacts"] = {name: r.record() for name, r in sorted(store.used.items())}
         manifest["comparable"] = comparable
         manifest["feature_cache"] = evaluation.cache  # hits / misses of this call (run-dependent)
+        manifest["run_cache"] = evaluation.reused
         manifest["state"] = "complete"
         manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if dist.is_main:
@@ -306,7 +309,16 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
         return RunResult(run_dir, proto, split, evaluation, generated, failed, comparable, n_present)
 
 
+def _run_cache(run_dir: Path) -> FeatureCache:
+    """``<run dir>/cache``: this run's scores and generated-side features, so a killed evaluation
+    resumes where it stopped (off with ``EGOBENCH_NO_CACHE=1``, like the target cache)."""
+    return FeatureCache(None if default_cache_dir() is None else run_dir / "cache")
+
+
 def _log_outcome(evaluation: Evaluation, run_dir: Path) -> None:
+    if evaluation.reused:
+        LOG.info("run cache: %d entries reused, %d computed", evaluation.reused.get("hits", 0),
+                 evaluation.reused.get("misses", 0))
     values = ", ".join(f"{k} {format_value(v)}" for k, v in evaluation.metrics.items())
     LOG.info("scored %d of %d samples%s; target cache %s hits, %s misses", evaluation.n_scored, evaluation.n_samples,
              "".join(f", {n} {k}" for k, n in sorted(evaluation.problems.items())),
@@ -522,7 +534,7 @@ def evaluate(
         columns = build_metrics(proto, store, device)
         with _progress(len(split), "evaluate", progress) as tick:
             evaluation = evaluate_samples(list(split), lambda s: located[s.id], columns, batch_size=batch_size,
-                                          progress=tick)
+                                          progress=tick, run_cache=_run_cache(run_dir))
         comparable = not store.any_tiny and not any(s.meta.get("synthetic") for s in split)
         outputs = {sid: (str(p) if p else None) for sid, p in located.items()}
         _write_results(run_dir, split, evaluation, {}, outputs)
@@ -538,6 +550,7 @@ def evaluate(
             "artifacts": {n: r.record() for n, r in sorted(store.used.items())},
             "comparable": comparable,
             "feature_cache": evaluation.cache,
+            "run_cache": evaluation.reused,
             "state": "complete",
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

@@ -184,3 +184,77 @@ def test_samples_table_is_unchanged_by_sharing(tmp_path, monkeypatch):
     for name in ("egovlp", "egovlp-plus", "blip-b", "lpips"):
         alone = evaluate_samples(samples, locate, _columns(proto, [name]), batch_size=2).samples
         pd.testing.assert_series_equal(together[name], alone[name])
+
+
+def _count_calls(monkeypatch, cls, name):
+    calls = []
+    real = getattr(cls, name)
+
+    def wrapped(self, *a, **k):
+        calls.append(len(a[0]) if a and hasattr(a[0], "__len__") else 1)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(cls, name, wrapped)
+    return calls
+
+
+def test_killed_evaluation_resumes_from_the_run_cache_and_equals_an_uninterrupted_one(tmp_path, monkeypatch):
+    from egobench.metrics.clip_metric import CLIPImage
+    from egobench.metrics.fid import FID
+    from egobench.metrics.lpips_metric import LPIPS
+
+    monkeypatch.setenv("EGOBENCH_CACHE", str(tmp_path / "target-cache"))
+    gen = egobench.run("input-copy", "demo", protocol="egobench-v1", limit=6, out=tmp_path / "gen", progress=False,
+                       batch_size=6)
+    images = gen.run_dir / "images"
+    whole = egobench.evaluate(images, "demo", protocol="egobench-v1", limit=6, out=tmp_path / "whole",
+                              progress=False, batch_size=2)
+    # the same evaluation killed in its third batch (LPIPS raises there)
+    real = LPIPS.compute
+    seen = []
+
+    def dies_third(self, batch):
+        seen.append(1)
+        if len(seen) == 3:
+            raise KeyboardInterrupt("killed")
+        return real(self, batch)
+
+    monkeypatch.setattr(LPIPS, "compute", dies_third)
+    with pytest.raises(KeyboardInterrupt):
+        egobench.evaluate(images, "demo", protocol="egobench-v1", limit=6, out=tmp_path / "resumed",
+                          progress=False, batch_size=2)
+    monkeypatch.setattr(LPIPS, "compute", real)
+    clip_calls = _count_calls(monkeypatch, CLIPImage, "compute")
+    fid_calls = _count_calls(monkeypatch, FID, "features")
+    lpips_calls = _count_calls(monkeypatch, LPIPS, "compute")
+    resumed = egobench.evaluate(images, "demo", protocol="egobench-v1", limit=6, out=tmp_path / "resumed",
+                                progress=False, batch_size=2)
+    # the metrics before LPIPS had scored the third batch before the kill: nothing of theirs is redone;
+    # LPIPS (and the BLIP columns after it) score only that batch again
+    assert clip_calls == [] and fid_calls == []
+    assert lpips_calls == [2]
+    assert resumed.evaluation.reused == {"hits": 50, "misses": 10}  # 10: LPIPS, BLIP-B/L scores + captions
+    a = pd.read_parquet(whole.run_dir / "samples.parquet")
+    b = pd.read_parquet(resumed.run_dir / "samples.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    assert resumed.metrics["fid"]["value"] == pytest.approx(whole.metrics["fid"]["value"], rel=1e-9)
+    assert "run cache:" in (resumed.run_dir / "logs" / "evaluate.log").read_text()
+
+    # a second evaluation of unchanged outputs computes nothing; a changed output only its batch
+    clip_calls.clear()
+    fid_calls.clear()
+    again = egobench.evaluate(images, "demo", protocol="egobench-v1", limit=6, out=tmp_path / "resumed",
+                              progress=False, batch_size=2)
+    assert clip_calls == [] and fid_calls == []
+    pd.testing.assert_frame_equal(pd.read_parquet(again.run_dir / "samples.parquet"), a)
+    first = sorted(images.iterdir())[0]
+    from PIL import Image
+
+    with Image.open(first) as im:
+        flipped = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    flipped.save(first)
+    changed = egobench.evaluate(images, "demo", protocol="egobench-v1", limit=6, out=tmp_path / "resumed",
+                                progress=False, batch_size=2)
+    assert clip_calls == [2] and fid_calls == [1]  # FID features are per image: only the new one
+    df = pd.read_parquet(changed.run_dir / "samples.parquet")
+    assert (df["clip"] != a["clip"]).sum() == 1

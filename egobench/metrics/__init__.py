@@ -41,6 +41,8 @@ class MetricBatch:
     #: sha256 of each target / input file: content keys for the feature cache
     target_keys: list[str] = field(default_factory=list)
     input_keys: list[str] = field(default_factory=list)
+    #: sha256 of each generated file (filled when the evaluation has a run cache)
+    generated_keys: list[str] = field(default_factory=list)
     #: per-batch scratch space shared by the metrics scoring this batch (preprocessed
     #: frames, captions): work two metrics would both do is done once. Dropped with the batch.
     memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -74,6 +76,12 @@ class Metric:
     reduced_precision: ClassVar[bool] = True
     #: the protocol's evaluation precision (set by ``build_metrics``; effective on CUDA only)
     precision: str = "fp32"
+    #: names of the extra per-sample columns ``compute`` returns (string values), so a run's
+    #: score cache can give them back without recomputing
+    extras: ClassVar[tuple[str, ...]] = ()
+    #: the run's own cache (this run's scores and generated-side features, keyed by content),
+    #: set by the evaluator while it scores; None outside an evaluation with one
+    run_cache: Any = None
 
     def __init__(self, settings: Any, *, weights: Any = None, device: str = "cpu", cache: Any = None):
         self.settings = settings
@@ -122,14 +130,16 @@ class Metric:
         return torch.autocast(device_type="cuda", dtype=dtype)
 
     def cached(
-        self, part: str, keys: list[str], compute: Callable[[list[int]], Sequence[np.ndarray]]
+        self, part: str, keys: list[str], compute: Callable[[list[int]], Sequence[np.ndarray]], cache: Any = None
     ) -> list[np.ndarray]:
-        """Target-side values for ``keys`` through the feature cache.
+        """Target-side values for ``keys`` through the feature cache (or through ``cache``,
+        e.g. the run's own cache for generated-side values).
 
         ``part`` names what is cached (e.g. ``"target-embedding"``); the
         namespace adds the metric's name, version, settings and weights digest.
         """
-        if self.cache is None or not self.cache.enabled:
+        cache = self.cache if cache is None else cache
+        if cache is None or not cache.enabled:
             return list(compute(list(range(len(keys)))))
         from .cache import namespace_key
 
@@ -139,7 +149,7 @@ class Metric:
                 record = {**record, "_precision": self.effective_precision}
             self._ns_base = (self.name, self.version, record, self.weights_digest())
         ns = namespace_key(*self._ns_base, part)
-        return self.cache.get_or_compute(f"{self.name}-{ns}", keys, compute)
+        return cache.get_or_compute(f"{self.name}-{ns}", keys, compute)
 
     @classmethod
     def parse_settings(cls, data: dict[str, Any] | None, where: str) -> Any:

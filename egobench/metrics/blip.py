@@ -806,6 +806,7 @@ class BLIPSimilarity(Metric):
 
     name = "blip"
     needs = ("generated", "description", "action")
+    extras = ("caption",)
     higher_is_better = True
     version = "1"
     Settings = BLIPSettings

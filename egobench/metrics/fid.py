@@ -288,7 +288,14 @@ class FID(Metric):
         if len(batch) == 0:
             return
         self._ids.extend(batch.ids)
-        self._generated.append(self.features(batch.generated, "generated"))
+        if self.run_cache is not None and len(batch.generated_keys) == len(batch):
+            # a resumed or repeated evaluation of the same outputs pushes nothing through Inception again
+            gen = self.cached("generated-pool3", batch.generated_keys,
+                              lambda idx: list(self.features([batch.generated[i] for i in idx], "generated")),
+                              cache=self.run_cache)
+            self._generated.append(np.stack(gen).astype(np.float32, copy=False))
+        else:
+            self._generated.append(self.features(batch.generated, "generated"))
 
         def fill(idx: list[int]) -> list[np.ndarray]:
             return list(self.features([batch.target[i] for i in idx], "target"))
