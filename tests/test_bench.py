@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from egobench import bench as bench_mod
 from egobench.cli import main
+from egobench.errors import UserError
 
 KEYS = ["naive", "cache", "overhead", "pipeline", "memory"]
 
@@ -82,10 +83,12 @@ def test_cli_prints_the_five_lines(report, monkeypatch, tmp_path):
     monkeypatch.setattr(bench_mod, "bench", fake_bench)
     out_json = tmp_path / "b.json"
     res = CliRunner().invoke(main, ["bench", "--profile", "tiny", "--n", "4", "--batch-size", "4",
-                                    "--mem-sizes", "4,8", "--json", str(out_json), "--quiet"])
+                                    "--mem-sizes", "4,8", "--json", str(out_json), "--quiet",
+                                    "--weights-dir", str(tmp_path / "w"), "--items", "metrics, memory"])
     assert res.exit_code == 0, res.output
     assert seen == {"profile": "tiny", "device": "auto", "n": 4, "batch_size": 4, "out": str(out_json),
-                    "protocol": "egobench-v1", "mem_sizes": (4, 8), "progress": False}
+                    "protocol": "egobench-v1", "mem_sizes": (4, 8), "progress": False,
+                    "weights_dir": str(tmp_path / "w"), "items": ["metrics", "memory"]}
     for i, m in enumerate(report.measurements, 1):
         line = next(ln for ln in res.output.splitlines() if ln.startswith(f"{i}  "))
         assert m.title in line and m.goal.text() in line and m.status in line
@@ -104,3 +107,13 @@ def test_bench_rejects_bad_arguments():
         bench_mod.bench("tiny", n=1)
     with pytest.raises(bench_mod.UserError):
         bench_mod.bench("tiny", mem_sizes=(8, 4))
+
+
+def test_bench_items_skip_measurements_and_refuse_unknown_ones(tmp_path):
+    with pytest.raises(UserError, match="unknown item"):
+        bench_mod.bench("tiny", items=["metrics", "speed"], progress=False)
+    rep = bench_mod.bench("tiny", items=["pipeline"], progress=False, workdir=tmp_path)
+    assert [m.key for m in rep.measurements] == ["naive", "cache", "overhead", "pipeline", "memory"]
+    assert rep["pipeline"].available
+    for key in ("naive", "cache", "overhead", "memory"):
+        assert not rep[key].available and "skipped" in rep[key].value_text()
