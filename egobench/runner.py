@@ -95,15 +95,18 @@ def resolve_zoo(zoo: str, dataset: str) -> str:
     return zoo
 
 
-def preflight_artifacts(proto: Protocol, store: WeightStore) -> None:
-    """Resolve every metric's weights before any heavy work starts."""
+def preflight_artifacts(proto: Protocol, store: WeightStore, split: Split | None = None) -> None:
+    """Resolve every metric's weights before any heavy work starts (for ``split``'s domains only
+    when given: an Ego4D run does not need EPIC-KITCHENS checkpoints)."""
     from .metrics import METRICS
 
+    domains = sorted({str(s.meta.get("domain", s.dataset)) for s in split}) if split is not None else None
     missing: dict[str, MissingArtifactError] = {}
     for i, spec in enumerate(proto.metrics):
         cls = METRICS.get(spec.metric)
         settings = cls.parse_settings(spec.settings, f"{proto.source}: metrics[{i}].settings")
-        for name in cls.artifacts(settings):
+        names = cls.artifacts(settings) if domains is None else cls.artifacts_for(settings, domains)
+        for name in names:
             try:
                 store.resolve(name)
             except MissingArtifactError as e:
@@ -164,7 +167,7 @@ def run(
     device = pick_device(device)
     zoo = resolve_zoo(zoo, dataset)
     store = WeightStore(zoo=zoo, overrides=_parse_overrides(weights))
-    preflight_artifacts(proto, store)  # a missing weight fails now, not after generation
+    preflight_artifacts(proto, store, split)  # a missing weight fails now, not after generation
     options = dict(method_options or {})
 
     identity = {
@@ -511,7 +514,7 @@ def evaluate(
     device = pick_device(device)
     zoo = resolve_zoo(zoo, dataset)
     store = WeightStore(zoo=zoo, overrides=_parse_overrides(weights))
-    preflight_artifacts(proto, store)
+    preflight_artifacts(proto, store, split)
     find = locate_external(images_dir)
     located = {s.id: find(s) for s in split}
     missing = [s for s in split if located[s.id] is None]

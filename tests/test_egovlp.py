@@ -501,3 +501,38 @@ def test_missing_or_garbage_file(tmp_path):
     junk.write_bytes(b"this is not a pickle")
     with pytest.raises(DataError, match="junk.pth"):
         load_checkpoint(junk)
+
+
+def test_a_one_dataset_run_needs_only_that_datasets_checkpoints(monkeypatch, tmp_path):
+    """An Ego4D-only evaluation neither checks nor reads epic_mir_plus.pth (preflight, cache keys)."""
+    from egobench.data import load_split
+    from egobench.errors import MissingArtifactError
+    from egobench.evaluator import build_metrics, evaluate_samples
+    from egobench.metrics.cache import FeatureCache
+    from egobench.protocol import load_protocol
+    from egobench.runner import preflight_artifacts
+    from egobench.weights import WeightStore
+
+    store = WeightStore(zoo="tiny")
+    real = store.resolve
+
+    def no_epic(name):
+        if name == "egovlp-epic":
+            raise MissingArtifactError("egovlp-epic: not found (test)")
+        return real(name)
+
+    monkeypatch.setattr(store, "resolve", no_epic)
+    split = list(load_split("demo", None, None))
+    ego = [s for s in split if s.meta.get("domain") == "ego4d"][:3]
+    epic = [s for s in split if s.meta.get("domain") == "epickitchens"][:1]
+    assert ego and epic
+    proto = load_protocol("lego-official")
+    preflight_artifacts(proto, store, ego)  # no error
+    with pytest.raises(MissingArtifactError, match="egovlp-epic"):
+        preflight_artifacts(proto, store, ego + epic)
+    with pytest.raises(MissingArtifactError, match="egovlp-epic"):
+        preflight_artifacts(proto, store)  # without a split: everything
+    cache = FeatureCache(tmp_path / "cache")  # its keys digest the weights: only egovlp.pth may be read
+    cols = build_metrics(proto, store, "cpu", only=["egovlp", "egovlp-plus", "blip-b"], cache=cache)
+    ev = evaluate_samples(ego, lambda s: s.input_path, cols, batch_size=3)
+    assert ev.n_scored == 3 and cache.misses > 0

@@ -124,7 +124,7 @@ def test_reduced_precision_gets_its_own_cache_namespace(tmp_path):
         m.cached("t", ["k"], lambda idx: seen.append(1) or [np.zeros(2)])
     assert len(seen) == 1  # on a CPU both run fp32: same features, same keys
     m16.metric.device = "cuda:0"
-    del m16.metric._ns_base
+    m16.metric._ns_bases.clear()
     m16.metric.cached("t", ["k"], lambda idx: seen.append(1) or [np.zeros(2)])
     assert len(seen) == 2  # fp16 features never mix with fp32 ones
 

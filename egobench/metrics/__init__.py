@@ -90,15 +90,15 @@ class Metric:
         #: a :class:`~egobench.metrics.cache.FeatureCache` (disabled when None)
         self.cache = cache
 
-    def weights_digest(self) -> str:
-        """sha256 over the files of every artifact this metric loads (cache keys)."""
+    def weights_digest(self, names: Sequence[str] | None = None) -> str:
+        """sha256 over the files of ``names`` (default: every artifact this metric loads): cache keys."""
         import hashlib
 
         from ..data.split import file_digest
         from ..weights import ARTIFACTS
 
         h = hashlib.sha256()
-        for name in self.artifacts(self.settings):
+        for name in self.artifacts(self.settings) if names is None else names:
             res = self.weights.resolve(name)
             for f in ARTIFACTS.get(name).files:
                 h.update(f"{name}/{f}:{file_digest(res.file(f))}\n".encode())
@@ -130,25 +130,29 @@ class Metric:
         return torch.autocast(device_type="cuda", dtype=dtype)
 
     def cached(
-        self, part: str, keys: list[str], compute: Callable[[list[int]], Sequence[np.ndarray]], cache: Any = None
+        self, part: str, keys: list[str], compute: Callable[[list[int]], Sequence[np.ndarray]], cache: Any = None,
+        artifacts: Sequence[str] | None = None,
     ) -> list[np.ndarray]:
         """Target-side values for ``keys`` through the feature cache (or through ``cache``,
         e.g. the run's own cache for generated-side values).
 
         ``part`` names what is cached (e.g. ``"target-embedding"``); the
-        namespace adds the metric's name, version, settings and weights digest.
+        namespace adds the metric's name, version, settings and the digest of the
+        weights the values come from (``artifacts``; default: all the metric's).
         """
         cache = self.cache if cache is None else cache
         if cache is None or not cache.enabled:
             return list(compute(list(range(len(keys)))))
         from .cache import namespace_key
 
-        if not hasattr(self, "_ns_base"):
+        bases = self.__dict__.setdefault("_ns_bases", {})
+        which = tuple(artifacts) if artifacts is not None else None
+        if which not in bases:
             record = self.settings_record()
             if self.effective_precision != "fp32":  # fp32 keeps the keys caches had before precision existed
                 record = {**record, "_precision": self.effective_precision}
-            self._ns_base = (self.name, self.version, record, self.weights_digest())
-        ns = namespace_key(*self._ns_base, part)
+            bases[which] = (self.name, self.version, record, self.weights_digest(which))
+        ns = namespace_key(*bases[which], part)
         return cache.get_or_compute(f"{self.name}-{ns}", keys, compute)
 
     @classmethod
@@ -157,8 +161,14 @@ class Metric:
 
     @classmethod
     def artifacts(cls, settings: Any) -> list[str]:
-        """Names of the weight artifacts this metric loads with ``settings``."""
+        """Names of the weight artifacts this metric loads with ``settings`` (for any domain)."""
         return []
+
+    @classmethod
+    def artifacts_for(cls, settings: Any, domains: Sequence[str]) -> list[str]:
+        """The artifacts needed to score samples of ``domains`` only (what a run checks before it
+        starts); by default all of :meth:`artifacts`."""
+        return cls.artifacts(settings)
 
     def settings_record(self) -> dict[str, Any]:
         return dataclasses.asdict(self.settings)

@@ -835,6 +835,22 @@ class BLIPSimilarity(Metric):
             return [hf_artifact(settings.model)]
         return [original_artifact(settings.model), TOKENIZER_ARTIFACT]
 
+    @classmethod
+    def artifacts_for(cls, settings: BLIPSettings, domains: Sequence[str]) -> list[str]:
+        """The captioner and the text tower(s) the samples of ``domains`` are compared through."""
+        names = list(cls.artifacts(settings))
+        if settings.text_encoder == "egovlp":
+            from .egovlp import FAMILIES, text_artifacts
+
+            for d in sorted(set(domains)):
+                if d in FAMILIES:
+                    names += text_artifacts(d)
+        else:
+            from .clip_metric import CLIP_MODELS
+
+            names.append(CLIP_MODELS["ViT-L-14"].artifact)
+        return list(dict.fromkeys(names))
+
     def _encoder_domain(self, domain: str) -> str:
         return domain if self.settings.text_encoder == "egovlp" else ""
 

@@ -238,6 +238,12 @@ class EgoVLP(Metric):
     def artifacts(cls, settings: EgoVLPSettings) -> list[str]:
         return [ARTIFACT_OF["ego4d"], ARTIFACT_OF["epic"]]
 
+    @classmethod
+    def artifacts_for(cls, settings: EgoVLPSettings, domains: Sequence[str]) -> list[str]:
+        """Only the checkpoints of the families present (an Ego4D-only run needs no ``epic_mir_plus.pth``)."""
+        families = {FAMILIES[d] for d in domains if d in FAMILIES}
+        return [ARTIFACT_OF[f] for f in ("ego4d", "epic") if f in families]
+
     def frames(self, family: str) -> int:
         return self.settings.frames_ego4d if family == "ego4d" else self.settings.frames_epic
 
@@ -315,7 +321,17 @@ class EgoVLP(Metric):
         if keys is None:
             gt = self._embed(batch, list(range(n)), generated=False)
         else:
-            gt = self.cached("target-embedding", keys, lambda idx: self._embed(batch, idx, generated=False))
+            # per family: the namespace digests only the checkpoint the embeddings come from
+            gt = [None] * n
+            by_family: dict[str, list[int]] = {}
+            for i in range(n):
+                by_family.setdefault(self._family(batch, i), []).append(i)
+            for family, idx in by_family.items():
+                got = self.cached("target-embedding", [keys[i] for i in idx],
+                                  lambda miss, idx=idx: self._embed(batch, [idx[j] for j in miss], generated=False),
+                                  artifacts=[ARTIFACT_OF[family]])
+                for i, v in zip(idx, got, strict=True):
+                    gt[i] = v
         gen = self._embed(batch, list(range(n)), generated=True)
         sims = cosine_rows(torch.from_numpy(np.stack(gt)), torch.from_numpy(np.stack(gen)))
         return sims.double().numpy()
