@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .evaluator import format_value
+from .evaluator import NOT_COMPARABLE, format_value, metric_heads
 from .io import atomic_write_json, atomic_write_text
 from .protocol import Protocol, load_protocol
 from .runner import RunResult, run
@@ -55,7 +55,7 @@ def _markdown(title: str, rows: list[tuple[str, RunResult]]) -> str:
         return ""
     metrics = rows[0][1].metrics
     names = list(metrics)
-    head = "| row | method | " + " | ".join(f"{n} {'↑' if metrics[n]['higher_is_better'] else '↓'}" for n in names) + " |"
+    head = "| row | method | " + " | ".join(metric_heads(metrics)) + " |"
     lines = [f"### {title}", "", head, "|" + "---|" * (len(names) + 2)]
     for label, res in rows:
         cells = [format_value(res.metrics[n]) for n in names]
@@ -64,7 +64,7 @@ def _markdown(title: str, rows: list[tuple[str, RunResult]]) -> str:
     proto = rows[0][1].protocol
     lines += ["", f"protocol {proto.name} v{proto.version} ({proto.short_hash}); x100 except PSNR (dB) and FID"]
     if not all(r.comparable for _, r in rows):
-        lines.append("NOT COMPARABLE with published numbers (tiny-zoo weights or synthetic demo data)")
+        lines.append(NOT_COMPARABLE)
     return "\n".join(lines) + "\n"
 
 

@@ -220,6 +220,10 @@ def _sample_scores(metric: Metric, batch: MetricBatch, run_cache: Any,
         more: dict[str, Any] = {}
         if isinstance(res, tuple):
             res, more = res
+        undeclared = sorted(set(more) - set(metric.extras))
+        if undeclared:  # a resumed run could not give them back
+            raise TypeError(f"metric {metric.name} returned extra column(s) {', '.join(undeclared)} "
+                            f"not declared in its 'extras' class attribute")
         return np.asarray(res, dtype=np.float64), {k: list(v) for k, v in more.items()}
 
     if run_cache is None or keys is None:
@@ -283,3 +287,12 @@ def format_value(info: dict[str, Any]) -> str:
         return "inf"
     text = f"{v * info.get('display_scale', 1.0):.2f}"
     return "0.00" if text == "-0.00" else text
+
+
+#: the warning every table prints under numbers from tiny-zoo weights or synthetic data
+NOT_COMPARABLE = "NOT COMPARABLE with published numbers (tiny-zoo weights or synthetic demo data)"
+
+
+def metric_heads(metrics: dict[str, dict[str, Any]]) -> list[str]:
+    """Column heads of a results table: each metric's name with its better direction."""
+    return [f"{n} {'↑' if info['higher_is_better'] else '↓'}" for n, info in metrics.items()]

@@ -22,7 +22,15 @@ from .data import Split, load_split
 from .data.split import Sample, file_digest, safe_id
 from .distributed import Dist, from_env
 from .errors import ConfigError, MissingArtifactError, UserError
-from .evaluator import Evaluation, aggregate, build_metrics, evaluate_samples, format_value
+from .evaluator import (
+    NOT_COMPARABLE,
+    Evaluation,
+    aggregate,
+    build_metrics,
+    evaluate_samples,
+    format_value,
+    metric_heads,
+)
 from .images import BadImageError, save_atomic
 from .io import atomic_open, atomic_write_json, clean_stale_temps, read_json
 from .methods import METHODS, Method
@@ -434,7 +442,7 @@ def _write_metrics(run_dir: Path, manifest: dict, evaluation: Evaluation, compar
 def format_table(res: RunResult) -> str:
     m = res.metrics
     names = list(m)
-    heads = ["method", "n"] + [f"{n} {'↑' if m[n]['higher_is_better'] else '↓'}" for n in names]
+    heads = ["method", "n"] + metric_heads(m)
     manifest = json.loads((res.run_dir / "manifest.json").read_text())
     row = [manifest["method"]["name"], str(res.evaluation.n_scored)] + [format_value(m[n]) for n in names]
     widths = [max(len(h), len(r)) for h, r in zip(heads, row, strict=False)]
@@ -454,7 +462,7 @@ def format_table(res: RunResult) -> str:
     if res.evaluation.problems:
         lines.append("not scored: " + ", ".join(f"{k} {v}" for k, v in sorted(res.evaluation.problems.items())))
     if not res.comparable:
-        lines.append("NOT COMPARABLE with published numbers (tiny-zoo weights or synthetic demo data)")
+        lines.append(NOT_COMPARABLE)
     lines.append(f"run directory: {res.run_dir}")
     return "\n".join(lines)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from egobench.evaluator import NOT_COMPARABLE
+
 from .tables import Table
 
 _SPECIAL = {
@@ -74,7 +76,7 @@ def render_table(t: Table, *, with_ci: bool = False) -> str:
         lines.append(" & ".join([latex_escape(r.label)] + [_cell(c, with_ci) for c in r.cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     notes = [t.protocol_line] + ([] if t.comparable else [
-        "NOT COMPARABLE with published numbers (tiny-zoo weights or synthetic demo data)."]) + t.notes
+        NOT_COMPARABLE + "."]) + t.notes
     lines.append(r"\par\smallskip{\footnotesize " + r" \\ ".join(latex_escape(n) for n in notes) + "}")
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"

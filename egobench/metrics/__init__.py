@@ -76,8 +76,8 @@ class Metric:
     reduced_precision: ClassVar[bool] = True
     #: the protocol's evaluation precision (set by ``build_metrics``; effective on CUDA only)
     precision: str = "fp32"
-    #: names of the extra per-sample columns ``compute`` returns (string values), so a run's
-    #: score cache can give them back without recomputing
+    #: names of the extra per-sample columns ``compute`` returns (string values; returning one
+    #: not named here is an error), so a run's score cache can give them back without recomputing
     extras: ClassVar[tuple[str, ...]] = ()
     #: the run's own cache (this run's scores and generated-side features, keyed by content),
     #: set by the evaluator while it scores; None outside an evaluation with one
