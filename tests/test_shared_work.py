@@ -258,3 +258,23 @@ def test_killed_evaluation_resumes_from_the_run_cache_and_equals_an_uninterrupte
     assert clip_calls == [2] and fid_calls == [1]  # FID features are per image: only the new one
     df = pd.read_parquet(changed.run_dir / "samples.parquet")
     assert (df["clip"] != a["clip"]).sum() == 1
+
+
+def test_a_metric_returning_an_undeclared_extra_column_is_refused():
+    from egobench.evaluator import MetricColumn
+    from egobench.metrics import Metric, NoSettings
+    from egobench.protocol import MetricSpec
+
+    class Chatty(Metric):
+        name = "chatty"
+
+        def compute(self, batch):
+            return np.zeros(len(batch)), {"note": ["hi"] * len(batch)}
+
+    samples, locate = _demo(2)
+    col = MetricColumn(MetricSpec("chatty", "chatty"), Chatty(NoSettings()))
+    with pytest.raises(TypeError, match="chatty returned extra column.*note.*extras"):
+        evaluate_samples(samples, locate, [col], batch_size=2)
+    Chatty.extras = ("note",)
+    df = evaluate_samples(samples, locate, [col], batch_size=2).samples
+    assert list(df["chatty_note"]) == ["hi", "hi"]
