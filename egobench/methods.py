@@ -46,6 +46,20 @@ class Method:
         self.weights = weights
         self.device = device
 
+    @classmethod
+    def validate_options(cls, options: dict[str, Any]) -> None:
+        """Refuse bad options before a run directory exists: parsed against ``options_class`` (a
+        closed dataclass) when the method has one; refused when the method takes none; otherwise
+        left to the constructor."""
+        from .config import from_dict
+        from .errors import ConfigError
+
+        options_class = getattr(cls, "options_class", None)
+        if options_class is not None:
+            from_dict(options_class, dict(options), f"method '{cls.name}' options")
+        elif options and cls.__init__ is Method.__init__:
+            raise ConfigError(f"method '{cls.name}' takes no options, got {', '.join(sorted(options))}")
+
     def config(self) -> dict[str, Any]:
         """Everything about this method that changes its images (for the manifest)."""
         return {"name": self.name}

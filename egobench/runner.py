@@ -177,6 +177,7 @@ def run(
     store = WeightStore(zoo=zoo, overrides=_parse_overrides(weights))
     preflight_artifacts(proto, store, split)  # a missing weight fails now, not after generation
     options = dict(method_options or {})
+    method_cls.validate_options(options)  # a misspelled option fails before a run directory exists
 
     identity = {
         "method": method,

@@ -134,6 +134,8 @@ def _domain(sample: Sample) -> str:
 class LEGO(Method):
     """LEGO (Lai et al., ECCV 2024) on precomputed VLLM features."""
 
+    options_class = LEGOOptions
+
     name = "lego"
     summary = "LEGO: enriched description + finetuned-LLaVA image/text embeddings -> InstructPix2Pix-style LDM"
     variant: ClassVar[str] = "full"

@@ -160,6 +160,11 @@ def test_demo_dataset_defaults_to_tiny_zoo_and_reruns_nothing(tmp_path):
     assert "generated 0 image(s), 4 already present" in r.output
 
 
-def test_misspelled_method_option_suggests():
-    r = invoke("run", "--method", "lego", "--dataset", "demo", "-o", "featurs_root=/x", "--limit", "1")
+def test_misspelled_method_option_suggests_and_leaves_no_run_directory(tmp_path):
+    r = invoke("run", "--method", "lego", "--dataset", "demo", "-o", "featurs_root=/x", "--limit", "1",
+               "--runs-dir", str(tmp_path / "runs"))
     one_line_error(r, "featurs_root", "did you mean 'features_root'")
+    assert not (tmp_path / "runs").exists()
+    r = invoke("run", "--method", "input-copy", "--dataset", "demo", "-o", "x=1", "--runs-dir", str(tmp_path / "runs"))
+    one_line_error(r, "input-copy", "takes no options")
+    assert not (tmp_path / "runs").exists()
