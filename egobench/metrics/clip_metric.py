@@ -178,7 +178,7 @@ def clip_preprocess(
     ``shortside-crop``: short side to ``size`` (long side ``int(size * long / short)``,
     torchvision's rule), then a centre crop (torchvision's offsets).
     """
-    x = to_unit_tensor(img)[None].to(device)
+    x = to_unit_tensor(img, device)[None]
     h, w = x.shape[-2:]
     if resize == "squash":
         x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=antialias)

@@ -160,8 +160,8 @@ def preprocess_frame(img: np.ndarray | torch.Tensor, antialias: bool = False) ->
     tf, bilinear = _tf()
     x = tf.resize(x, SIZE, interpolation=bilinear, antialias=antialias)
     x = tf.center_crop(x, [SIZE, SIZE])
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype).view(3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
     return (x - mean) / std
 
 
@@ -267,7 +267,7 @@ class EgoVLP(Metric):
         antialias = self.settings.antialias
 
         def compute() -> torch.Tensor:
-            x = to_unit_tensor(image)
+            x = to_unit_tensor(image, self.device)  # preprocessing runs on the model's device
             if size is not None:
                 x = resize_exact(x, size, antialias)
             return preprocess_frame(x, antialias)

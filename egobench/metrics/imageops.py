@@ -7,11 +7,15 @@ import torch
 import torch.nn.functional as F
 
 
-def to_unit_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1], like ``ToTensor``."""
+def to_unit_tensor(img: np.ndarray, device: str | torch.device | None = None) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1], like ``ToTensor``; on ``device`` when given
+    (the uint8 pixels travel, then the conversion and any resize run there)."""
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected uint8 (H, W, 3), got {img.dtype} {img.shape}")
-    return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float().div_(255.0)
+    x = torch.from_numpy(np.array(img, copy=True))
+    if device is not None:
+        x = x.to(device, non_blocking=True)
+    return x.permute(2, 0, 1).float().div_(255.0)
 
 
 def match_size(x: torch.Tensor, size: tuple[int, int] | torch.Size, mode: str, antialias: bool) -> torch.Tensor:

@@ -105,10 +105,10 @@ class LPIPS(Metric):
         for idx in by_size.values():
             for start in range(0, len(idx), step):
                 part = idx[start : start + step]
-                gt = torch.stack([to_unit_tensor(batch.target[i]) for i in part])
-                gen = torch.stack([match_size(to_unit_tensor(batch.generated[i]), gt.shape[-2:], s.resize_filter,
-                                              s.antialias) for i in part])
-                d = lpips_distance(self.model, gen.to(self.device), gt.to(self.device), s.input_range == "signed")
+                gt = torch.stack([to_unit_tensor(batch.target[i], self.device) for i in part])
+                gen = torch.stack([match_size(to_unit_tensor(batch.generated[i], self.device), gt.shape[-2:],
+                                              s.resize_filter, s.antialias) for i in part])
+                d = lpips_distance(self.model, gen, gt, s.input_range == "signed")
                 out[part] = d.double().cpu().numpy()
         return out
 
