@@ -1,7 +1,9 @@
 """Scoring generated images against targets, streamed batch by batch.
 
 Each image is decoded once per batch and the decoded arrays are shared by all
-metrics. Memory does not grow with the split: only per-sample numbers are kept.
+metrics; the next batch is decoded in a background thread while the metrics
+score the current one. Memory does not grow with the split: only per-sample
+numbers are kept (two batches of pixels at most).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,9 +99,9 @@ def evaluate_samples(
     extras: dict[str, list[Any]] = {}
     rows_status: list[str] = []
     rows_error: list[str] = []
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start : start + batch_size]
-        ok_idx, gens, tgts, inps, gen_keys = [], [], [], [], []
+    def load(chunk: Sequence[Sample]) -> tuple[list[tuple[str, str]], MetricBatch]:
+        """Decode one batch (every image once) and key its files."""
+        gens, tgts, inps, gen_keys = [], [], [], []
         row_state = []
         for s in chunk:
             if s.id in status:
@@ -115,7 +118,6 @@ def evaluate_samples(
                 continue
             t = read_rgb(s.target_path)
             inp = read_rgb(s.input_path) if "input" in needs else None
-            ok_idx.append(len(row_state))
             row_state.append(("ok", ""))
             if use_run_cache:
                 gen_keys.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
@@ -124,7 +126,7 @@ def evaluate_samples(
             if inp is not None:
                 inps.append(inp)
         ok_samples = [chunk[i] for i in range(len(chunk)) if row_state[i][0] == "ok"]
-        batch = MetricBatch(
+        return row_state, MetricBatch(
             ids=[s.id for s in ok_samples],
             generated=gens,
             target=tgts,
@@ -136,35 +138,18 @@ def evaluate_samples(
             input_keys=[file_digest(s.input_path) for s in ok_samples] if "input" in needs else [],
             generated_keys=gen_keys,
         )
-        score_keys = _score_keys(batch) if use_run_cache else None
-        per_col: dict[str, np.ndarray] = {}
-        per_extra: dict[str, list[Any]] = {}
-        for c in columns:
-            if c.metric.kind == "sample":
-                res, more = _sample_scores(c.metric, batch, run_cache if use_run_cache else None, score_keys)
-                for k, v in more.items():
-                    per_extra[f"{c.name}_{k}"] = list(v)
-                per_col[c.name] = np.asarray(res, dtype=np.float64)
-                if len(per_col[c.name]) != len(batch):
-                    raise RuntimeError(f"metric {c.name} returned {len(per_col[c.name])} values for {len(batch)}")
-            elif len(batch):
-                with c.metric.autocast():
-                    c.metric.update(batch)
-        j = 0
-        for st, err in row_state:
-            rows_status.append(st)
-            rows_error.append(err)
-            for c in columns:
-                if c.metric.kind != "sample":
-                    continue
-                values[c.name].append(float(per_col[c.name][j]) if st == "ok" else math.nan)
-            for k in set(per_extra) | set(extras):
-                col = extras.setdefault(k, [None] * (len(rows_status) - 1))
-                col.append(per_extra[k][j] if st == "ok" and k in per_extra else None)
-            if st == "ok":
-                j += 1
-        if progress:
-            progress(len(chunk))
+
+    chunks = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
+    # the next batch is decoded in a thread while the metrics score this one (PIL releases the GIL)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egobench-decode") as pool:
+        upcoming = pool.submit(load, chunks[0]) if chunks else None
+        for k, chunk in enumerate(chunks):
+            row_state, batch = upcoming.result()  # type: ignore[union-attr]
+            upcoming = pool.submit(load, chunks[k + 1]) if k + 1 < len(chunks) else None
+            _score_batch(batch, row_state, columns, run_cache if use_run_cache else None,
+                         values, extras, rows_status, rows_error)
+            if progress:
+                progress(len(chunk))
 
     df = pd.DataFrame(
         {
@@ -191,6 +176,40 @@ def evaluate_samples(
     if use_run_cache:
         evaluation.reused = {"hits": run_cache.hits, "misses": run_cache.misses}
     return evaluation
+
+
+def _score_batch(batch: MetricBatch, row_state: list[tuple[str, str]], columns: list[MetricColumn],
+                 run_cache: Any, values: dict[str, list[float]], extras: dict[str, list[Any]],
+                 rows_status: list[str], rows_error: list[str]) -> None:
+    """Score one decoded batch with every metric and append its rows (``row_state``: every sample
+    of the chunk in order, scored or not)."""
+    score_keys = _score_keys(batch) if run_cache is not None else None
+    per_col: dict[str, np.ndarray] = {}
+    per_extra: dict[str, list[Any]] = {}
+    for c in columns:
+        if c.metric.kind == "sample":
+            res, more = _sample_scores(c.metric, batch, run_cache, score_keys)
+            for k, v in more.items():
+                per_extra[f"{c.name}_{k}"] = list(v)
+            per_col[c.name] = np.asarray(res, dtype=np.float64)
+            if len(per_col[c.name]) != len(batch):
+                raise RuntimeError(f"metric {c.name} returned {len(per_col[c.name])} values for {len(batch)}")
+        elif len(batch):
+            with c.metric.autocast():
+                c.metric.update(batch)
+    j = 0
+    for st, err in row_state:
+        rows_status.append(st)
+        rows_error.append(err)
+        for c in columns:
+            if c.metric.kind != "sample":
+                continue
+            values[c.name].append(float(per_col[c.name][j]) if st == "ok" else math.nan)
+        for k in set(per_extra) | set(extras):
+            col = extras.setdefault(k, [None] * (len(rows_status) - 1))
+            col.append(per_extra[k][j] if st == "ok" and k in per_extra else None)
+        if st == "ok":
+            j += 1
 
 
 def _score_keys(batch: MetricBatch) -> list[str]:

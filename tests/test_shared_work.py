@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -278,3 +279,24 @@ def test_a_metric_returning_an_undeclared_extra_column_is_refused():
     Chatty.extras = ("note",)
     df = evaluate_samples(samples, locate, [col], batch_size=2).samples
     assert list(df["chatty_note"]) == ["hi", "hi"]
+
+
+def test_next_batch_is_decoded_in_the_background_and_its_errors_still_surface(monkeypatch, tmp_path):
+    import threading
+
+    from egobench import evaluator
+    from egobench.images import BadImageError
+
+    proto = load_protocol("egobench-v1")
+    samples, locate = _demo(6)
+    threads = []
+    real = evaluator.read_rgb
+    monkeypatch.setattr(evaluator, "read_rgb", lambda p: threads.append(threading.current_thread().name) or real(p))
+    ev = evaluate_samples(samples, locate, _columns(proto, ["psnr"]), batch_size=2)
+    assert ev.n_scored == 6
+    assert threads and all(name.startswith("egobench-decode") for name in threads)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    broken = [samples[0], samples[1], dataclasses.replace(samples[2], target_path=bad)]
+    with pytest.raises(BadImageError, match="bad.jpg"):  # a broken target (batch 2) stops the evaluation
+        evaluate_samples(broken, lambda s: s.input_path, _columns(proto, ["psnr"]), batch_size=2)
