@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from .config import EVAL_BATCH_SIZE
 from .errors import UserError
 
 
@@ -81,13 +82,15 @@ def main(ctx: click.Context, debug: bool) -> None:
 @main.command("run")
 @click.option("--method", "-m", required=True, help="registered method (egobench methods)")
 @click.option("--dataset", "-d", required=True, help="ego4d | epickitchens | demo")
-@click.option("--batch-size", type=int, default=4, show_default=True)
+@click.option("--batch-size", type=int, default=4, show_default=True, help="samples per generation call")
+@click.option("--eval-batch-size", type=int, default=EVAL_BATCH_SIZE, show_default=True,
+              help="samples per evaluation batch (decoded once, shared by all metrics)")
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
               help="method option (value parsed as JSON when possible; repeatable)")
 @click.option("--keep-going", is_flag=True, help="record samples with corrupt frames and continue")
 @_common_run_options
-def run_cmd(method, dataset, batch_size, options, keep_going, protocol, data_root, limit, out, runs_dir,
-            zoo, weights, device, quiet):
+def run_cmd(method, dataset, batch_size, eval_batch_size, options, keep_going, protocol, data_root, limit, out,
+            runs_dir, zoo, weights, device, quiet):
     """Generate with a method on a dataset, then score it."""
     from .runner import run
 
@@ -101,7 +104,7 @@ def run_cmd(method, dataset, batch_size, options, keep_going, protocol, data_roo
         except json.JSONDecodeError:
             opts[k] = v
     res = run(method, dataset, protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size,
-              out=out, runs_dir=runs_dir, zoo=zoo, weights=list(weights), device=device,
+              eval_batch_size=eval_batch_size, out=out, runs_dir=runs_dir, zoo=zoo, weights=list(weights), device=device,
               method_options=opts, keep_going=keep_going, progress=not quiet)
     click.echo(f"generated {res.generated} image(s), {res.present} already present"
                + (f", {res.failed} failed" if res.failed else ""))
@@ -112,7 +115,8 @@ def run_cmd(method, dataset, batch_size, options, keep_going, protocol, data_roo
 @click.option("--images", required=True, help="folder of generated images (<clip>/<action>/<file> or <sample_id>.<ext>)")
 @click.option("--dataset", "-d", required=True)
 @click.option("--name", default=None, help="label for this method in results (default: folder name)")
-@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--batch-size", type=int, default=EVAL_BATCH_SIZE, show_default=True,
+              help="samples per evaluation batch")
 @click.option("--allow-missing", is_flag=True, help="score what is there; count missing images")
 @_common_run_options
 def evaluate_cmd(images, dataset, name, batch_size, allow_missing, protocol, data_root, limit, out, runs_dir,

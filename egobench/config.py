@@ -13,6 +13,10 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError, did_you_mean
 
+#: samples per evaluation batch by default (``run --eval-batch-size``, ``evaluate --batch-size``):
+#: every metric model batches this many; BLIP splits it further by its protocol ``batch_size``
+EVAL_BATCH_SIZE = 16
+
 C = TypeVar("C")
 
 

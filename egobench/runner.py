@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from .config import EVAL_BATCH_SIZE
 from .data import Split, load_split
 from .data.split import Sample, file_digest, safe_id
 from .distributed import Dist, from_env
@@ -157,6 +158,7 @@ def run(
     data_root: str | os.PathLike | None = None,
     limit: int | None = None,
     batch_size: int = 4,
+    eval_batch_size: int | None = None,
     out: str | os.PathLike | None = None,
     runs_dir: str | os.PathLike = "runs",
     zoo: str = "auto",
@@ -166,9 +168,15 @@ def run(
     keep_going: bool = False,
     progress: bool = True,
 ) -> RunResult:
-    """Generate with ``method`` on ``dataset`` under ``protocol`` and score the images."""
+    """Generate with ``method`` on ``dataset`` under ``protocol`` and score the images.
+
+    ``batch_size``: samples per generation call; ``eval_batch_size``: samples per
+    evaluation batch (default :data:`EVAL_BATCH_SIZE`)."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    eval_batch_size = EVAL_BATCH_SIZE if eval_batch_size is None else eval_batch_size
+    if eval_batch_size < 1:
+        raise UserError(f"--eval-batch-size must be at least 1, got {eval_batch_size}")
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     method_cls = resolve_method(method)
     split = load_split(dataset, data_root, limit)
@@ -196,13 +204,13 @@ def run(
         device = f"cuda:{dist.local_rank}"
     try:
         return _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, device, options,
-                       identity, run_id, zoo, batch_size, keep_going, progress)
+                       identity, run_id, zoo, batch_size, keep_going, progress, eval_batch_size)
     finally:
         dist.close()
 
 
 def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, device, options, identity, run_id,
-            zoo, batch_size, keep_going, progress) -> RunResult:
+            zoo, batch_size, keep_going, progress, eval_batch_size) -> RunResult:
     gen = proto.generation
     with run_lock(run_dir, dist.rank), run_log(run_dir, "run" if not dist.active else f"run-rank{dist.rank}"):
         LOG.info("run %s: method %s on %s (%d samples, this process %d of %d), protocol %s %s, device %s, zoo %s",
@@ -300,7 +308,7 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
         columns = build_metrics(proto, store, device)
         with _progress(len(shard), "evaluate", progress and dist.is_main) as tick:
             evaluation = evaluate_samples(shard, lambda s: images / relpaths[s.id], columns,
-                                          batch_size=batch_size, status=status, progress=tick,
+                                          batch_size=eval_batch_size, status=status, progress=tick,
                                           run_cache=_run_cache(run_dir))
         if dist.active:
             evaluation, generated, n_present = _merge_shards(dist, split, columns, evaluation, generated, n_present)
@@ -504,7 +512,7 @@ def evaluate(
     protocol: str | Protocol = "lego-official",
     data_root: str | os.PathLike | None = None,
     limit: int | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     out: str | os.PathLike | None = None,
     runs_dir: str | os.PathLike = "runs",
     name: str | None = None,
@@ -514,7 +522,11 @@ def evaluate(
     allow_missing: bool = False,
     progress: bool = True,
 ) -> RunResult:
-    """Score a folder of images produced by any outside code."""
+    """Score a folder of images produced by any outside code (``batch_size`` samples per
+    evaluation batch, default :data:`EVAL_BATCH_SIZE`)."""
+    batch_size = EVAL_BATCH_SIZE if batch_size is None else batch_size
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     images_dir = Path(images)
     if not images_dir.is_dir():
         raise UserError(f"{images_dir}: images folder does not exist")

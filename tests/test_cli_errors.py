@@ -168,3 +168,15 @@ def test_misspelled_method_option_suggests_and_leaves_no_run_directory(tmp_path)
     r = invoke("run", "--method", "input-copy", "--dataset", "demo", "-o", "x=1", "--runs-dir", str(tmp_path / "runs"))
     one_line_error(r, "input-copy", "takes no options")
     assert not (tmp_path / "runs").exists()
+
+
+def test_evaluation_batch_size_is_its_own_option(tmp_path):
+    r = invoke("run", "--method", "input-copy", "--dataset", "demo", "--eval-batch-size", "0", "--out",
+               str(tmp_path / "r"))
+    one_line_error(r, "--eval-batch-size must be at least 1")
+    r = invoke("evaluate", "--images", str(tmp_path), "--dataset", "demo", "--batch-size", "0")
+    one_line_error(r, "--batch-size must be at least 1")
+    r = invoke("run", "--method", "input-copy", "--dataset", "demo", "--limit", "3", "--batch-size", "1",
+               "--eval-batch-size", "3", "--quiet", "--protocol", "egobench-v1", "--out", str(tmp_path / "ok"))
+    assert r.exit_code == 0, r.output
+    assert "evaluate: 3/3 samples" in (tmp_path / "ok" / "logs" / "run.log").read_text()
