@@ -31,6 +31,7 @@ from typing import Any
 import click
 
 from egobench.errors import UserError
+from egobench.weights import parse_weight_overrides
 
 #: --init choices documented for each model
 INITS = {"ip2p": ("ip2p-init", "sd15"), "ldm": ("sd15",)}
@@ -86,16 +87,6 @@ def train_config(out: str | os.PathLike, **overrides: Any) -> Any:
     return TrainConfig(output_dir=out, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def _weights(items: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"--weights expects NAME=PATH, got {item!r}")
-        out[name] = path
-    return out
-
-
 def _options(default_init: str, init_help: str):
     """The options both commands share."""
 
@@ -139,7 +130,7 @@ def _run(model: str, option: str, dataset, data_root, out, init, part, max_steps
          resolution, mixed_precision, checkpoint_every, no_ema, resume, num_workers, limit, zoo, weights,
          quiet) -> None:
     spec = BaselineTrainSpec(model=model, dataset=dataset, data_root=data_root, init=init, part=part, zoo=zoo,
-                             weights=_weights(weights), limit=limit)
+                             weights=parse_weight_overrides(weights), limit=limit)
     config = train_config(
         out, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, learning_rate=lr, seed=seed,
         resolution=resolution, mixed_precision=mixed_precision, checkpoint_every=checkpoint_every,

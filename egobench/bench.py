@@ -733,18 +733,6 @@ def _instrument(columns: list, device: str) -> Iterator[dict[str, list[float]]]:
                 delattr(m, fn)
 
 
-def names_of(columns: list) -> list[str]:
-    return [c.name for c in columns]
-
-
-def _cache_bound(cold: dict[str, dict[str, float]], warm: dict[str, dict[str, float]],
-                 names: list[str]) -> dict[str, Any]:
-    """Where the warm run's time goes: per metric, cold and warm seconds; the warm run cannot be
-    faster than its generated-side work (captions, LPIPS pairs, generated embeddings)."""
-    return {k: {"cold_s": cold[k]["seconds"], "warm_s": warm.get(k, {}).get("seconds", float("nan"))}
-            for k in names if k in cold}
-
-
 def _stage_table(stats: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     return {k: {"seconds": s, "items": float(n), "per_s": (n / s if s > 0 else float("nan"))}
             for k, (s, n) in stats.items()}
@@ -1196,8 +1184,7 @@ def _metric_measurements(proto: Any, store: Any, device: str, samples: list, loc
                     f"the same outputs re-scored from the run cache: {t_rescore:.2f} s "
                     f"({t_cold / t_rescore if t_rescore > 0 else float('inf'):.0f}x)",
             details={"cold_s": t_cold, "warm_s": t_warm, "cold_cache": ev_cold.cache, "warm_cache": ev_warm.cache,
-                     "warm_stages": wstats_table, "rescore_from_run_cache_s": t_rescore,
-                     "bound": _cache_bound(best["stages"], wstats_table, names_of(columns))},
+                     "warm_stages": wstats_table, "rescore_from_run_cache_s": t_rescore},
         ),
         Measurement(
             "overhead", "harness overhead: egobench / model forwards", t_cold / t_fwd if t_fwd > 0 else None,

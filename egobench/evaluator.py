@@ -91,9 +91,10 @@ def evaluate_samples(
     batch is (so its samples are scored together, as in an uninterrupted run).
     """
     status = dict(status or {})
-    use_run_cache = run_cache is not None and run_cache.enabled
+    if run_cache is not None and not run_cache.enabled:
+        run_cache = None
     for c in columns:
-        c.metric.run_cache = run_cache if use_run_cache else None
+        c.metric.run_cache = run_cache
     needs = {n for c in columns for n in c.metric.needs}
     values: dict[str, list[float]] = {c.name: [] for c in columns}
     extras: dict[str, list[Any]] = {}
@@ -119,7 +120,7 @@ def evaluate_samples(
             t = read_rgb(s.target_path)
             inp = read_rgb(s.input_path) if "input" in needs else None
             row_state.append(("ok", ""))
-            if use_run_cache:
+            if run_cache is not None:
                 gen_keys.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
             gens.append(g)
             tgts.append(t)
@@ -146,7 +147,7 @@ def evaluate_samples(
         for k, chunk in enumerate(chunks):
             row_state, batch = upcoming.result()  # type: ignore[union-attr]
             upcoming = pool.submit(load, chunks[k + 1]) if k + 1 < len(chunks) else None
-            _score_batch(batch, row_state, columns, run_cache if use_run_cache else None,
+            _score_batch(batch, row_state, columns, run_cache,
                          values, extras, rows_status, rows_error)
             if progress:
                 progress(len(chunk))
@@ -173,7 +174,7 @@ def evaluate_samples(
     for c in columns:
         c.metric.run_cache = None
     evaluation = aggregate(df, columns, stats)
-    if use_run_cache:
+    if run_cache is not None:
         evaluation.reused = {"hits": run_cache.hits, "misses": run_cache.misses}
     return evaluation
 

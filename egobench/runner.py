@@ -41,7 +41,7 @@ from .progress import LOG, Progress, run_log
 from .protocol import Protocol, load_protocol
 from .seeds import sample_seed, seed_everything
 from .store import environment, run_lock, short_hash
-from .weights import WeightStore
+from .weights import WeightStore, parse_weight_overrides
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -79,20 +79,6 @@ def pick_device(device: str = "auto") -> str:
 def _progress(total: int, desc: str, enabled: bool, log: bool = True) -> Progress:
     """A bar on stderr when ``enabled`` (rate, ETA) and progress lines in the run log when ``log``."""
     return Progress(total, desc, bar=enabled, log=LOG if log else None)
-
-
-def _parse_overrides(weights: dict[str, str] | Sequence[str] | None) -> dict[str, str]:
-    if not weights:
-        return {}
-    if isinstance(weights, dict):
-        return dict(weights)
-    out = {}
-    for item in weights:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"--weights expects NAME=PATH, got {item!r}")
-        out[name] = path
-    return out
 
 
 def resolve_zoo(zoo: str, dataset: str) -> str:
@@ -182,7 +168,7 @@ def run(
     split = load_split(dataset, data_root, limit)
     device = pick_device(device)
     zoo = resolve_zoo(zoo, dataset)
-    store = WeightStore(zoo=zoo, overrides=_parse_overrides(weights))
+    store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(weights))
     preflight_artifacts(proto, store, split)  # a missing weight fails now, not after generation
     options = dict(method_options or {})
     method_cls.validate_options(options)  # a misspelled option fails before a run directory exists
@@ -534,7 +520,7 @@ def evaluate(
     split = load_split(dataset, data_root, limit)
     device = pick_device(device)
     zoo = resolve_zoo(zoo, dataset)
-    store = WeightStore(zoo=zoo, overrides=_parse_overrides(weights))
+    store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(weights))
     preflight_artifacts(proto, store, split)
     find = locate_external(images_dir)
     located = {s.id: find(s) for s in split}

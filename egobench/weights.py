@@ -15,7 +15,7 @@ made with it are stamped as not comparable.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -288,3 +288,18 @@ for _net, _file, _prefix in (
             tiny=f"egobench.metrics.lpips_metric:build_tiny_backbone_{_net}",
         )
     )
+
+
+def parse_weight_overrides(weights: dict[str, str] | Sequence[str] | None) -> dict[str, str]:
+    """``--weights NAME=PATH`` items (or a ready dict) as ``{name: path}``."""
+    if not weights:
+        return {}
+    if isinstance(weights, dict):
+        return dict(weights)
+    out = {}
+    for item in weights:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--weights expects NAME=PATH, got {item!r}")
+        out[name] = path
+    return out

@@ -9,17 +9,7 @@ from __future__ import annotations
 
 import click
 
-from egobench.errors import UserError
-
-
-def _weights(items: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"--weights expects NAME=PATH, got {item!r}")
-        out[name] = path
-    return out
+from egobench.weights import parse_weight_overrides
 
 
 def _ensure_heavy_imports() -> None:
@@ -76,7 +66,7 @@ def train_lego(dataset, data_root, features_root, out, variant, init, part, mode
     spec = LEGOTrainSpec(
         dataset=dataset, data_root=data_root, out=out, features_root=features_root, variant=variant, init=init,
         part=part, model_tag=model_tag, text=text, released_behaviour=released_behaviour, zoo=zoo,
-        weights=_weights(weights), limit=limit,
+        weights=parse_weight_overrides(weights), limit=limit,
     )
     config = lego_train_config(
         out, released_behaviour=released_behaviour, max_steps=max_steps, batch_size=batch_size,
@@ -125,7 +115,7 @@ def train_vllm(conversations, images, out, init, vision, epochs, batch_size, gra
         warmup_ratio=warmup_ratio, max_length=max_length, max_steps=max_steps, mixed_precision=mixed_precision,
         gradient_checkpointing=gradient_checkpointing, seed=seed,
     )
-    res = run(conversations, images, config, init=init, vision=vision, zoo=zoo, weights=_weights(weights),
+    res = run(conversations, images, config, init=init, vision=vision, zoo=zoo, weights=parse_weight_overrides(weights),
               progress=not quiet)
     click.echo(f"trained {res.steps} steps ({res.examples} conversations): final loss {res.losses[-1]:.4f}; "
                f"LLaVA folder {res.model_dir}")
@@ -158,7 +148,7 @@ def convert_lego(ckpt, out, variant, no_ema, template, heads, image_tokens, over
     from .convert import convert_lego_checkpoint
     from .train import resolve_folder
 
-    tpl, _ = resolve_folder(template, WeightStore(zoo=zoo, overrides=_weights(weights) or None))
+    tpl, _ = resolve_folder(template, WeightStore(zoo=zoo, overrides=parse_weight_overrides(weights) or None))
     rep = convert_lego_checkpoint(ckpt, out, template=tpl, variant=variant, use_ema=not no_ema, overwrite=overwrite,
                                   heads=heads, image_tokens=image_tokens)
     click.echo(f"converted {ckpt} ({'EMA' if rep.ema else 'raw'} weights, step {rep.global_step}) -> {rep.out}")

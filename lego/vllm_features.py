@@ -89,11 +89,11 @@ def compute_features(
 def vllm_features_cmd(dataset, data_root, out, off_the_shelf, limit, zoo, weights, device, quiet):
     """Compute LEGO's VLLM descriptions and features for a split (resumable)."""
     from egobench.data import load_split
-    from egobench.runner import _parse_overrides, pick_device, resolve_zoo
-    from egobench.weights import WeightStore
+    from egobench.runner import pick_device, resolve_zoo
+    from egobench.weights import WeightStore, parse_weight_overrides
 
     split: Split = load_split(dataset, data_root, limit)
-    store = WeightStore(zoo=resolve_zoo(zoo, dataset), overrides=_parse_overrides(list(weights)))
+    store = WeightStore(zoo=resolve_zoo(zoo, dataset), overrides=parse_weight_overrides(list(weights)))
     n = compute_features(list(split), Path(out), store, finetuned=not off_the_shelf,
                          device=pick_device(device), progress=not quiet)
     click.echo(f"computed features for {n} sample(s); {len(split) - n} already present under {out}")

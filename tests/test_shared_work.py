@@ -176,9 +176,8 @@ def test_progress_lines_are_rate_limited_and_carry_rate_and_eta():
     assert records[-1].startswith("generate: 2/10 samples, 0.05 samples/s, elapsed 0:40, ETA 2:40")
 
 
-def test_samples_table_is_unchanged_by_sharing(tmp_path, monkeypatch):
+def test_samples_table_is_unchanged_by_sharing():
     """A full suite run equals each metric evaluated alone (nothing shared leaks between samples)."""
-    monkeypatch.setenv("EGOBENCH_NO_CACHE", "1")
     proto = load_protocol("lego-official")
     samples, locate = _demo(4)
     together = evaluate_samples(samples, locate, _columns(proto), batch_size=2).samples
