@@ -14,7 +14,36 @@ from .io import atomic_write_bytes
 
 
 class BadImageError(DataError):
-    """An image file is missing, truncated or not an image."""
+    """An image file is missing, truncated, too large or not an image."""
+
+
+#: Most pixels an image egobench reads may declare (8192 x 8192). Frames of
+#: this task are about 256 x 456 and generated frames at most a few megapixels;
+#: a file declaring more is treated as a bad image (a decompression bomb: a
+#: small file that would decode to gigabytes), checked from the header before
+#: any pixel is decoded.
+MAX_PIXELS = 8192 * 8192
+
+# PIL's own guard warns at MAX_IMAGE_PIXELS and raises at twice that; ours is
+# checked first from the header, and PIL's raises as a second line of defence.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+def _check_header(im: Image.Image, path: Path) -> None:
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise BadImageError(f"{path}: image declares an empty size {w}x{h}")
+    if w * h > MAX_PIXELS:
+        raise BadImageError(
+            f"{path}: image declares {w}x{h} pixels, over egobench's limit of "
+            f"{MAX_PIXELS:,} (8192x8192); not decoded (possible decompression bomb)"
+        )
+    n_frames = getattr(im, "n_frames", 1)
+    if n_frames > 1 and im.format != "MPO":  # MPO: a camera JPEG whose first frame is the photo
+        raise BadImageError(
+            f"{path}: {im.format} file with {n_frames} frames (animated or multi-page); "
+            "save one still image per sample"
+        )
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -44,11 +73,16 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
         if path.is_file() and path.stat().st_size == 0:
             raise BadImageError(f"{path}: empty file (0 bytes)")
         with Image.open(path) as im:
+            _check_header(im, path)
             im.load()
             return _to_rgb(im)
     except FileNotFoundError:
         raise BadImageError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except IsADirectoryError:
+        raise BadImageError(f"{path}: is a folder, not an image file") from None
+    except Image.DecompressionBombError as e:
+        raise BadImageError(f"{path}: image too large to decode safely ({e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise BadImageError(f"{path}: cannot decode image ({e})") from None
 
 
@@ -62,8 +96,9 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     path = Path(path)
     try:
         with Image.open(path) as im:
+            _check_header(im, path)
             return im.size
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
+    except (FileNotFoundError, UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise BadImageError(f"{path}: cannot read image header ({e})") from None
 
 

@@ -11,12 +11,13 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import DataError
+from .errors import DataError, UserError
 
 TMP_PREFIX = ".tmp-egobench-"
 
@@ -65,8 +66,102 @@ def clean_stale_temps(folder: str | os.PathLike) -> int:
     return n
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Read JSON; a missing or malformed file is a one-line DataError naming it."""
+#: Deepest nesting of arrays/objects a JSON file egobench reads may have.
+#: Every file format egobench reads needs fewer than 10 levels; the limit
+#: turns a hostile file into a one-line error instead of a RecursionError.
+JSON_MAX_DEPTH = 64
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _json_depth_error(text: str, max_depth: int) -> tuple[int, int] | None:
+    """(line, column) where nesting first exceeds ``max_depth``, or None.
+
+    A linear scan that skips string contents; run before ``json.loads`` so the
+    parser never recurses deeper than the limit.
+    """
+    depth = 0
+    in_str = False
+    escaped = False
+    line = 1
+    line_start = 0
+    for i, ch in enumerate(text):
+        if in_str:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_str = False
+            continue
+        if ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > max_depth:
+                return line, i - line_start + 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "\n":
+            line += 1
+            line_start = i + 1
+    return None
+
+
+def _key_line(text: str, key: str) -> int | None:
+    """1-based line of the second occurrence of ``"key":`` in ``text`` (best effort)."""
+    needle = json.dumps(key, ensure_ascii=False)
+    first = text.find(needle)
+    second = text.find(needle, first + 1) if first >= 0 else -1
+    return text.count("\n", 0, second) + 1 if second >= 0 else None
+
+
+def loads_strict(text: str, source: str = "<json>", max_depth: int = JSON_MAX_DEPTH) -> Any:
+    """``json.loads`` that refuses duplicate object keys and deep nesting.
+
+    Errors are one-line :class:`DataError` naming ``source``, the line and the
+    key (a duplicate key in JSON silently keeps only the last value, which
+    would drop data without a word).
+    """
+    where = _json_depth_error(text, max_depth)
+    if where is not None:
+        raise DataError(
+            f"{source}:{where[0]}:{where[1]}: JSON nested deeper than {max_depth} levels; "
+            "this is not a file egobench writes or reads"
+        )
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in items:
+            if k in out:
+                raise _DuplicateKey(k)
+            out[k] = v
+        return out
+
+    try:
+        return json.loads(text, object_pairs_hook=pairs)
+    except _DuplicateKey as e:
+        key = str(e.args[0])
+        line = _key_line(text, key)
+        at = f":{line}" if line else ""
+        raise DataError(
+            f"{source}{at}: duplicate key {truncate(key)!r} (JSON keeps only the last one; "
+            "merge the two entries)"
+        ) from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{source}:{e.lineno}:{e.colno}: malformed JSON ({e.msg})") from None
+    except RecursionError:
+        raise DataError(f"{source}: JSON nested too deeply") from None
+
+
+def read_json(path: str | os.PathLike, max_depth: int = JSON_MAX_DEPTH) -> Any:
+    """Read JSON strictly; a missing or malformed file is a one-line DataError naming it.
+
+    Duplicate keys and nesting deeper than ``max_depth`` are errors (see
+    :func:`loads_strict`).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -74,12 +169,71 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataError(f"{path}: file not found") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a JSON file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}:{e.colno}: malformed JSON ({e.msg})") from None
+    return loads_strict(text, str(path), max_depth)
+
+
+def truncate(value: Any, limit: int = 80) -> str:
+    """``str(value)`` cut to ``limit`` characters for error messages."""
+    s = value if isinstance(value, str) else repr(value)
+    return s if len(s) <= limit else s[: limit - 15] + f"... ({len(s)} chars)"
+
+
+_UNSAFE_COMPONENT = re.compile(r"[^A-Za-z0-9._+=-]+")
+
+
+def safe_component(name: str, what: str = "name", max_len: int = 120) -> str:
+    """The one sanitiser for user strings that become a path component.
+
+    Keeps letters, digits and ``. _ + = -``; every other run of characters
+    (``/``, ``\\``, spaces, control characters, ...) becomes ``_``. The result is
+    never empty, never ``.``/``..``, never starts with ``.`` or ``-`` (no hidden
+    files, no option look-alikes) and is at most ``max_len`` characters, so
+    joining it to a folder can never leave that folder.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise UserError(f"empty {what}: give a non-empty {what}")
+    out = _UNSAFE_COMPONENT.sub("_", name.strip())
+    out = out.lstrip(".-_") or "_"
+    if len(out) > max_len:
+        out = out[: max_len - 11] + "-" + hashlib.sha256(name.encode()).hexdigest()[:10]
+    if out in {".", ".."}:  # pragma: no cover - lstrip removes leading dots
+        out = "_"
+    return out
+
+
+def safe_join(root: str | os.PathLike, *parts: str) -> Path:
+    """``root / parts...`` after checking the result stays inside ``root``."""
+    root = Path(root)
+    out = root.joinpath(*parts)
+    base = os.path.realpath(root)
+    real = os.path.realpath(out)
+    if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
+        raise UserError(f"{out}: path leaves {root}; refusing to write there")
+    return out
+
+
+_CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """Neutralise a CSV cell that a spreadsheet would run as a formula.
+
+    Strings starting with ``= + - @``, tab or carriage return get a leading
+    apostrophe (the OWASP recommendation); numbers and other values pass
+    unchanged, so numeric columns stay numeric. Every CSV egobench writes
+    passes its cells through this.
+    """
+    if isinstance(value, str) and value.startswith(_CSV_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_row(values: Iterable[Any]) -> list[Any]:
+    return [csv_cell(v) for v in values]
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
