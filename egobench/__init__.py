@@ -11,16 +11,37 @@ from __future__ import annotations
 
 from . import _compat
 
-# Before anything else can import torchvision (see _compat for why).
-_compat.ensure_torchvision()
+# torchvision needs a fix on CPU torch (see _compat); it is applied when
+# anything first imports torchvision, so ``import egobench`` stays cheap.
+_compat.install_lazy_shim()
 
-from .data import DATASETS, Sample, Split, load_split  # noqa: E402
-from .errors import UserError  # noqa: E402
-from .methods import METHODS, Method, register_method  # noqa: E402
-from .metrics import METRICS, Metric, MetricBatch  # noqa: E402
-from .protocol import Protocol, available_protocols, load_protocol  # noqa: E402
-from .runner import RunResult, evaluate, run  # noqa: E402
-from .weights import ARTIFACTS, Artifact, WeightStore  # noqa: E402
+# The public names are imported on first use (PEP 562): ``egobench --help``
+# and the listing commands must not pay for torch and pandas.
+_LAZY = {
+    "DATASETS": ".data", "Sample": ".data", "Split": ".data", "load_split": ".data",
+    "UserError": ".errors",
+    "METHODS": ".methods", "Method": ".methods", "register_method": ".methods",
+    "METRICS": ".metrics", "Metric": ".metrics", "MetricBatch": ".metrics",
+    "Protocol": ".protocol", "available_protocols": ".protocol", "load_protocol": ".protocol",
+    "RunResult": ".runner", "evaluate": ".runner", "run": ".runner",
+    "ARTIFACTS": ".weights", "Artifact": ".weights", "WeightStore": ".weights",
+}
+
+
+def __getattr__(name: str):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'egobench' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(mod, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

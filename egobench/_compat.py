@@ -50,3 +50,58 @@ def ensure_torchvision() -> None:
     import torchvision  # noqa: F401,F811
 
     applied = True
+
+
+class _Passthrough:
+    """Loader handing back a module that is already imported (see :func:`install_lazy_shim`)."""
+
+    def __init__(self, module, spec):
+        self.module, self.spec = module, spec
+
+    def create_module(self, spec):
+        return self.module
+
+    def exec_module(self, module) -> None:
+        module.__spec__ = self.spec  # the real spec, not the passthrough one
+
+
+class _ShimFinder:
+    """Runs :func:`ensure_torchvision` on the first ``import torchvision``.
+
+    Importing torch costs seconds; ``egobench --help`` and the listing commands
+    must not pay it. Instead of importing torchvision when ``egobench`` is
+    imported, this finder sits first on ``sys.meta_path`` and, when anything
+    first imports torchvision (lpips, open_clip, transformers, ...), imports it
+    through the shim and hands the finished module to the import system.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "torchvision":
+            return None
+        remove_lazy_shim()
+        ensure_torchvision()
+        module = sys.modules.get("torchvision")
+        if module is None:
+            return None  # not installed: let the normal finders say so
+        import importlib.machinery
+
+        real = module.__spec__
+        spec = importlib.machinery.ModuleSpec("torchvision", _Passthrough(module, real),
+                                              origin=getattr(real, "origin", None), is_package=True)
+        spec.submodule_search_locations = list(getattr(real, "submodule_search_locations", None) or [])
+        return spec
+
+
+_FINDER = _ShimFinder()
+
+
+def install_lazy_shim() -> None:
+    """Defer :func:`ensure_torchvision` to the first import of torchvision."""
+    if "torchvision" in sys.modules or _FINDER in sys.meta_path:
+        return
+    sys.meta_path.insert(0, _FINDER)
+
+
+def remove_lazy_shim() -> None:
+    while _FINDER in sys.meta_path:
+        sys.meta_path.remove(_FINDER)
