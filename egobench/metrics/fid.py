@@ -30,6 +30,20 @@ padding, max pool in the last block). Two input stages (setting ``resize``):
 ``torch-fidelity``
     uint8 images straight into the extractor's ``forward`` (its own resize and
     normalisation), as ``torch_fidelity.calculate_metrics`` does.
+``clean``
+    clean-fid's ``clean`` mode (Parmar et al.): the library's own resizer (PIL
+    bicubic on each channel in float32, no quantisation) to 299, then
+    ``(x - 128) / 128`` as its ``InceptionV3W.forward`` does, then the layers.
+    clean-fid's own network is a TorchScript file (``inception-2015-12-05.pt``)
+    that the library downloads from NVIDIA on first use; egobench has no
+    network, so the layers are the same 2015-12-05 weights from the
+    ``inception-fid`` artifact above (torch-fidelity's port). The tests run
+    clean-fid's ``compute_fid`` end to end on a TorchScript trace of those
+    layers; that NVIDIA's file and torch-fidelity's port agree layer for layer
+    on the real weights cannot be checked offline.
+
+The features are accumulated by :class:`InceptionSetMetric`, which KID
+(:mod:`.kid`) shares: a protocol with both runs Inception once per image.
 
 Trace of the matrix square root (setting ``trace_sqrt``): ``sqrtm`` is
 pytorch-fid's formula. ``svd`` computes the same number exactly another way:
@@ -219,39 +233,64 @@ def frechet_distance(
 
 
 # ---------------------------------------------------------------------------
-# The metric
+# The metrics: one Inception feature accumulator, FID (here) and KID (kid.py) on top
 # ---------------------------------------------------------------------------
+InputStage = Literal["pytorch-fid", "torch-fidelity", "clean"]
+
+
+def clean_fid_input(images: list[np.ndarray], device: str | torch.device = "cpu") -> torch.Tensor:
+    """clean-fid's ``clean`` input stage: the library's own resizer (PIL bicubic on each channel
+    in float32, no quantisation, ``cleanfid.resize.build_resizer("clean")``), then what its
+    ``InceptionV3W.forward`` does before the layers: ``(x - 128) / 128``. float32 (N, 3, 299, 299)."""
+    from cleanfid.resize import build_resizer
+
+    resize = build_resizer("clean")
+    out = []
+    for img in images:
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"expected uint8 (H, W, 3), got {img.dtype} {img.shape}")
+        out.append(torch.from_numpy(np.ascontiguousarray(resize(img), dtype=np.float32)).permute(2, 0, 1))
+    return ((torch.stack(out) - 128) / 128).to(device)
+
+
 @dataclass(frozen=True)
 class FIDSettings:
     #: input stage: pytorch-fid = float bilinear 299 + 2x-1 (released code);
-    #: torch-fidelity = uint8 into torch-fidelity's extractor (TF1-style resize)
-    resize: Literal["pytorch-fid", "torch-fidelity"] = "pytorch-fid"
+    #: torch-fidelity = uint8 into torch-fidelity's extractor (TF1-style resize);
+    #: clean = clean-fid's "clean" mode (PIL bicubic per channel in float, no quantisation)
+    resize: InputStage = "pytorch-fid"
     #: tr sqrtm(S_t S_g): sqrtm = scipy as pytorch-fid; svd = exact, from the features
     trace_sqrt: Literal["sqrtm", "svd"] = "sqrtm"
 
 
-class FID(Metric):
-    """Fréchet Inception Distance, targets vs generated of the scored samples."""
+class InceptionSetMetric(Metric):
+    """Inception pool3 features of the targets and the generated images of the scored samples,
+    accumulated batch by batch (the state FID and KID both compute from).
 
-    name = "fid"
+    Two metrics with the same input stage (``settings.resize``) and weights share the features:
+    within a batch through :meth:`MetricBatch.shared` (one Inception pass for FID and KID), and
+    across runs through one feature-cache namespace (``inception-pool3``: target side in the
+    feature cache, generated side in the run cache), whatever the metric's other settings.
+    """
+
     needs = ("generated", "target")
     higher_is_better = False
-    version = "1"
     kind = "set"
-    display_scale = 1.0  # the paper prints FID as is
-    Settings = FIDSettings
     reduced_precision = False  # Inception statistics in fp32, as torch-fidelity and pytorch-fid compute them
     #: images per Inception forward (results do not depend on it beyond float rounding)
     batch_size: int = 16
+    #: bumped when the features themselves change (not when a metric's formula does)
+    FEATURES_VERSION = "1"
 
-    def __init__(self, settings: FIDSettings, *, weights=None, device: str = "cpu", cache=None):
+    def __init__(self, settings: Any, *, weights=None, device: str = "cpu", cache=None):
         super().__init__(settings, weights=weights, device=device, cache=cache)
         res = weights.resolve(INCEPTION_FID.name)
-        self.model = shared_inception(res.file(INCEPTION_FILE), device)
+        self.weights_file = str(res.file(INCEPTION_FILE))
+        self.model = shared_inception(self.weights_file, device)
         self.reset()
 
     @classmethod
-    def artifacts(cls, settings: FIDSettings) -> list[str]:
+    def artifacts(cls, settings: Any) -> list[str]:
         return [INCEPTION_FID.name]
 
     def reset(self) -> None:
@@ -265,9 +304,10 @@ class FID(Metric):
         """pool3 features float32 (N, 2048) in the configured input mode."""
         self.forwarded[side] = self.forwarded.get(side, 0) + len(images)
         out = np.empty((len(images), FEATURE_DIM), dtype=np.float32)
-        if self.settings.resize == "pytorch-fid":
+        if self.settings.resize in ("pytorch-fid", "clean"):
+            stage = pytorch_fid_input if self.settings.resize == "pytorch-fid" else clean_fid_input
             for start in range(0, len(images), self.batch_size):
-                x = pytorch_fid_input(images[start : start + self.batch_size], self.device)
+                x = stage(images[start : start + self.batch_size], self.device)
                 out[start : start + len(x)] = pool3_from_normalized(self.model, x).cpu().numpy()
             return out
         # torch-fidelity: uint8 batches of equal size into its forward
@@ -284,27 +324,46 @@ class FID(Metric):
                 out[part] = f
         return out
 
+    def cached(self, part, keys, compute, cache=None, artifacts=None):
+        """Features through the cache under a namespace made of the input stage, the weights'
+        digest and the features' version only: FID and KID read and write the same entries."""
+        cache = self.cache if cache is None else cache
+        if cache is None or not cache.enabled:
+            return list(compute(list(range(len(keys)))))
+        from .cache import namespace_key
+
+        if "_features_ns" not in self.__dict__:
+            self._features_ns = ("inception-pool3", self.FEATURES_VERSION, {"resize": self.settings.resize},
+                                 self.weights_digest())
+        return cache.get_or_compute(f"inception-pool3-{namespace_key(*self._features_ns, part)}", keys, compute)
+
+    def _side(self, batch: MetricBatch, side: str) -> np.ndarray:
+        """This batch's features of one side, computed once per batch for every metric sharing them."""
+
+        def compute() -> np.ndarray:
+            images = batch.generated if side == "generated" else batch.target
+
+            def fill(idx: list[int]) -> list[np.ndarray]:
+                return list(self.features([images[i] for i in idx], side))
+
+            if side == "generated":
+                # a resumed or repeated evaluation of the same outputs pushes nothing through Inception again
+                if self.run_cache is not None and len(batch.generated_keys) == len(batch):
+                    return np.stack(self.cached("generated-pool3", batch.generated_keys, fill, cache=self.run_cache))
+                return np.stack(fill(list(range(len(batch)))))
+            if len(batch.target_keys) == len(batch):
+                return np.stack(self.cached("target-pool3", batch.target_keys, fill))
+            return np.stack(fill(list(range(len(batch)))))
+
+        key = ("inception-pool3", self.weights_file, str(self.device), self.settings.resize, side)
+        return batch.shared(key, compute).astype(np.float32, copy=False)
+
     def update(self, batch: MetricBatch) -> None:
         if len(batch) == 0:
             return
         self._ids.extend(batch.ids)
-        if self.run_cache is not None and len(batch.generated_keys) == len(batch):
-            # a resumed or repeated evaluation of the same outputs pushes nothing through Inception again
-            gen = self.cached("generated-pool3", batch.generated_keys,
-                              lambda idx: list(self.features([batch.generated[i] for i in idx], "generated")),
-                              cache=self.run_cache)
-            self._generated.append(np.stack(gen).astype(np.float32, copy=False))
-        else:
-            self._generated.append(self.features(batch.generated, "generated"))
-
-        def fill(idx: list[int]) -> list[np.ndarray]:
-            return list(self.features([batch.target[i] for i in idx], "target"))
-
-        if len(batch.target_keys) == len(batch):
-            tgt = np.stack(self.cached("target-pool3", batch.target_keys, fill)).astype(np.float32, copy=False)
-        else:
-            tgt = np.stack(fill(list(range(len(batch)))))
-        self._target.append(tgt)
+        self._generated.append(self._side(batch, "generated"))
+        self._target.append(self._side(batch, "target"))
 
     def feature_matrices(self) -> tuple[np.ndarray, np.ndarray]:
         """(target, generated) features accumulated so far."""
@@ -328,6 +387,15 @@ class FID(Metric):
             self._ids = ids
             self._target = [np.stack([rows[i][0] for i in ids])]
             self._generated = [np.stack([rows[i][1] for i in ids])]
+
+
+class FID(InceptionSetMetric):
+    """Fréchet Inception Distance, targets vs generated of the scored samples."""
+
+    name = "fid"
+    version = "1"
+    display_scale = 1.0  # the paper prints FID as is
+    Settings = FIDSettings
 
     def result(self) -> dict[str, Any]:
         s: FIDSettings = self.settings
