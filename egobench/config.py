@@ -7,17 +7,32 @@ name the file and the key, so a misspelled option never passes silently.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import types
 import typing
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError, did_you_mean
+from .io import truncate
 
 #: samples per evaluation batch by default (``run --eval-batch-size``, ``evaluate --batch-size``):
 #: every metric model batches this many; BLIP splits it further by its protocol ``batch_size``
 EVAL_BATCH_SIZE = 16
 
 C = TypeVar("C")
+
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxdict, _SHOW.maxlist, _SHOW.maxtuple = 2, 4, 4, 4
+_SHOW.maxstring, _SHOW.maxother = 60, 60
+
+
+def show(value: Any) -> str:
+    """A short ``repr`` of a user value for an error message.
+
+    Bounded without walking the whole value (``reprlib``), so a huge or
+    alias-expanded structure never becomes a huge message or a long wait.
+    """
+    return truncate(_SHOW.repr(value))
 
 
 def _check_value(value: Any, tp: Any, where: str) -> Any:
@@ -27,7 +42,7 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+            raise ConfigError(f"{where}: {show(value)} is not one of {', '.join(map(repr, allowed))}")
         return value
     if origin in (typing.Union, types.UnionType):
         args = get_args(tp)
@@ -41,7 +56,7 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
                 return _check_value(value, arg, where)
             except ConfigError as e:
                 errors.append(str(e))
-        raise errors[0] if len(errors) == 1 else ConfigError(f"{where}: {value!r} has the wrong type")
+        raise errors[0] if len(errors) == 1 else ConfigError(f"{where}: {show(value)} has the wrong type")
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
@@ -56,19 +71,19 @@ def _check_value(value: Any, tp: Any, where: str) -> Any:
         return from_dict(tp, value, where)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {show(value)}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {show(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {show(value)}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {show(value)}")
         return value
     return value
 
@@ -84,7 +99,7 @@ def from_dict(cls: type[C], data: Any, where: str) -> C:
     for key in data:
         if key not in fields:
             raise ConfigError(
-                f"{where}: unknown key '{key}'{did_you_mean(str(key), fields)}; allowed: {', '.join(fields)}"
+                f"{where}: unknown key {show(key)}{did_you_mean(str(key)[:100], fields)}; allowed: {', '.join(fields)}"
             )
     kwargs = {}
     for name, f in fields.items():

@@ -18,6 +18,7 @@ import yaml
 
 from .config import from_dict, to_dict
 from .errors import ConfigError, UserError, unknown_name
+from .io import truncate
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,111 @@ def available_protocols() -> list[str]:
     return sorted(_shipped())
 
 
+#: Limits on a protocol file. The shipped protocols are about 3 KB, 4 levels
+#: deep, with no aliases and about 200 YAML nodes; the limits leave wide room
+#: and turn a hostile file (an alias "billion laughs" bomb, 20,000-deep
+#: nesting, megabytes of YAML) into a one-line error before it is composed.
+MAX_PROTOCOL_BYTES = 64 * 1024
+MAX_YAML_DEPTH = 32
+MAX_YAML_ALIASES = 100
+#: nodes after expanding every alias (what the loaded data would hold)
+MAX_YAML_NODES = 10_000
+
+
+def _yaml_error(source: str, event: Any, msg: str) -> ConfigError:
+    mark = getattr(event, "start_mark", None)
+    line = f":{mark.line + 1}" if mark is not None else ""
+    return ConfigError(f"{source}{line}: {msg}")
+
+
+def check_yaml_shape(text: str, source: str) -> None:
+    """Refuse YAML that is too large, too deep, alias-heavy or has duplicate keys.
+
+    One linear pass over the parser's events (PyYAML's parser keeps its own
+    stack, so it does not recurse), stopped at the first limit passed; only then
+    is the text composed and constructed by ``yaml.safe_load``. Alias sizes are
+    counted as expanded, so a small file whose aliases multiply cannot pass. A
+    key written twice in one mapping (YAML keeps only the last) is an error, as
+    in split JSON. Malformed YAML is left to ``safe_load``'s own error.
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_PROTOCOL_BYTES:
+        raise ConfigError(
+            f"{source}: protocol file is {size:,} bytes, over the limit of {MAX_PROTOCOL_BYTES:,}; "
+            "a protocol is a few KB of settings"
+        )
+    # frame: [anchor, child count, keys seen (mappings) or None, node size so far]
+    stack: list[list[Any]] = []
+    open_anchors: list[str | None] = []
+    sizes: dict[str, int] = {}
+    nodes = aliases = 0
+
+    def add(event: Any, n: int, *, opens: bool = False) -> None:
+        """Count a child of the innermost collection expanding to ``n`` nodes."""
+        nonlocal nodes
+        nodes += n
+        if nodes > MAX_YAML_NODES:
+            raise _yaml_error(
+                source, event, f"YAML expands to more than {MAX_YAML_NODES:,} nodes (aliases included); "
+                "a protocol needs a few hundred"
+            )
+        if stack:
+            stack[-1][1] += 1
+            if not opens:  # a collection adds its size to its parent when it ends
+                stack[-1][3] += n
+
+    try:
+        for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if len(stack) >= MAX_YAML_DEPTH:
+                    raise _yaml_error(source, ev, f"YAML nested deeper than {MAX_YAML_DEPTH} levels")
+                if stack:
+                    _check_key(source, stack[-1], ev)
+                add(ev, 1, opens=True)
+                stack.append([ev.anchor, 0, {} if isinstance(ev, yaml.MappingStartEvent) else None, 1])
+                open_anchors.append(ev.anchor)
+            elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                anchor, _, _, n = stack.pop()
+                open_anchors.pop()
+                if anchor is not None:
+                    sizes[anchor] = n
+                if stack:
+                    stack[-1][3] += n
+            elif isinstance(ev, yaml.ScalarEvent):
+                if stack:
+                    _check_key(source, stack[-1], ev)
+                if ev.anchor is not None:
+                    sizes[ev.anchor] = 1
+                add(ev, 1)
+            elif isinstance(ev, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_YAML_ALIASES:
+                    raise _yaml_error(source, ev, f"more than {MAX_YAML_ALIASES} YAML aliases (*name)")
+                if ev.anchor in open_anchors:
+                    raise _yaml_error(source, ev, f"alias *{truncate(ev.anchor)} refers to a node that contains it")
+                if stack:
+                    _check_key(source, stack[-1], ev)
+                add(ev, sizes.get(ev.anchor, 1))
+    except yaml.YAMLError:
+        return  # safe_load reports it with its line
+
+
+def _check_key(source: str, frame: list[Any], ev: Any) -> None:
+    """In a mapping, every other child is a key: refuse one written twice."""
+    keys = frame[2]
+    if keys is None or frame[1] % 2:
+        return
+    if isinstance(ev, yaml.ScalarEvent) and ev.value != "<<":
+        if ev.value in keys:
+            raise _yaml_error(
+                source, ev, f"key {truncate(ev.value)!r} written twice in one mapping (first on line "
+                f"{keys[ev.value]}; YAML keeps only the last): remove one"
+            )
+        keys[ev.value] = ev.start_mark.line + 1
+
+
 def parse_protocol(text: str, source: str) -> Protocol:
+    check_yaml_shape(text, source)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -148,8 +253,30 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
     if text_name.endswith((".yaml", ".yml")) or path.is_file():
         if not path.is_file():
             raise UserError(f"{path}: protocol file not found")
-        return parse_protocol(path.read_text(encoding="utf-8"), str(path))
+        return parse_protocol(_read_protocol_text(path), str(path))
     shipped = _shipped()
     if text_name not in shipped:
         raise unknown_name("protocol", text_name, shipped)
     return parse_protocol(shipped[text_name].read_text(encoding="utf-8"), f"protocols/{text_name}.yaml")
+
+
+def _read_protocol_text(path: Path) -> str:
+    """The file's text, refusing oversized and non-UTF-8 files with one line."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_PROTOCOL_BYTES:
+            raise ConfigError(
+                f"{path}: protocol file is {size:,} bytes, over the limit of {MAX_PROTOCOL_BYTES:,}; "
+                "a protocol is a few KB of settings"
+            )
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read protocol file ({e.strerror})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+            "save the protocol as UTF-8"
+        ) from None
