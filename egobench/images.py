@@ -102,6 +102,17 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         raise BadImageError(f"{path}: cannot read image header ({e})") from None
 
 
+def image_info(path: str | os.PathLike) -> tuple[int, int, str]:
+    """(width, height, PIL mode) from the header, without decoding pixels."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            _check_header(im, path)
+            return im.size[0], im.size[1], im.mode
+    except (FileNotFoundError, UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        raise BadImageError(f"{path}: cannot read image header ({e})") from None
+
+
 def encode(img: Image.Image, fmt: str, jpeg_quality: int = 75) -> bytes:
     buf = io.BytesIO()
     if fmt == "jpeg":

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,14 +33,14 @@ from .evaluator import (
     metric_heads,
 )
 from .images import BadImageError, save_atomic
-from .io import atomic_open, atomic_write_json, clean_stale_temps, read_json
+from .io import atomic_open, atomic_write_json, clean_stale_temps, read_json, safe_component, safe_join
 from .methods import METHODS, Method
 from .metrics.cache import FeatureCache, default_cache_dir
 from .postprocess import BadOutputError, finalize, output_relpath
 from .progress import LOG, Progress, run_log
 from .protocol import Protocol, load_protocol
 from .seeds import sample_seed, seed_everything
-from .store import environment, run_lock, short_hash
+from .store import claim_run_dir, environment, run_lock, short_hash
 from .weights import WeightStore, parse_weight_overrides
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -66,14 +66,38 @@ class RunResult:
 
 
 def pick_device(device: str = "auto") -> str:
-    if device != "auto":
-        return device
-    try:
-        import torch
+    """``auto`` -> cuda when available, else cpu; an explicit device is checked before any work."""
+    if device == "auto":
+        try:
+            import torch
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover
-        return "cpu"
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:  # pragma: no cover
+            return "cpu"
+    return check_device(device)
+
+
+def check_device(device: str) -> str:
+    """A one-line error for a device this machine does not have (before anything is written)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {device!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: CUDA is not available on this machine "
+                            "(no GPU or a CPU build of torch); use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                            f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UserError(f"--device {device}: MPS is not available on this machine; use --device cpu or auto")
+    elif dev.type != "cpu":
+        raise UserError(f"--device {device}: egobench runs on cpu, cuda or mps")
+    return device
 
 
 def _progress(total: int, desc: str, enabled: bool, log: bool = True) -> Progress:
@@ -133,7 +157,19 @@ def resolve_method(method: str) -> type[Method]:
 
 
 def default_run_dir(runs_dir: Path, dataset: str, protocol: Protocol, method: str, run_id: str) -> Path:
-    return Path(runs_dir) / dataset / protocol.name / method / run_id
+    """``<runs_dir>/<dataset>/<protocol>/<method>/<run_id>``; every part passes the one path sanitiser
+    (a method label, a protocol name from a user's YAML or a dataset name never leave ``runs_dir``)."""
+    parts = [safe_component(dataset, "dataset name"), safe_component(protocol.name, "protocol name"),
+             safe_component(method, "method name"), safe_component(run_id, "run id")]
+    return safe_join(Path(runs_dir), *parts)
+
+
+def selection_record(split: Split, limit: int | None) -> dict[str, Any] | None:
+    """What a ``--limit`` run scores: part of its identity, so a limited run never shares (and
+    overwrites) the directory of the full run. None for the whole split (identity unchanged)."""
+    if limit is None:
+        return None
+    return {"limit": limit, "n_samples": len(split), "samples": short_hash([s.id for s in split], 16)}
 
 
 def run(
@@ -182,6 +218,9 @@ def run(
         "zoo": zoo,
         "overrides": sorted(store.overrides),
     }
+    selection = selection_record(split, limit)
+    if selection is not None:
+        identity["selection"] = selection
     run_id = short_hash(identity)
     run_dir = Path(out) if out else default_run_dir(Path(runs_dir), dataset, proto, safe_id(method), run_id)
 
@@ -205,12 +244,7 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
         images = run_dir / "images"
         failures_dir = run_dir / "failures"
         manifest_path = run_dir / "manifest.json"
-        previous = read_json(manifest_path) if manifest_path.is_file() else None
-        if previous is not None and previous.get("identity", identity) != identity:
-            raise UserError(
-                f"{run_dir}: holds a run with different settings (method, protocol, data or weights); "
-                "choose another --out or remove it"
-            )
+        previous = claim_run_dir(run_dir, identity, "run")
         relpaths = {s.id: output_relpath(s, gen) for s in split}
         if len(set(relpaths.values())) != len(relpaths):
             raise ConfigError(f"two samples of '{dataset}' map to the same output file under {gen.output_layout} layout")
@@ -225,7 +259,7 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
             "method": {"name": method, "options": options,
                        "origin": METHODS.origin(method) if method in METHODS else method},
             "dataset": dataset,
-            "split": _split_record(split),
+            "split": _split_record(split, identity.get("selection")),
             "protocol": {**proto.record(), "source": proto.source},
             "seeds": {"policy": gen.seed_policy, "seed": gen.seed,
                       "note": "per-sample seeds = sha256(seed:sample_id); independent of batching, sharding "
@@ -352,9 +386,12 @@ def _merge_shards(dist: Dist, split: Split, columns, evaluation: Evaluation, gen
     return dist.broadcast(merged)
 
 
-def _split_record(split: Split) -> dict[str, Any]:
-    return {"name": split.name, "fingerprint": split.fingerprint, "n_samples": len(split),
-            "root": str(split.root) if split.root else None}
+def _split_record(split: Split, selection: dict[str, Any] | None = None) -> dict[str, Any]:
+    rec = {"name": split.name, "fingerprint": split.fingerprint, "n_samples": len(split),
+           "root": str(split.root) if split.root else None}
+    if selection is not None:
+        rec["selection"] = selection  # a --limit run: the fingerprint covers the selected samples only
+    return rec
 
 
 class MethodError(Exception):
@@ -465,30 +502,118 @@ def format_table(res: RunResult) -> str:
 # ---------------------------------------------------------------------------
 # Evaluating a folder made by outside code
 # ---------------------------------------------------------------------------
-def locate_external(images_dir: Path) -> Callable[[Sample], Path | None]:
-    """Find a sample's image as ``<clip>/<action>/<file>`` or ``<sample_id>.<ext>``."""
+@dataclass
+class ExternalScan:
+    """What an outside images folder holds, matched against a split."""
 
-    def find(s: Sample) -> Path | None:
-        for ext in IMAGE_EXTS:
-            p = images_dir / f"{s.id}{ext}"
-            if p.is_file():
-                return p
-        folder = images_dir / s.clip_id / s.action_id
-        if s.clip_id and folder.is_dir():
-            name = Path(str(s.meta.get("image_1") or s.target_path.name)).name
-            exact = folder / name
-            if exact.is_file():
-                return exact
-            stem = Path(name).stem
-            for ext in IMAGE_EXTS:
-                if (folder / f"{stem}{ext}").is_file():
-                    return folder / f"{stem}{ext}"
-            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-            if len(files) == 1:
-                return files[0]
-        return None
+    located: dict[str, Path | None]
+    extra: list[Path]  # image files that belong to no sample of the split
+    other: list[Path]  # files that are not images (by extension)
+    outside_links: list[Path]  # symlinks leaving the folder: never followed
+    size_differs: list[str]  # sample ids whose image size differs from the target frame
+    grayscale: list[str]  # sample ids whose image is single-channel (converted to RGB to score)
 
-    return find
+    def summary(self) -> str:
+        found = sum(p is not None for p in self.located.values())
+        parts = [f"{found} of {len(self.located)} samples have an image"]
+        for n, what in ((len(self.extra), "extra image file(s) for no sample of the split (ignored)"),
+                        (len(self.other), "non-image file(s) (ignored)"),
+                        (len(self.outside_links), "symlink(s) leaving the folder (not followed)"),
+                        (len(self.size_differs), "image(s) of another size than the target (resized as "
+                                                 "the protocol says)"),
+                        (len(self.grayscale), "grayscale image(s) (scored as RGB)")):
+            if n:
+                parts.append(f"{n} {what}")
+        return "; ".join(parts)
+
+    def details(self) -> list[str]:
+        out = [f"extra: {p}" for p in self.extra] + [f"not an image: {p}" for p in self.other]
+        out += [f"symlink leaving the folder: {p}" for p in self.outside_links]
+        out += [f"size differs from target: {sid}" for sid in self.size_differs]
+        out += [f"grayscale: {sid}" for sid in self.grayscale]
+        return out
+
+
+def _inside(path: Path, root_real: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
+def scan_external(images_dir: Path, split: Split) -> ExternalScan:
+    """Match an outside folder to ``split``: ``<sample_id>.<ext>`` or ``<clip>/<action>/<file>``.
+
+    Two files for one sample (``x.png`` and ``x.jpg``, a flat and a nested file,
+    or several images in one action folder none named after the target) are an
+    error naming both. Symlinks that leave the folder are never followed.
+    Extra and non-image files, size mismatches and grayscale images are
+    counted (see :meth:`ExternalScan.summary`).
+    """
+    from .images import image_info
+
+    root_real = os.path.realpath(images_dir)
+    all_files: set[Path] = set()
+    outside: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(images_dir, followlinks=False):
+        base = Path(dirpath)
+        for d in list(dirnames):
+            if (base / d).is_symlink() and not _inside(base / d, root_real):
+                outside.append(base / d)
+                dirnames.remove(d)
+        for f in filenames:
+            p = base / f
+            if f.startswith(".tmp-egobench-"):
+                continue
+            if p.is_symlink() and not _inside(p, root_real):
+                outside.append(p)
+                continue
+            all_files.add(p)
+
+    def is_image(p: Path) -> bool:
+        return p.suffix.lower() in IMAGE_EXTS
+
+    located: dict[str, Path | None] = {}
+    for smp in split:
+        cands = [images_dir / f"{smp.id}{ext}" for ext in IMAGE_EXTS]
+        cands = [c for c in cands if c in all_files]
+        folder = images_dir / smp.clip_id / smp.action_id
+        if smp.clip_id and folder.is_dir() and _inside(folder, root_real):
+            files = sorted(p for p in all_files if p.parent == folder and is_image(p))
+            stem = Path(Path(str(smp.meta.get("image_1") or smp.target_path.name)).name).stem
+            named = [p for p in files if p.stem == stem]
+            if named:
+                cands += named
+            elif len(files) == 1:
+                cands += files
+            elif len(files) > 1:
+                raise UserError(
+                    f"{folder}: {len(files)} images ({files[0].name}, {files[1].name}, ...) and none named "
+                    f"after the target '{stem}'; keep one image per action folder"
+                )
+        if len(cands) > 1:
+            raise UserError(
+                f"two images for sample '{smp.id}': {cands[0]} and {cands[1]}; keep one (egobench will not "
+                "guess which one you meant)"
+            )
+        located[smp.id] = cands[0] if cands else None
+    used = {p for p in located.values() if p is not None}
+    extra = sorted(p for p in all_files - used if is_image(p))
+    other = sorted(p for p in all_files - used if not is_image(p))
+    size_differs: list[str] = []
+    grayscale: list[str] = []
+    for smp in split:
+        p = located[smp.id]
+        if p is None:
+            continue
+        try:
+            w, h, mode = image_info(p)
+            tw, th, _ = image_info(smp.target_path)
+        except BadImageError:
+            continue  # scored as a failed sample (generated) or a named error (target) by the evaluator
+        if (w, h) != (tw, th):
+            size_differs.append(smp.id)
+        if mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "La"):
+            grayscale.append(smp.id)
+    return ExternalScan(located, extra, other, sorted(outside), size_differs, grayscale)
 
 
 def evaluate(
@@ -522,8 +647,8 @@ def evaluate(
     zoo = resolve_zoo(zoo, dataset)
     store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(weights))
     preflight_artifacts(proto, store, split)
-    find = locate_external(images_dir)
-    located = {s.id: find(s) for s in split}
+    scan = scan_external(images_dir, split)
+    located = scan.located
     missing = [s for s in split if located[s.id] is None]
     if missing and not allow_missing:
         s = missing[0]
@@ -532,28 +657,45 @@ def evaluate(
             f"{s.id}.png|jpg or {s.clip_id}/{s.action_id}/{Path(str(s.meta.get('image_1', ''))).name}); "
             "pass --allow-missing to score the rest"
         )
-    label = name or images_dir.resolve().name
+    label = safe_component(name if name is not None else images_dir.resolve().name, "--name")
     identity = {"images": str(images_dir.resolve()), "protocol": proto.hash, "dataset": dataset,
                 "sources": [file_digest(Path(p)) for p in split.sources], "zoo": zoo}
+    selection = selection_record(split, limit)
+    if selection is not None:
+        identity["selection"] = selection
     run_id = short_hash(identity)
     run_dir = Path(out) if out else default_run_dir(Path(runs_dir), dataset, proto, f"external-{label}", run_id)
+    if run_dir.resolve() == images_dir.resolve() or images_dir.resolve() in run_dir.resolve().parents:
+        raise UserError(f"--out {run_dir}: inside the images folder {images_dir}; write the run elsewhere")
     with run_lock(run_dir), run_log(run_dir, "evaluate"):
+        claim_run_dir(run_dir, identity, "evaluation")
         LOG.info("evaluate %s on %s (%d samples, %d without an image), protocol %s %s, device %s, zoo %s",
                  images_dir.resolve(), dataset, len(split), len(missing), proto.name, proto.short_hash, device, zoo)
         clean_stale_temps(run_dir)
+        LOG.info("images folder: %s", scan.summary())
+        for line in scan.details():
+            LOG.info("  %s", line)
+        if progress or scan.details():
+            print(f"egobench: {images_dir}: {scan.summary()}" + (f" (list in {run_dir / 'logs' / 'evaluate.log'})"
+                  if scan.details() else ""), file=sys.stderr)
         columns = build_metrics(proto, store, device)
         with _progress(len(split), "evaluate", progress) as tick:
             evaluation = evaluate_samples(list(split), lambda s: located[s.id], columns, batch_size=batch_size,
                                           progress=tick, run_cache=_run_cache(run_dir))
         comparable = not store.any_tiny and not any(s.meta.get("synthetic") for s in split)
-        outputs = {sid: (str(p) if p else None) for sid, p in located.items()}
+        # absolute: a report made from another working directory (or after the run folder moved)
+        # still finds the images of an outside folder
+        outputs = {sid: (os.path.abspath(p) if p else None) for sid, p in located.items()}
         _write_results(run_dir, split, evaluation, {}, outputs)
         manifest = {
             "identity": identity,
             "run_id": run_id,
             "method": {"name": f"external-{label}", "images": str(images_dir.resolve())},
+            "images_folder": {"summary": scan.summary(), "extra": len(scan.extra), "other": len(scan.other),
+                              "outside_links": len(scan.outside_links), "size_differs": len(scan.size_differs),
+                              "grayscale": len(scan.grayscale)},
             "dataset": dataset,
-            "split": _split_record(split),
+            "split": _split_record(split, identity.get("selection")),
             "protocol": {**proto.record(), "source": proto.source},
             "zoo": zoo,
             "environment": environment(device),

@@ -56,6 +56,62 @@ def run_lock(run_dir: Path, rank: int = 0) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+#: names egobench itself creates in a run directory; anything else means the
+#: folder is not (only) a run directory and is never written into
+RUN_DIR_NAMES = frozenset({
+    "manifest.json", "metrics.json", "samples.parquet", "images", "failures", "logs", "cache", "study",
+})
+
+
+def _owned(name: str) -> bool:
+    return name in RUN_DIR_NAMES or name.startswith((".lock", ".tmp-egobench-"))
+
+
+def claim_run_dir(run_dir: Path, identity: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """Check what ``run_dir`` holds before a command writes results into it.
+
+    The one gate for every command that writes a run directory (``run``,
+    ``evaluate``, ``ablate``'s runs): a folder holding a run with another
+    identity (another method, protocol, data, sample selection, weights or
+    image folder) is refused, and so is a non-empty folder that is not an
+    egobench run directory (an images folder, a home directory). Returns the
+    previous manifest when the folder holds this same run (a resume), else
+    None. Call it with the run lock held.
+    """
+    manifest_path = run_dir / "manifest.json"
+    if manifest_path.is_file():
+        from .io import read_json
+
+        previous = read_json(manifest_path)
+        if not isinstance(previous, dict):
+            raise UserError(f"{manifest_path}: not an egobench manifest; choose another --out")
+        prev_identity = previous.get("identity")
+        if prev_identity != identity:
+            what = previous.get("method", {}).get("name") if isinstance(previous.get("method"), dict) else None
+            held = f"a run of '{what}'" if what else "a run"
+            raise UserError(
+                f"{run_dir}: holds {held} with a different identity ({_identity_diff(prev_identity, identity)}); "
+                f"this {kind} would replace its results: choose another --out or remove that folder"
+            )
+        return previous
+    if run_dir.is_dir():
+        foreign = sorted(p.name for p in run_dir.iterdir() if not _owned(p.name))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise UserError(
+                f"{run_dir}: not an egobench run directory (holds {shown}); "
+                f"give --out an empty or new folder for this {kind}"
+            )
+    return None
+
+
+def _identity_diff(old: Any, new: dict[str, Any]) -> str:
+    if not isinstance(old, dict):
+        return "no identity recorded"
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return "differs in " + ", ".join(keys) if keys else "differs"
+
+
 def git_commit() -> str | None:
     here = Path(__file__).resolve().parent.parent
     if not (here / ".git").exists():
