@@ -6,18 +6,21 @@ Renders only from what runs wrote (``metrics.json``, ``samples.parquet``,
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import pandas as pd
 from PIL import Image
 
-from egobench.io import atomic_open, atomic_write_text
+from egobench.images import BadImageError, open_rgb
+from egobench.io import atomic_open, atomic_write_text, read_json
+
+from .tables import load_run, resolve_output
 
 THUMB_HEIGHT = 160
+THUMB_WIDTH = 240  # wide frames (EPIC-Kitchens 456x256) are scaled to fit this box, not to overflow their column
 
 
 def _env() -> jinja2.Environment:
@@ -28,13 +31,26 @@ def _env() -> jinja2.Environment:
     )
 
 
-def _thumb(src: Path, dst: Path) -> None:
-    with Image.open(src) as im:
-        im = im.convert("RGB")
-        w = max(1, round(im.width * THUMB_HEIGHT / im.height))
-        im = im.resize((w, THUMB_HEIGHT), Image.Resampling.BICUBIC)
-        with atomic_open(dst, "wb") as f:
-            im.save(f, format="JPEG", quality=90)
+def thumb(src: Path | None, dst: Path) -> str | None:
+    """Write a JPEG thumbnail of ``src`` (fit into THUMB_WIDTH x THUMB_HEIGHT) to ``dst``
+    atomically; return None, or why the frame cannot be shown (missing, unreadable):
+    reports are made from stored results and show a placeholder instead."""
+    if src is None:
+        return "no output recorded"
+    try:
+        im = open_rgb(src)
+    except BadImageError as e:
+        return "missing" if not Path(src).exists() else f"unreadable ({str(e).rsplit(': ', 1)[-1][:80]})"
+    scale = min(THUMB_WIDTH / im.width, THUMB_HEIGHT / im.height)
+    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    im = im.resize(size, Image.Resampling.BICUBIC)
+    with atomic_open(dst, "wb") as f:
+        im.save(f, format="JPEG", quality=90)
+    return None
+
+
+def _thumb(src: Path, dst: Path) -> bool:
+    return thumb(src, dst) is None
 
 
 def _fmt(info: dict[str, Any]) -> str:
@@ -54,7 +70,7 @@ def render_runs(run_dirs: list[Path], out: Path, title: str, grid_run: Path | No
     runs = []
     metric_names: list[str] = []
     for rd in run_dirs:
-        m = json.loads((Path(rd) / "metrics.json").read_text())
+        m = read_json(Path(rd) / "metrics.json")
         runs.append(m)
         for name in m.get("metric_order", m["metrics"]):
             if name not in metric_names:
@@ -87,26 +103,28 @@ def render_runs(run_dirs: list[Path], out: Path, title: str, grid_run: Path | No
                 if v == best:
                     rows[i]["best"].add(j)
     grid = []
+    unshown: dict[str, int] = {}
     grid_dir = Path(grid_run or run_dirs[0])
-    df = pd.read_parquet(grid_dir / "samples.parquet")
+    df = load_run(grid_dir).samples
     metric_cols = [c for c in metric_names if c in df.columns]
     for _, row in df.head(max_rows).iterrows():
         sid = row["sample_id"]
         cell = {"id": sid, "action": row["action"], "description": row["description"],
                 "domain": row["domain"], "status": row["status"], "error": row["error"],
                 "scores": []}
+        stem = hashlib.sha256(str(sid).encode()).hexdigest()[:16]
         for kind, src in (("input", row["input_path"]), ("target", row["target_path"])):
-            dst = assets / f"{sid}_{kind}.jpg"
-            _thumb(Path(src), dst)
-            cell[kind] = f"assets/{dst.name}"
-        out_rel = row["output"]
-        out_path = (grid_dir / out_rel) if out_rel and not Path(out_rel).is_absolute() else (Path(out_rel) if out_rel else None)
-        if out_path is not None and out_path.is_file():
-            dst = assets / f"{sid}_output.jpg"
-            _thumb(out_path, dst)
-            cell["output"] = f"assets/{dst.name}"
-        else:
-            cell["output"] = None
+            dst = assets / f"{stem}_{kind}.jpg"
+            why = thumb(Path(src) if src else None, dst)
+            cell[kind] = None if why else f"assets/{dst.name}"
+            cell[f"{kind}_why"] = why or ""
+            if why:
+                unshown[kind] = unshown.get(kind, 0) + 1
+        dst = assets / f"{stem}_output.jpg"
+        why = thumb(resolve_output(grid_dir, row["output"]), dst)
+        cell["output"] = None if why else f"assets/{dst.name}"
+        if why and row["status"] == "ok":
+            unshown["output"] = unshown.get("output", 0) + 1
         for c in metric_cols:
             info = runs[0]["metrics"][c]
             v = row[c]
@@ -121,8 +139,9 @@ def render_runs(run_dirs: list[Path], out: Path, title: str, grid_run: Path | No
         heads=heads,
         rows=rows,
         grid=grid,
-        grid_method=json.loads((grid_dir / "metrics.json").read_text())["method"],
+        grid_method=read_json(grid_dir / "metrics.json")["method"],
         n_total=len(df),
+        unshown=unshown,
     )
     page = out / "index.html"
     atomic_write_text(page, html)

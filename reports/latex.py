@@ -31,6 +31,8 @@ _SPECIAL = {
     '"': r"\textquotedbl{}",
     "'": r"\textquotesingle{}",
     "`": r"\textasciigrave{}",
+    "[": "{[}",  # after a row's "\\" a "[" would be read as a length
+    "]": "{]}",
     "\u2193": r"$\downarrow$",
     "\u2191": r"$\uparrow$",
     "\u2020": r"$^\dagger$",
@@ -53,37 +55,54 @@ def _cell(c, with_ci: bool) -> str:
         text = rf"\textbf{{{text}}}"
     if c.behind:
         text += r"$^\dagger$"
+    extra = []
     if with_ci and c.ci is not None:
-        text += rf"\,{{\scriptsize[{latex_escape(c.ci_text[1:-1])}]}}"
+        extra.append(rf"{{\scriptsize[{latex_escape(c.ci_text[1:-1])}]}}")
+    if c.delta is not None:
+        extra.append(rf"{{\scriptsize {latex_escape(c.delta_text)} vs pub.}}")
+    if extra:  # stacked under the value: keeps the columns narrow
+        text = r"\begin{tabular}[t]{@{}r@{}}" + r" \\ ".join([text] + extra) + r"\end{tabular}"
     return text
 
 
 def render_table(t: Table, *, with_ci: bool = False) -> str:
     ncol = len(t.columns)
     head = " & ".join(
-        [r"Method"] + [latex_escape(c.label) + ("" if c.higher_is_better else r" $\downarrow$") for c in t.columns])
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{latex_escape(t.title)}}}",
+        [latex_escape(t.row_head), "n"]
+        + [latex_escape(c.label) + ("" if c.higher_is_better else r" $\downarrow$") for c in t.columns])
+    lines = [r"\begin{table}[!htbp]", r"\centering"]
+    if t.number is not None:
+        # LaTeX numbers captions itself: the paper's number, and the title without "Table N:"
+        lines += [rf"\setcounter{{table}}{{{t.number - 1}}}", rf"\caption{{{latex_escape(t.caption)}}}"]
+    else:
+        lines.append(rf"\textbf{{{latex_escape(t.title)}}}\par\smallskip")
+    lines += [
         rf"\label{{tab:{re.sub(r'[^A-Za-z0-9:-]', '-', t.id)}}}",
-        r"\begin{tabular}{l" + "r" * ncol + "}",
+        r"\begin{tabular}{ll" + "r" * ncol + "}",
         r"\toprule",
         head + r" \\",
         r"\midrule",
     ]
+    prev = "measured"
     for r in t.rows:
-        lines.append(" & ".join([latex_escape(r.label)] + [_cell(c, with_ci) for c in r.cells]) + r" \\")
+        if r.kind == "published" and prev != "published" and r is not t.rows[0]:
+            lines.append(r"\midrule")
+        prev = r.kind
+        label = latex_escape(r.label) + (rf"$^{{[{r.ref}]}}$" if r.ref else "")
+        if r.kind == "published":
+            label = rf"\textit{{{label}}}"
+        n = "" if r.n is None else str(r.n)
+        lines.append(" & ".join([label, n] + [_cell(c, with_ci) for c in r.cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
-    notes = [t.protocol_line] + ([] if t.comparable else [
-        NOT_COMPARABLE + "."]) + t.notes
-    lines.append(r"\par\smallskip{\footnotesize " + r" \\ ".join(latex_escape(n) for n in notes) + "}")
+    notes = ([t.protocol_line] if t.kind != "published" else []) + ([] if t.comparable else [
+        NOT_COMPARABLE + "."]) + [f"[{r.ref}] {r.source}" for r in t.sources] + t.notes
+    lines.append(r"\par\smallskip{\footnotesize " + r" \\{} ".join(latex_escape(n) for n in notes) + "}")
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
 
 def render_document(tables: list[Table], *, title: str = "egobench report", comparable: bool = True,
-                    with_ci: bool = False) -> str:
+                    with_ci: bool = True) -> str:
     parts = [
         r"\documentclass[10pt]{article}",
         r"\usepackage[utf8]{inputenc}",
@@ -93,6 +112,7 @@ def render_document(tables: list[Table], *, title: str = "egobench report", comp
         r"\usepackage[margin=2cm,landscape]{geometry}",
         r"\begin{document}",
         rf"\section*{{{latex_escape(title)}}}",
+        r"\suppressfloats[t]",  # no table floats above the title on its page
     ]
     if not comparable:
         parts.append(r"\noindent\fbox{\parbox{\linewidth}{\textbf{Not comparable with published numbers:} made "

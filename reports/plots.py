@@ -19,7 +19,7 @@ def _nice_max(v: float) -> float:
     if not math.isfinite(v) or v <= 0:
         return 1.0
     e = 10 ** math.floor(math.log10(v))
-    for m in (1, 2, 2.5, 5, 10):
+    for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if m * e >= v:
             return m * e
     return 10 * e

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from egobench.errors import UserError
-from egobench.io import read_json
+from egobench.errors import DataError, UserError
+from egobench.io import read_json, truncate
 
 LABELS = {"egovlp": "EgoVLP", "egovlp-plus": "EgoVLP+", "clip": "CLIP", "fid": "FID", "psnr": "PSNR",
           "lpips": "LPIPS", "blip-b": "BLIP-B", "blip-l": "BLIP-L"}
@@ -78,13 +79,39 @@ class RunData:
 
 
 def load_run(path: str | Path) -> RunData:
+    """A run's stored results; a damaged file is a one-line error naming it."""
     path = Path(path)
     if not (path / "metrics.json").is_file():
         raise UserError(f"{path}: not a run directory (no metrics.json)")
     metrics = read_json(path / "metrics.json")
-    samples = pd.read_parquet(path / "samples.parquet") if (path / "samples.parquet").is_file() else pd.DataFrame()
+    if (not isinstance(metrics, dict) or not isinstance(metrics.get("metrics"), dict)
+            or "method" not in metrics or "dataset" not in metrics):
+        raise DataError(f"{path / 'metrics.json'}: not an egobench metrics file (no method/dataset/metrics); "
+                        "re-run 'egobench evaluate' on the run")
+    samples = pd.DataFrame()
+    if (path / "samples.parquet").is_file():
+        try:
+            samples = pd.read_parquet(path / "samples.parquet")
+        except Exception as e:  # noqa: BLE001 - pyarrow raises many types for a damaged file
+            raise DataError(f"{path / 'samples.parquet'}: cannot read ({truncate(e, 120)}); "
+                            "re-run 'egobench evaluate' on the run") from None
     manifest = read_json(path / "manifest.json") if (path / "manifest.json").is_file() else {}
+    if not isinstance(manifest, dict):
+        manifest = {}
     return RunData(path, metrics, samples, manifest)
+
+
+def resolve_output(run_dir: Path, output: Any) -> Path | None:
+    """Where a run's stored output path points: relative to the run directory
+    (or absolute, kept as is); runs made before that stored paths relative to
+    the working directory of the call, tried second."""
+    if output is None or (isinstance(output, float) and math.isnan(output)) or not str(output):
+        return None
+    p = Path(run_dir) / str(output)
+    if p.is_file():
+        return p
+    q = Path(str(output))
+    return q if q.is_file() else p
 
 
 def find_runs(runs_dir: str | Path) -> list[Path]:
@@ -110,10 +137,17 @@ class Cell:
     ci: tuple[float, float] | None = None  # display scale
     best: bool = False
     behind: bool = False  # significantly behind the best (paired bootstrap)
+    display: float | None = None  # value in display units (x display_scale)
+    std: float | None = None  # display scale; across seed runs
+    delta: float | None = None  # display scale; measured minus published (same protocol, real weights)
 
     @property
     def ci_text(self) -> str:
         return "" if self.ci is None else f"[{_num(self.ci[0])}, {_num(self.ci[1])}]"
+
+    @property
+    def delta_text(self) -> str:
+        return "" if self.delta is None else f"{self.delta:+.2f}"
 
 
 @dataclass
@@ -122,6 +156,10 @@ class Row:
     method: str
     cells: list[Cell]
     run: str = ""
+    kind: str = "measured"  # or "published" (reference numbers from the paper)
+    n: int | None = None  # samples scored
+    source: str = ""  # which run(s) the row comes from
+    ref: int = 0  # footnote number of ``source`` (1-based; 0: none)
 
 
 @dataclass
@@ -134,6 +172,23 @@ class Table:
     protocols: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
     comparable: bool = True
+    row_head: str = "Method"
+    kind: str = "paper"  # "paper" (Tables 1-4), "published" (reference only), "breakdown"
+
+    @property
+    def number(self) -> int | None:
+        """The paper's table number (``table3-...`` -> 3), None for other tables."""
+        m = re.match(r"(?:published-)?table(\d+)-", self.id)
+        return int(m.group(1)) if m else None
+
+    @property
+    def caption(self) -> str:
+        """The title without its "Table N: " prefix (LaTeX numbers its captions)."""
+        return re.sub(r"^Table \d+:\s*", "", self.title)
+
+    @property
+    def sources(self) -> list[Row]:
+        return [r for r in self.rows if r.ref]
 
     @property
     def protocol_line(self) -> str:
@@ -176,7 +231,7 @@ def _fill(table: Table, runs: list[RunData], userstudy: dict[str, dict] | None, 
                 if r is None:
                     cells.append(Cell(None, "--"))
                 else:
-                    cells.append(Cell(r["rate"], _num(r["rate"]), (r["ci_low"], r["ci_high"])))
+                    cells.append(Cell(r["rate"], _num(r["rate"]), (r["ci_low"], r["ci_high"]), display=r["rate"]))
                 continue
             info = run.metrics["metrics"].get(col.key)
             if not info or info.get("value") is None:
@@ -184,7 +239,10 @@ def _fill(table: Table, runs: list[RunData], userstudy: dict[str, dict] | None, 
                 continue
             scale = float(info.get("display_scale", 1.0))
             v = float(info["value"])
-            cells.append(Cell(v, _num(v * scale)))
+            std = info.get("std")
+            std = float(std) * scale if isinstance(std, (int, float)) and math.isfinite(std) else None
+            text = _num(v * scale) + (f" \u00b1 {_num(std)}" if std is not None else "")
+            cells.append(Cell(v, text, display=v * scale, std=std))
         for row, c in zip(table.rows, cells):
             row.cells.append(c)
         vals = [(c.value, i) for i, c in enumerate(cells) if c.value is not None and not math.isnan(c.value)]
@@ -203,23 +261,30 @@ def _fill(table: Table, runs: list[RunData], userstudy: dict[str, dict] | None, 
             skipped_set.append(col.label)
             continue
         present = [i for i, s in enumerate(series) if s is not None]
+        scale = float(by_label[table.rows[present[0]].label].metrics["metrics"][col.key].get("display_scale", 1.0)) \
+            if present else 1.0
+        # interval of each row over its own samples (rows may have scored different samples)
+        for i in present:
+            x = series[i].to_numpy(dtype=float)
+            if len(x) < 2:
+                continue
+            if not np.isfinite(x).all():
+                nonfinite.append(f"{col.label} of {table.rows[i].label}")
+                continue
+            d = rng.integers(0, len(x), size=(n_boot, len(x)))
+            lo, hi = np.percentile(x[d].mean(1), [2.5, 97.5])
+            cells[i].ci = (float(lo * scale), float(hi * scale))
+        # significance: paired bootstrap over the samples every row scored
         common = sorted(set.intersection(*(set(series[i].index) for i in present))) if present else []
         if len(common) < 2:
             continue
-        X = np.stack([series[i].reindex(common).to_numpy() for i in present])  # rows x samples
+        X = np.stack([series[i].reindex(common).to_numpy(dtype=float) for i in present])  # rows x samples
         draws = rng.integers(0, len(common), size=(n_boot, len(common)))
         finite_row = np.isfinite(X).all(1)
         means = np.full((len(present), n_boot), np.nan)
         for r in range(len(present)):
             if finite_row[r]:
                 means[r] = X[r][draws].mean(1)
-        scale = float(by_label[table.rows[present[0]].label].metrics["metrics"][col.key].get("display_scale", 1.0))
-        for r, i in enumerate(present):
-            if finite_row[r]:
-                lo, hi = np.percentile(means[r], [2.5, 97.5])
-                cells[i].ci = (float(lo * scale), float(hi * scale))
-            else:
-                nonfinite.append(f"{col.label} of {table.rows[i].label}")
         best_idx = [r for r, i in enumerate(present) if i in best_rows]
         if not best_idx or not finite_row[best_idx[0]]:
             continue
@@ -245,8 +310,9 @@ def _base_notes(table: Table, runs: list[RunData]) -> None:
     scaled = [c.label for c in table.columns if c.key not in ("psnr", "fid", USER_STUDY)]
     table.notes.insert(0, (f"{', '.join(scaled)} x100; " if scaled else "") + ("PSNR in dB; " if "psnr" in cols else "")
                        + ("FID as is; " if "fid" in cols else "") + "best in bold; \u2193 lower is better; "
-                       "\u2020 significantly behind the best (paired bootstrap over samples, 95%). "
-                       "Brackets (HTML): 95% paired bootstrap interval.")
+                       "\u2020 significantly behind the best (paired bootstrap over the samples every row scored, 95%). "
+                       "Brackets: 95% interval of the mean, percentile bootstrap over the row's own samples; "
+                       "\u00b1: standard deviation across seed runs. n: samples scored.")
     for run in runs:
         fid = run.metrics["metrics"].get("fid")
         if "fid" in cols and fid and fid.get("value") is not None:
@@ -299,11 +365,30 @@ def _make(tid: str, title: str, dataset: str, runs: list[RunData], labels: list[
         cols.append(Column(USER_STUDY, "User Study", True, "%"))
     if not cols or not runs:
         return None
-    rows = [Row(lab, r.method, [], str(r.path)) for lab, r in zip(_unique_labels(labels), runs)]
+    rows = [Row(lab, r.method, [], str(r.path), n=_row_n(r), source=_row_source(r))
+            for lab, r in zip(_unique_labels(labels), runs)]
     t = Table(tid, title, dataset, cols, rows, _protocols(runs), comparable=all(r.comparable for r in runs))
     _fill(t, runs, userstudy, n_boot, seed)
     _base_notes(t, runs)
+    for k, row in enumerate(t.rows, 1):
+        row.ref = k if row.source else 0
+    from .published import add_published
+
+    add_published(t, runs)
     return t
+
+
+def _row_n(run) -> int | None:
+    n = run.metrics.get("n_scored")
+    return int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None
+
+
+def _row_source(run) -> str:
+    if hasattr(run, "source"):
+        return run.source()
+    split = run.manifest.get("split") if isinstance(run.manifest.get("split"), dict) else {}
+    fp = str(split.get("fingerprint") or run.metrics.get("split_fingerprint") or "")[:12]
+    return f"run {run.manifest.get('run_id') or run.path.name} ({run.path}), n={_row_n(run)}, split {fp or 'unknown'}"
 
 
 def build_tables(
@@ -321,26 +406,30 @@ def build_tables(
         in_ds = [r for r in runs if r.dataset == ds]
         main = [r for r in in_ds if r.method not in ABLATION_ONLY and r.vllm_finetuned is not False]
         main.sort(key=lambda r: PAPER_ORDER.index(r.method) if r.method in PAPER_ORDER else len(PAPER_ORDER))
+        abl = []
+        for method, label in ABLATION:
+            abl += [(label, r) for r in in_ds if r.method == method and r.vllm_finetuned is not False]
+        has_t3 = bool(abl) and ((len(abl) >= 2 and any(r.method in ABLATION_ONLY for _, r in abl)) or ds in studies)
+        study_in_t1 = ds in studies and not has_t3  # the win rates go to Table 3, else to Table 1
         if main:
             t1 = _make(f"table1-{ds}", f"Table 1: image metrics on {name}", ds, main, [r.method for r in main],
-                       TABLE1, None, n_boot, seed)
+                       TABLE1, studies.get(ds), n_boot, seed, with_study=study_in_t1)
             if t1 and t1.columns:
+                if study_in_t1:
+                    _study_notes(t1, studies[ds])
                 tables.append(t1)
             if any(k in r.metrics["metrics"] for r in main for k in TABLE2):
                 t2 = _make(f"table2-{ds}", f"Table 2: BLIP caption similarity on {name}", ds, main,
                            [r.method for r in main], TABLE2, None, n_boot, seed)
                 if t2:
                     tables.append(t2)
-        abl = []
-        for method, label in ABLATION:
-            cands = [r for r in in_ds if r.method == method and r.vllm_finetuned is not False]
-            if cands:
-                abl.append((label, cands[-1]))
-        if len(abl) >= 2 and any(r.method in ABLATION_ONLY for _, r in abl):
+        if has_t3:
             rs = [r for _, r in abl]
             t3 = _make(f"table3-{ds}", f"Table 3: conditioning ablation on {name}", ds, rs, [lab for lab, _ in abl],
                        TABLE1 + TABLE2, studies.get(ds), n_boot, seed, with_study=ds in studies)
             if t3:
+                if ds in studies:
+                    _study_notes(t3, studies[ds])
                 tables.append(t3)
         ft = [r for r in in_ds if r.vllm_finetuned is not None]
         pairs = []
@@ -348,7 +437,7 @@ def build_tables(
             off = [r for r in ft if r.method == method and r.vllm_finetuned is False]
             on = [r for r in ft if r.method == method and r.vllm_finetuned is True]
             if off and on:
-                pairs += [(f"{method} w/o finetuning", off[-1]), (f"{method} finetuned", on[-1])]
+                pairs += [(f"{method} w/o finetuning", r) for r in off] + [(f"{method} finetuned", r) for r in on]
         if pairs:
             rs = [r for _, r in pairs]
             t4 = _make(f"table4-{ds}", f"Table 4: VLLM without vs with finetuning on {name}", ds, rs,
@@ -358,16 +447,32 @@ def build_tables(
     return tables
 
 
+def _study_notes(t: Table, study: dict[str, dict]) -> None:
+    """Name the user-study methods that have no row in ``t`` (their rates are not lost)."""
+    shown = {r.method for r in t.rows}
+    rest = [f"{m} {_num(v.get('rate'))}% [{_num(v.get('ci_low'))}, {_num(v.get('ci_high'))}]"
+            for m, v in study.items() if m not in shown and isinstance(v, dict)]
+    if rest:
+        t.notes.append("User study methods without a row here: " + "; ".join(rest) + ".")
+
+
 def tables_json(tables: list[Table]) -> str:
     out = []
     for t in tables:
         out.append({
-            "id": t.id, "title": t.title, "dataset": t.dataset, "comparable": t.comparable,
+            "id": t.id, "title": t.title, "dataset": t.dataset, "comparable": t.comparable, "kind": t.kind,
+            "row_head": t.row_head,
             "protocols": t.protocols, "notes": t.notes,
             "columns": [{"key": c.key, "label": c.label, "higher_is_better": c.higher_is_better} for c in t.columns],
-            "rows": [{"label": r.label, "method": r.method, "run": r.run,
-                      "cells": [{"value": c.value if c.value is None or math.isfinite(c.value) else str(c.value),
+            "rows": [{"label": r.label, "method": r.method, "run": r.run, "kind": r.kind, "n": r.n,
+                      "source": r.source,
+                      "cells": [{"value": _json_num(c.value), "display": _json_num(c.display),
                                  "text": c.text, "ci": list(c.ci) if c.ci else None, "best": c.best,
-                                 "behind": c.behind} for c in r.cells]} for r in t.rows],
+                                 "behind": c.behind, "std": c.std, "delta_published": c.delta}
+                                for c in r.cells]} for r in t.rows],
         })
     return json.dumps(out, indent=2, ensure_ascii=False) + "\n"
+
+
+def _json_num(v: float | None) -> float | str | None:
+    return v if v is None or math.isfinite(v) else str(v)
