@@ -36,7 +36,22 @@ class _Group(click.Group):
         ep = self._plugin_commands().get(name)
         return ep.load() if ep is not None else None
 
+    def main(self, args=None, **kwargs):
+        # ``--debug`` is accepted anywhere (``egobench run ... --debug``), not only before the
+        # sub-command: it is moved to the front, where the group option is parsed.
+        args = list(sys.argv[1:] if args is None else args)
+        cut = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[:cut]:
+            args = ["--debug"] + [a for i, a in enumerate(args) if not (a == "--debug" and i < cut)]
+        return super().main(args, **kwargs)
+
     def invoke(self, ctx: click.Context):
+        import errno
+        import signal
+
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _interrupt)
         try:
             return super().invoke(ctx)
         except UserError as e:
@@ -44,9 +59,39 @@ class _Group(click.Group):
                 traceback.print_exc()
             click.echo(f"egobench: error: {e}", err=True)
             ctx.exit(e.exit_code)
-        except KeyboardInterrupt:
-            click.echo("egobench: interrupted; rerun the same command to resume", err=True)
+        except KeyboardInterrupt as e:
+            if ctx.meta.get("egobench.debug"):
+                traceback.print_exc()
+            saved = str(e) or "files written so far are complete (every write is atomic)"
+            click.echo(f"egobench: interrupted: {saved}; rerun the same command to resume", err=True)
             ctx.exit(130)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            if ctx.meta.get("egobench.debug"):
+                traceback.print_exc()
+            from .errors import disk_full_message
+
+            folder = Path(e.filename).parent if e.filename else Path.cwd()
+            click.echo(f"egobench: error: {disk_full_message(folder)}", err=True)
+            ctx.exit(2)
+        finally:
+            if previous is signal.default_int_handler:
+                signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    """First Ctrl-C: stop at the next Python step (KeyboardInterrupt, what was saved is reported).
+    A second Ctrl-C while egobench is cleaning up ends the process at once."""
+    import os
+    import signal
+
+    def _hard(signum, frame):
+        os.write(2, b"\negobench: interrupted twice; stopping now (completed files are kept)\n")
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, _hard)
+    raise KeyboardInterrupt
 
 
 def _common_run_options(f):

@@ -33,6 +33,24 @@ class MissingArtifactError(UserError):
     """A model weight file is not available locally."""
 
 
+class DiskFullError(UserError):
+    """No space left where egobench writes; the message names the folder and the space needed."""
+
+
+def disk_full_message(folder, needed_bytes: int | None = None) -> str:
+    """One line: which folder is full, how much is free, how much more is needed (when known)."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(folder).free
+        free_s = f"{free / 1e6:.1f} MB free"
+    except OSError:
+        free_s = "free space unknown"
+    need = f"; this run needs about {needed_bytes / 1e6:.1f} MB more" if needed_bytes else ""
+    return (f"{folder}: no space left on the device ({free_s}{need}); free space or choose another "
+            "--out / --runs-dir, then rerun the same command to resume (what was written is kept)")
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``."""
     close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.5)

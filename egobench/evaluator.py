@@ -8,6 +8,7 @@ numbers are kept (two batches of pixels at most).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Sequence
@@ -95,6 +96,8 @@ def evaluate_samples(
         run_cache = None
     for c in columns:
         c.metric.run_cache = run_cache
+        c.metric.begin()
+    groups = _Groups(columns)
     needs = {n for c in columns for n in c.metric.needs}
     values: dict[str, list[float]] = {c.name: [] for c in columns}
     extras: dict[str, list[Any]] = {}
@@ -148,9 +151,10 @@ def evaluate_samples(
             row_state, batch = upcoming.result()  # type: ignore[union-attr]
             upcoming = pool.submit(load, chunks[k + 1]) if k + 1 < len(chunks) else None
             _score_batch(batch, row_state, columns, run_cache,
-                         values, extras, rows_status, rows_error)
+                         values, extras, rows_status, rows_error, groups)
             if progress:
                 progress(len(chunk))
+    groups.flush(run_cache, values, extras, final=True)
 
     df = pd.DataFrame(
         {
@@ -181,13 +185,18 @@ def evaluate_samples(
 
 def _score_batch(batch: MetricBatch, row_state: list[tuple[str, str]], columns: list[MetricColumn],
                  run_cache: Any, values: dict[str, list[float]], extras: dict[str, list[Any]],
-                 rows_status: list[str], rows_error: list[str]) -> None:
+                 rows_status: list[str], rows_error: list[str], groups: _Groups | None = None) -> None:
     """Score one decoded batch with every metric and append its rows (``row_state``: every sample
-    of the chunk in order, scored or not)."""
-    score_keys = _score_keys(batch) if run_cache is not None else None
+    of the chunk in order, scored or not). Metrics scored in fixed groups get placeholders, filled
+    when ``groups`` has a full group."""
+    groups = groups if groups is not None else _Groups([])
+    first_row = len(rows_status)
+    score_keys = _score_keys(batch) if run_cache is not None and len(groups) < len(columns) else None
     per_col: dict[str, np.ndarray] = {}
     per_extra: dict[str, list[Any]] = {}
     for c in columns:
+        if c in groups:
+            continue
         if c.metric.kind == "sample":
             res, more = _sample_scores(c.metric, batch, run_cache, score_keys)
             for k, v in more.items():
@@ -205,12 +214,93 @@ def _score_batch(batch: MetricBatch, row_state: list[tuple[str, str]], columns: 
         for c in columns:
             if c.metric.kind != "sample":
                 continue
-            values[c.name].append(float(per_col[c.name][j]) if st == "ok" else math.nan)
+            values[c.name].append(float(per_col[c.name][j]) if st == "ok" and c.name in per_col else math.nan)
         for k in set(per_extra) | set(extras):
             col = extras.setdefault(k, [None] * (len(rows_status) - 1))
             col.append(per_extra[k][j] if st == "ok" and k in per_extra else None)
         if st == "ok":
             j += 1
+    if groups:
+        groups.add(batch, [first_row + i for i, (st, _) in enumerate(row_state) if st == "ok"])
+        groups.flush(run_cache, values, extras, final=False)
+
+
+class _Groups:
+    """Per-sample metrics scored in fixed groups of consecutive scored samples
+    (:attr:`Metric.group_size`, e.g. BLIP's released captioner: batches of 30 in split order from one
+    random stream), whatever the evaluation batch size: batches are buffered until a group is full,
+    then the group is scored and its rows, left as placeholders, are filled in."""
+
+    def __init__(self, columns: list[MetricColumn]):
+        self.columns: dict[int, list[MetricColumn]] = {}
+        for c in columns:
+            size = c.metric.group_size if c.metric.kind == "sample" else None
+            if size:
+                self.columns.setdefault(int(size), []).append(c)
+        # per group size: buffered (batch, positions in it, their row indices), oldest first
+        self.pending: dict[int, list[tuple[MetricBatch, list[int], list[int]]]] = {n: [] for n in self.columns}
+
+    def __len__(self) -> int:
+        return sum(len(cols) for cols in self.columns.values())
+
+    def __contains__(self, column: MetricColumn) -> bool:
+        return any(column is c for cols in self.columns.values() for c in cols)
+
+    def add(self, batch: MetricBatch, rows: list[int]) -> None:
+        """Buffer a batch's scored samples (``rows``: their row indices in the samples table)."""
+        if rows:
+            for pending in self.pending.values():
+                pending.append((batch, list(range(len(rows))), rows))
+
+    def flush(self, run_cache: Any, values: dict[str, list[float]], extras: dict[str, list[Any]],
+              final: bool) -> None:
+        """Score every full group (and, when ``final``, what is left)."""
+        for size, cols in self.columns.items():
+            pending = self.pending[size]
+            while pending and (final or sum(len(p[1]) for p in pending) >= size):
+                parts, rows, need = [], [], size
+                while pending and need:
+                    batch, idx, r = pending[0]
+                    parts.append((batch, idx[:need]))
+                    rows += r[:need]
+                    if len(idx) > need:
+                        pending[0] = (batch, idx[need:], r[need:])
+                        need = 0
+                    else:
+                        pending.pop(0)
+                        need -= len(idx)
+                _score_group(_merge_batches(parts), rows, cols, run_cache, values, extras)
+
+
+def _merge_batches(parts: list[tuple[MetricBatch, list[int]]]) -> MetricBatch:
+    """One batch of the samples at the given positions of each batch, in order (a fresh memo)."""
+    fields = [f.name for f in dataclasses.fields(MetricBatch) if f.name != "memo"]
+    merged: dict[str, list[Any]] = {name: [] for name in fields}
+    for batch, idx in parts:
+        n = len(batch)
+        for name in fields:
+            col = getattr(batch, name)
+            if len(col) == n:  # optional columns (input, keys) are empty when not needed
+                merged[name] += [col[i] for i in idx]
+    return MetricBatch(**merged)
+
+
+def _score_group(group: MetricBatch, rows: list[int], columns: list[MetricColumn], run_cache: Any,
+                 values: dict[str, list[float]], extras: dict[str, list[Any]]) -> None:
+    """Score one group with its metrics and fill in its rows."""
+    keys = _score_keys(group) if run_cache is not None else None
+    for c in columns:
+        res, more = _sample_scores(c.metric, group, run_cache, keys)
+        if len(res) != len(group):
+            raise RuntimeError(f"metric {c.name} returned {len(res)} values for {len(group)}")
+        n_rows = len(values[c.name])
+        for j, row in enumerate(rows):
+            values[c.name][row] = float(res[j])
+        for k, v in more.items():
+            col = extras.setdefault(f"{c.name}_{k}", [None] * n_rows)
+            col += [None] * (n_rows - len(col))
+            for j, row in enumerate(rows):
+                col[row] = v[j]
 
 
 def _score_keys(batch: MetricBatch) -> list[str]:
@@ -248,6 +338,7 @@ def _sample_scores(metric: Metric, batch: MetricBatch, run_cache: Any,
 
     if run_cache is None or keys is None:
         return run()
+    keys = metric.score_keys(batch, keys)
     fresh: dict[str, Any] = {}
 
     def compute_once() -> tuple[np.ndarray, dict[str, list[Any]]]:
@@ -290,6 +381,10 @@ def aggregate(df: pd.DataFrame, columns: list[MetricColumn], cache_stats: dict[s
             info["value"] = float(np.mean(ok)) if len(ok) else None
             info["n"] = int(len(ok))
             info["n_infinite"] = int(np.isinf(ok).sum())
+            scored = df["status"].to_numpy() == "ok"
+            more = {k: list(df[f"{c.name}_{k}"].to_numpy()[scored]) for k in c.metric.extras
+                    if f"{c.name}_{k}" in df.columns}
+            info.update(c.metric.summary(ok, more) if len(ok) else {})
         else:
             res = c.metric.result() if n_scored else {}
             info.update(res)

@@ -98,7 +98,13 @@ def run_log(run_dir: Path, name: str = "run") -> Iterator[Path]:
     try:
         yield path
     except BaseException as e:
-        LOG.error("stopped by %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        if isinstance(e, KeyboardInterrupt):
+            LOG.error("stopped by the user (Ctrl-C / SIGINT)%s", f": {e}" if str(e) else "")
+        elif isinstance(e, SystemExit) and not e.code:
+            pass
+        else:
+            LOG.error("stopped by %s: %s", type(e).__name__,
+                      str(e).splitlines()[0] if str(e) else "(no message; see the traceback with --debug)")
         raise
     finally:
         LOG.removeHandler(handler)

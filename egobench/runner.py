@@ -22,7 +22,7 @@ from .config import EVAL_BATCH_SIZE
 from .data import Split, load_split
 from .data.split import Sample, file_digest, safe_id
 from .distributed import Dist, from_env
-from .errors import ConfigError, MissingArtifactError, UserError
+from .errors import ConfigError, DiskFullError, MissingArtifactError, UserError, disk_full_message
 from .evaluator import (
     NOT_COMPARABLE,
     Evaluation,
@@ -230,8 +230,24 @@ def run(
     try:
         return _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, device, options,
                        identity, run_id, zoo, batch_size, keep_going, progress, eval_batch_size)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_saved_so_far(run_dir, len(split))) from None
     finally:
         dist.close()
+
+
+def _saved_so_far(run_dir: Path, n: int) -> str:
+    """What an interrupted run kept, for the one-line message."""
+    images = run_dir / "images"
+    done = sum(1 for p in images.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")) if images.is_dir() else 0
+    return (f"{done} of {n} images are saved under {images}; finished evaluation batches are kept in "
+            f"{run_dir / 'cache'}")
+
+
+def _space_needed(images: Path, pending: int) -> int | None:
+    """About how many bytes ``pending`` more images take, from the ones already written."""
+    sizes = [p.stat().st_size for p in images.rglob("*") if p.is_file()] if images.is_dir() else []
+    return int(sum(sizes) / len(sizes) * pending) if sizes else None
 
 
 def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, device, options, identity, run_id,
@@ -309,7 +325,11 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
                         atomic_write_json(fail_path, record)
                         LOG.warning("sample %s: generation failed: %s", s.id, str(e).splitlines()[0] if str(e) else "")
                         continue
-                    save_atomic(img, images / relpaths[s.id], gen.output_format, gen.jpeg_quality)
+                    try:
+                        save_atomic(img, images / relpaths[s.id], gen.output_format, gen.jpeg_quality)
+                    except DiskFullError:
+                        left = len(pending) - start
+                        raise DiskFullError(disk_full_message(images, _space_needed(images, left))) from None
                     fail_path.unlink(missing_ok=True)
                     generated += 1
                 tick(len(chunk))
