@@ -145,7 +145,8 @@ def evaluate_samples(
 
     chunks = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
     # the next batch is decoded in a thread while the metrics score this one (PIL releases the GIL)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="egobench-decode") as pool:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="egobench-decode")
+    try:
         upcoming = pool.submit(load, chunks[0]) if chunks else None
         for k, chunk in enumerate(chunks):
             row_state, batch = upcoming.result()  # type: ignore[union-attr]
@@ -154,6 +155,11 @@ def evaluate_samples(
                          values, extras, rows_status, rows_error, groups)
             if progress:
                 progress(len(chunk))
+    except BaseException:
+        # Ctrl-C or an error: do not wait for the next batch's decoding to finish
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     groups.flush(run_cache, values, extras, final=True)
 
     df = pd.DataFrame(
