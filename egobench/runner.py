@@ -457,6 +457,8 @@ def _samples_frame(split: Split, evaluation: Evaluation, seeds: dict[str, int | 
             "clip_id": [s.clip_id for s in split],
             "action_id": [s.action_id for s in split],
             "action": [s.action for s in split],
+            "verb": [str(getattr(s, "verb", "") or "") for s in split],
+            "noun": [str(getattr(s, "noun", "") or "") for s in split],
             "description": [s.description for s in split],
             "input_path": [str(s.input_path) for s in split],
             "target_path": [str(s.target_path) for s in split],
