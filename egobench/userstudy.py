@@ -367,10 +367,11 @@ def _publish(staged: Path, out: Path, replaceable: frozenset[str] = frozenset())
     try:
         try:
             os.rename(staged, out)
-        except OSError as e:
-            if old is not None:
-                os.rename(old / "prev", out)
-            if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+        except BaseException as e:
+            if old is not None:  # put the previous result back
+                with contextlib.suppress(OSError):
+                    os.rename(old / "prev", out)
+            if isinstance(e, OSError) and e.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 raise UserError(f"{out}: another egobench process wrote this folder meanwhile; "
                                 "choose another --out") from None
             raise
