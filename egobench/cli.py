@@ -133,11 +133,15 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
               help="method option (value parsed as JSON when possible; repeatable)")
 @click.option("--keep-going", is_flag=True, help="record samples with corrupt frames and continue")
+@click.option("--seed", type=int, default=None,
+              help="replace the protocol's generation seed (its hash and the run directory change with it)")
+@click.option("--seeds", default=None, metavar="S1,S2,...",
+              help="one run per seed into sibling run directories, then mean +- std across seeds")
 @_common_run_options
-def run_cmd(method, dataset, batch_size, eval_batch_size, options, keep_going, protocol, data_root, limit, out,
-            runs_dir, zoo, weights, device, quiet):
+def run_cmd(method, dataset, batch_size, eval_batch_size, options, keep_going, seed, seeds, protocol, data_root,
+            limit, out, runs_dir, zoo, weights, device, quiet):
     """Generate with a method on a dataset, then score it."""
-    from .runner import run
+    from .runner import run, run_seeds, seeds_table
 
     opts = {}
     for item in options:
@@ -148,9 +152,25 @@ def run_cmd(method, dataset, batch_size, eval_batch_size, options, keep_going, p
             opts[k] = json.loads(v)
         except json.JSONDecodeError:
             opts[k] = v
-    res = run(method, dataset, protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size,
-              eval_batch_size=eval_batch_size, out=out, runs_dir=runs_dir, zoo=zoo, weights=list(weights), device=device,
-              method_options=opts, keep_going=keep_going, progress=not quiet)
+    kwargs = dict(protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size,
+                  eval_batch_size=eval_batch_size, out=out, runs_dir=runs_dir, zoo=zoo, weights=list(weights),
+                  device=device, method_options=opts, keep_going=keep_going, progress=not quiet)
+    if seeds is not None:
+        if seed is not None:
+            raise UserError("give --seed or --seeds, not both")
+        try:
+            seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+        except ValueError:
+            raise UserError(f"--seeds expects comma-separated integers, got {seeds!r}") from None
+        if not seed_list:
+            raise UserError("--seeds is empty")
+        results = run_seeds(method, dataset, seed_list, **kwargs)
+        for r in results:
+            click.echo(r.table())
+            click.echo("")
+        click.echo(seeds_table(results))
+        return
+    res = run(method, dataset, seed=seed, **kwargs)
     click.echo(f"generated {res.generated} image(s), {res.present} already present"
                + (f", {res.failed} failed" if res.failed else ""))
     click.echo(res.table())
@@ -412,6 +432,22 @@ def bench_cmd(profile, device, n, batch_size, protocol, mem_sizes, json_path, we
                 mem_sizes=sizes, progress=not quiet, weights_dir=weights_dir,
                 items=[x.strip() for x in items.split(",") if x.strip()] if items else None)
     click.echo(rep.table())
+
+
+@main.command("layout")
+@click.option("--dataset", "-d", required=True)
+@click.option("--data-root", default=None, help="LEGO release folder (default: $EGOBENCH_DATA)")
+@click.option("--limit", type=int, default=None, help="only the first N samples")
+@click.option("--out", required=True, help="folder to create for an outside method's outputs")
+def layout_cmd(dataset, data_root, limit, out):
+    """Write the folder skeleton and samples.csv that outside code fills for `egobench evaluate`."""
+    from .data import load_split
+    from .data.layout import write_layout
+
+    split = load_split(dataset, data_root, limit)
+    res = write_layout(split, Path(out))
+    click.echo(f"{len(split)} samples: {res if res is not None else out}")
+    click.echo(f"fill it, then: egobench evaluate --images {out} --dataset {dataset}")
 
 
 if __name__ == "__main__":  # pragma: no cover

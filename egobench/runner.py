@@ -8,6 +8,7 @@ generates what is missing, then re-scores the whole split.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -156,6 +157,45 @@ def resolve_method(method: str) -> type[Method]:
     return METHODS.get(method)
 
 
+def with_seed(proto: Protocol, seed: int | None) -> Protocol:
+    """``proto`` with its generation seed replaced (``--seed``); the hash changes with it."""
+    if seed is None or seed == proto.generation.seed:
+        return proto
+    import dataclasses
+
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise UserError(f"--seed must be an integer in [0, 2^63), got {seed!r}")
+    return dataclasses.replace(proto, generation=dataclasses.replace(proto.generation, seed=seed))
+
+
+def run_seeds(method: str, dataset: str, seeds: Sequence[int], **kwargs: Any) -> list[RunResult]:
+    """``egobench run --seeds 0,1,2``: one run per seed, each in its own (sibling) run directory."""
+    if kwargs.get("out") is not None:
+        raise UserError("--seeds writes one run directory per seed under --runs-dir; drop --out")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds has a repeated seed: {list(seeds)}")
+    return [run(method, dataset, seed=sd, **kwargs) for sd in seeds]
+
+
+def seeds_table(results: Sequence[RunResult]) -> str:
+    """Mean +- standard deviation (ddof 1) of every metric across runs that differ only by seed."""
+    import statistics
+
+    names = list(results[0].metrics)
+    lines = [f"across {len(results)} seeds ({', '.join(str(r.protocol.generation.seed) for r in results)}): "
+             "mean +- std (ddof 1)"]
+    for n in names:
+        vals = [r.metrics[n].get("value") for r in results if n in r.metrics]
+        vals = [float(v) for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
+        if not vals:
+            continue
+        scale = float(results[0].metrics[n].get("display_scale", 1.0))
+        mean = statistics.fmean(vals) * scale
+        std = statistics.stdev(vals) * scale if len(vals) > 1 else float("nan")
+        lines.append(f"  {n:<14} {mean:8.2f} +- {std:.2f}")
+    return "\n".join(lines)
+
+
 def default_run_dir(runs_dir: Path, dataset: str, protocol: Protocol, method: str, run_id: str) -> Path:
     """``<runs_dir>/<dataset>/<protocol>/<method>/<run_id>``; every part passes the one path sanitiser
     (a method label, a protocol name from a user's YAML or a dataset name never leave ``runs_dir``)."""
@@ -189,17 +229,22 @@ def run(
     method_options: dict[str, Any] | None = None,
     keep_going: bool = False,
     progress: bool = True,
+    seed: int | None = None,
 ) -> RunResult:
     """Generate with ``method`` on ``dataset`` under ``protocol`` and score the images.
 
     ``batch_size``: samples per generation call; ``eval_batch_size``: samples per
-    evaluation batch (default :data:`EVAL_BATCH_SIZE`)."""
+    evaluation batch (default :data:`EVAL_BATCH_SIZE`); ``seed``: replaces the
+    protocol's generation seed (the protocol hash, and so the run directory,
+    change with it: a run with another seed never shares a directory or a
+    result with the protocol's own seed)."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     eval_batch_size = EVAL_BATCH_SIZE if eval_batch_size is None else eval_batch_size
     if eval_batch_size < 1:
         raise UserError(f"--eval-batch-size must be at least 1, got {eval_batch_size}")
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    proto = with_seed(proto, seed)
     method_cls = resolve_method(method)
     split = load_split(dataset, data_root, limit)
     device = pick_device(device)
