@@ -43,6 +43,8 @@ class _Group(click.Group):
         cut = args.index("--") if "--" in args else len(args)
         if "--debug" in args[:cut]:
             args = ["--debug"] + [a for i, a in enumerate(args) if not (a == "--debug" and i < cut)]
+        if "--quiet" in args[:cut]:
+            quiet_libraries()
         return super().main(args, **kwargs)
 
     def invoke(self, ctx: click.Context):
@@ -78,6 +80,27 @@ class _Group(click.Group):
         finally:
             if previous is signal.default_int_handler:
                 signal.signal(signal.SIGINT, previous)
+
+
+def quiet_libraries() -> None:
+    """``--quiet``: no INFO lines, progress bars or deprecation warnings from the libraries either.
+
+    Set through the libraries' own environment switches before they are
+    imported (they are imported lazily, after this runs), plus Python's
+    warnings filter; errors still print.
+    """
+    import logging
+    import os
+    import warnings
+
+    for var, value in (("TRANSFORMERS_VERBOSITY", "error"), ("DIFFUSERS_VERBOSITY", "error"),
+                       ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
+                       ("ACCELERATE_LOG_LEVEL", "error"), ("TQDM_DISABLE", "1")):
+        os.environ.setdefault(var, value)
+    for category in (DeprecationWarning, FutureWarning, UserWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    for name in ("transformers", "diffusers", "accelerate", "huggingface_hub", "torch", "open_clip", "PIL"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _interrupt(signum, frame) -> None:

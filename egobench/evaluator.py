@@ -183,7 +183,14 @@ def evaluate_samples(
     }
     for c in columns:
         c.metric.run_cache = None
-    evaluation = aggregate(df, columns, stats)
+    set_names = [c.name for c in columns if c.metric.kind == "set"]
+    phase = getattr(progress, "phase", None)
+    if set_names and phase is not None:
+        n_ok = int((df["status"] == "ok").sum())
+        with phase(f"set-level {', '.join(set_names)} over {n_ok} images"):
+            evaluation = aggregate(df, columns, stats)
+    else:
+        evaluation = aggregate(df, columns, stats)
     if run_cache is not None:
         evaluation.reused = {"hits": run_cache.hits, "misses": run_cache.misses}
     return evaluation

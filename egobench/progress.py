@@ -71,6 +71,22 @@ class Progress:
 
     update = __call__
 
+    @contextlib.contextmanager
+    def phase(self, what: str) -> Iterator[None]:
+        """Announce a step that has no per-item progress (e.g. FID over the whole set): a line on
+        stderr when the bar is on, and in the log, when it starts and when it ends with its time."""
+        start = self._clock()
+        if self._bar is not None:
+            self._bar.write(f"{self.desc}: {what} ...", file=sys.stderr)
+        if self.log is not None:
+            self.log.info("%s: %s", self.desc, what)
+        yield
+        took = _duration(self._clock() - start)
+        if self._bar is not None:
+            self._bar.write(f"{self.desc}: {what} done in {took}", file=sys.stderr)
+        if self.log is not None:
+            self.log.info("%s: %s done in %s", self.desc, what, took)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
