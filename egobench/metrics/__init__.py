@@ -82,6 +82,11 @@ class Metric:
     #: the run's own cache (this run's scores and generated-side features, keyed by content),
     #: set by the evaluator while it scores; None outside an evaluation with one
     run_cache: Any = None
+    #: per-sample metrics whose values depend on which samples are scored together (e.g. a captioner
+    #: drawing from one random stream in fixed batches): the evaluator hands :meth:`compute` groups of
+    #: exactly this many consecutive scored samples in order (the last one shorter), whatever its own
+    #: batch size. None: any batch the evaluator forms.
+    group_size: int | None = None
 
     def __init__(self, settings: Any, *, weights: Any = None, device: str = "cpu", cache: Any = None):
         self.settings = settings
@@ -173,11 +178,27 @@ class Metric:
     def settings_record(self) -> dict[str, Any]:
         return dataclasses.asdict(self.settings)
 
+    def begin(self) -> None:
+        """Called by the evaluator before it scores the first batch of an evaluation (a pass over
+        the samples in order): metrics with state across batches reset it here."""
+
     # per-sample metrics
     def compute(self, batch: MetricBatch) -> np.ndarray | tuple[np.ndarray, dict[str, list]]:
         """One value per sample; optionally also extra per-sample columns
         (e.g. ``{"caption": [...]}``, stored as ``<column>_caption``)."""
         raise NotImplementedError
+
+    def score_keys(self, batch: MetricBatch, keys: list[str]) -> list[str]:
+        """The run cache's keys for this batch's scores. ``keys`` cover the content of everything a
+        sample's row reads; a metric whose values also depend on other samples (its :attr:`group_size`
+        group, earlier groups) folds that in. Called once per batch, in order, whether or not the
+        scores are then found in the cache."""
+        return keys
+
+    def summary(self, values: np.ndarray, extras: dict[str, list]) -> dict[str, Any]:
+        """More split-level numbers for ``metrics.json`` (per-sample metrics), from the scored rows'
+        values and extra columns; the evaluator adds them beside ``value``."""
+        return {}
 
     # set metrics
     def update(self, batch: MetricBatch) -> None:
