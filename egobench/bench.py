@@ -108,6 +108,8 @@ class Goal:
     def text(self) -> str:
         if self.unit == "MB":
             return f"{self.op} +{self.target:.0f} MB"
+        if self.unit == "s":
+            return f"{self.op} {self.target:.2f} s"
         return f"{self.op} {self.target:.2f}x"
 
 
@@ -117,16 +119,18 @@ GOALS: dict[str, Goal] = {
     "overhead": Goal("<=", 1.10, "x"),
     "pipeline": Goal("<=", 1.10, "x"),
     "memory": Goal("<=", 100.0, "MB"),
+    "startup": Goal("<=", 1.0, "s"),
 }
-ORDER = ("naive", "cache", "overhead", "pipeline", "memory")
+ORDER = ("naive", "cache", "overhead", "pipeline", "memory", "startup")
 #: what ``--items`` chooses from: items 1-3 come from one set of runs
-ITEMS = ("metrics", "pipeline", "memory")
+ITEMS = ("metrics", "pipeline", "memory", "startup")
 TITLES = {
     "naive": "full suite: naive / egobench (cold)",
     "cache": "target cache: cold / warm",
     "overhead": "harness overhead: egobench / model forwards",
     "pipeline": "lego / diffusers InstructPix2Pix",
     "memory": "peak RSS growth",
+    "startup": "CLI start (--help, --version, listings)",
 }
 
 
@@ -163,6 +167,8 @@ class Measurement:
         v = float(self.value)  # type: ignore[arg-type]
         if self.goal.unit == "MB":
             return f"{v:+.1f} MB"
+        if self.goal.unit == "s":
+            return f"{v:.2f} s"
         if self.key == "overhead":
             return f"{v:.2f}x ({(v - 1) * 100:+.0f}%)"
         return f"{v:.2f}x"
@@ -1594,6 +1600,10 @@ def bench(
             stack.enter_context(_threads(threads))
         env["torch_threads"] = _torch_threads()
         wdir = Path(weights_dir) if weights_dir else tmp / "weights"
+        from .progress import Progress
+
+        # one line per item on stderr (start, end with its time) and a bar with rate and ETA over items
+        items_done = Progress(len(chosen), "bench", bar=progress, unit="item", log=None)
         measurements: list[Measurement] = []
         stages: dict[str, Any] = {}
         weights_spec: dict[str, Any] = {"zoo": "tiny"}
@@ -1603,16 +1613,20 @@ def bench(
             triples = write_triples(tmp / "frames", n, proto.generation.output_format, progress=progress)
             samples, locate = make_samples(triples, n, domain)
             try:
-                measurements, stages = _metric_measurements(proto, store, device, samples, locate, batch_size,
-                                                            repeats, tmp, progress)
+                with items_done.phase("metrics (items 1-3: naive, target cache, overhead)"):
+                    measurements, stages = _metric_measurements(proto, store, device, samples, locate, batch_size,
+                                                                repeats, tmp, progress)
             finally:
                 _forget_loaded(wdir if profile == "full-arch" else None)
+            items_done(1)
         else:
             measurements = [Measurement(k, TITLES[k], None, note="skipped (--items)") for k in ("naive", "cache",
                                                                                                "overhead")]
         if "pipeline" in chosen:
-            measurements.append(_pipeline_measurement(profile, device, steps, cfg["gen_batch"], pipe_repeats, tmp,
-                                                      progress))
+            with items_done.phase("pipeline (lego vs diffusers InstructPix2Pix)"):
+                measurements.append(_pipeline_measurement(profile, device, steps, cfg["gen_batch"], pipe_repeats,
+                                                          tmp, progress))
+            items_done(1)
         else:
             measurements.append(Measurement("pipeline", TITLES["pipeline"], None, note="skipped (--items)"))
         gc.collect()
@@ -1622,16 +1636,53 @@ def bench(
             # N is the harness's state, the models' constant footprint cancels out
             mem_weights, note = {"zoo": "tiny"}, "tiny-zoo models (full-size models on a CPU would take hours)"
         if "memory" in chosen:
-            measurements.append(_memory_measurement(protocol, mem_weights, device, sizes, batch_size, domain, tmp,
-                                                    flush, threads, progress, note))
+            with items_done.phase("memory (peak RSS at two split sizes)"):
+                measurements.append(_memory_measurement(protocol, mem_weights, device, sizes, batch_size, domain,
+                                                        tmp, flush, threads, progress, note))
+            items_done(1)
         else:
             measurements.append(Measurement("memory", TITLES["memory"], None, note="skipped (--items)"))
+        if "startup" in chosen:
+            with items_done.phase("startup (fresh processes)"):
+                measurements.append(_startup_measurement())
+            items_done(1)
+        else:
+            measurements.append(Measurement("startup", TITLES["startup"], None, note="skipped (--items)"))
+        items_done.close()
     env["loadavg_end"] = _loadavg()
     report = BenchReport(profile, device, proto.name, n, batch_size, measurements, stages, env,
                          time.perf_counter() - t_start)
     if out is not None:
         report.save(out)
     return report
+
+
+STARTUP_COMMANDS = (("--help",), ("--version",), ("methods",), ("metrics",), ("protocols",), ("datasets",))
+
+
+def _startup_measurement(repeats: int = 3) -> Measurement:
+    """Wall time of the listing and help commands in a fresh process (median of ``repeats``;
+    the slowest command is the value). Each runs the installed ``egobench`` entry point."""
+    import statistics
+    import subprocess
+
+    exe = Path(sys.executable).with_name("egobench")
+    base = [str(exe)] if exe.is_file() else [sys.executable, "-m", "egobench"]
+    times: dict[str, float] = {}
+    for cmd in STARTUP_COMMANDS:
+        runs = []
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            res = subprocess.run(base + list(cmd), capture_output=True, text=True, timeout=300)
+            runs.append(time.perf_counter() - t0)
+            if res.returncode != 0:
+                return Measurement("startup", TITLES["startup"], None,
+                                   note=f"'egobench {' '.join(cmd)}' failed: {res.stderr.strip()[:120]}")
+        times[" ".join(cmd)] = statistics.median(runs)
+    slowest = max(times, key=times.__getitem__)
+    summary = ", ".join(f"{k} {v:.2f} s" for k, v in times.items())
+    return Measurement("startup", TITLES["startup"], times[slowest],
+                       summary=f"median of {repeats}: {summary}; slowest: {slowest}", details={"seconds": times})
 
 
 def _main(argv: Sequence[str]) -> int:
