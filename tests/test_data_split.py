@@ -114,3 +114,53 @@ def test_report_escapes_dataset_strings(release, tmp_path):
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; 100% {x}_y &#34;q&#34;" in html
     assert "t &lt;b&gt;" in html
+
+
+@pytest.mark.parametrize("action,particle,expected", [
+    ("#C C opens drawer 3", False, ("open", "drawer")),
+    ("#C C picks up a knife from the table", False, ("pick", "knife")),
+    ("#C C puts the cut onion in the bowl.", False, ("put", "onion")),
+    ("#C C carries the boxes", False, ("carry", "box")),
+    ("#C C washes dishes with a sponge", False, ("wash", "dish")),
+    ("#C C cuts a piece of dough", False, ("cut", "dough")),
+    ("#C C ties the shoelaces", False, ("tie", "shoelace")),
+    ("#c c touches #unsure", False, ("touch", "")),
+    ("#C C looks around", False, ("look", "")),
+    ("put down plate", True, ("put-down", "plate")),
+    ("take knives", True, ("take", "knife")),
+    ("pass glass", True, ("pass", "glass")),
+    ("", True, ("", "")),
+])
+def test_verb_and_noun_are_derived_from_the_label(action, particle, expected):
+    from egobench.data.actions import derive_verb_noun
+
+    assert derive_verb_noun(action, particle=particle) == expected
+
+
+def test_samples_carry_verb_and_noun(release):
+    ego = load_split("ego4d", release)
+    assert [(s.verb, s.noun) for s in ego] == [("open", "drawer")] * 3
+    assert all(s.meta["verb"] == "open" and s.meta["noun"] == "drawer" for s in ego)
+    # keys written into the split JSON (prepare writes EPIC's own columns) win over derivation
+    p = release / "epickitchen_val.json"
+    data = json.loads(p.read_text())
+    clip = sorted(data)[0]
+    act = sorted(data[clip])[0]
+    data[clip][act].update(verb="pull-out", noun="drawer:top")
+    p.write_text(json.dumps(data))
+    epic = {s.action_id: s for s in load_split("epickitchens", release)}
+    assert (epic[act].verb, epic[act].noun) == ("pull-out", "drawer:top")
+    assert {(s.verb, s.noun) for a, s in epic.items() if a != act} == {("open", "drawer")}
+    data[clip][act]["verb"] = 3
+    p.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"'verb' must be a string, got 3"):
+        load_split("epickitchens", release)
+
+
+def test_verb_noun_of_a_sample_built_by_hand():
+    from pathlib import Path
+
+    from egobench.data import Sample
+
+    s = Sample("x", "ego4d", Path("a.jpg"), Path("b.jpg"), "#C C stirs the soup", meta={"domain": "ego4d"})
+    assert (s.verb, s.noun) == ("stir", "soup")

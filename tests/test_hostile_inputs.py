@@ -8,6 +8,7 @@ traceback, a hang or a silently dropped sample.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from egobench.cli import main
-from egobench.errors import ConfigError
+from egobench.data import load_split
+from egobench.errors import ConfigError, DataError
 from egobench.protocol import MAX_PROTOCOL_BYTES, load_protocol, parse_protocol
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,4 +152,103 @@ def test_run_with_a_hostile_protocol_is_one_line_exit_2(tmp_path):
                                       "--runs-dir", str(tmp_path / "runs")])
     assert r.exit_code == 2, r.output
     assert "Traceback" not in r.output and r.output.strip().count("\n") == 0, r.output
+    assert not (tmp_path / "runs").exists()
+
+
+# -- split and metadata JSON -------------------------------------------------------
+
+
+def _set_meta(release: Path, clip_value) -> tuple[Path, str]:
+    path = release / "ego4d_metadata.json"
+    meta = json.loads(path.read_text())
+    clip = sorted(meta)[0]
+    meta[clip] = clip_value
+    path.write_text(json.dumps(meta))  # json writes NaN / Infinity as the bare literals
+    return path, clip
+
+
+@pytest.mark.parametrize("name", ["ego4d_val.json", "ego4d_metadata.json"])
+def test_deeply_nested_split_json_is_one_line(release, name):
+    path = release / name
+    data = json.loads(path.read_text())
+    # 20,000 levels under one key: the text nests deeper than any parser recursion limit
+    text = json.dumps(data)[:-1] + ', "deep": ' + "[" * 20000 + "]" * 20000 + "}"
+    path.write_text(text)
+    with pytest.raises(DataError) as e:
+        load_split("ego4d", release)
+    _one_line(str(e.value))
+    assert str(e.value).startswith(f"{path}:1:") and "nested deeper" in str(e.value)
+
+
+def test_a_clip_written_twice_in_the_split_is_refused_naming_line_and_key(release):
+    path = release / "ego4d_val.json"
+    data = json.loads(path.read_text())
+    clip = sorted(data)[0]
+    # the same clip id twice in the text, each with a different action: json.loads keeps only the last
+    body = json.dumps({clip: data[clip]}, indent=1)[1:-1]
+    other = json.dumps({clip: {"extra_act": next(iter(data[clip].values()))}}, indent=1)[1:-1]
+    path.write_text("{" + body + "," + other + "}")
+    second_line = path.read_text().splitlines().index(f' "{clip}": {{', 2) + 1
+    with pytest.raises(DataError) as e:
+        load_split("ego4d", release)
+    assert str(e.value).startswith(f"{path}:{second_line}: duplicate key '{clip}'"), str(e.value)
+    _one_line(str(e.value))
+
+
+def test_a_duplicate_clip_in_metadata_is_refused(release):
+    path = release / "ego4d_metadata.json"
+    meta = json.loads(path.read_text())
+    clip = sorted(meta)[0]
+    path.write_text(json.dumps(meta)[:-1] + f', "{clip}": {{"height": 1, "width": 1}}}}')
+    with pytest.raises(DataError, match=rf"ego4d_metadata.json:1: duplicate key '{clip}'"):
+        load_split("ego4d", release)
+
+
+@pytest.mark.parametrize("key,value,shown", [
+    ("height", float("nan"), "nan"),
+    ("height", float("inf"), "inf"),
+    ("width", "256", "'256'"),
+    ("height", -256, "-256"),
+    ("width", 0, "0"),
+    ("height", True, "True"),
+    ("height", 2.5, "2.5"),
+    ("width", [256], "[256]"),
+    ("height", 10**12, "1000000000000"),
+])
+def test_bad_metadata_sizes_are_named_at_load(release, key, value, shown):
+    clip_meta = {"height": 192, "width": 256, key: value}
+    path, clip = _set_meta(release, clip_meta)
+    with pytest.raises(DataError) as e:
+        load_split("ego4d", release)
+    msg = str(e.value)
+    _one_line(msg)
+    assert msg.startswith(f"{path}: clip '{clip}': '{key}' must be a whole number") and msg.endswith(
+        "remove the key") and f"got {shown};" in msg
+
+
+def test_extreme_metadata_aspect_and_non_object_clip_entries_are_refused(release):
+    path, clip = _set_meta(release, {"height": 1, "width": 60000})
+    with pytest.raises(DataError, match=rf"{clip}'.*60000x1 has an aspect ratio beyond"):
+        load_split("ego4d", release)
+    _set_meta(release, [256, 192])
+    with pytest.raises(DataError, match=rf"clip '{clip}': expected an object with height and width, got \[256, 192\]"):
+        load_split("ego4d", release)
+
+
+def test_good_and_absent_metadata_sizes_load(release):
+    _, clip = _set_meta(release, {"height": 192.0, "width": 256})
+    split = load_split("ego4d", release)
+    s = next(s for s in split if s.clip_id == clip)
+    assert (s.meta["height"], s.meta["width"]) == (192, 256) and isinstance(s.meta["height"], int)
+    _set_meta(release, {"fps": 30})
+    s = next(s for s in load_split("ego4d", release) if s.clip_id == clip)
+    assert s.meta["height"] is None and s.meta["width"] is None
+
+
+def test_bad_metadata_through_run_is_one_line_before_any_output(release, tmp_path):
+    _set_meta(release, {"height": float("nan"), "width": 256})
+    r = CliRunner().invoke(main, ["run", "-m", "input-copy", "-d", "ego4d", "--data-root", str(release),
+                                  "-p", "egobench-v1", "--runs-dir", str(tmp_path / "runs"), "--zoo", "tiny"])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert "'height' must be a whole number" in r.output and r.output.strip().count("\n") == 0
     assert not (tmp_path / "runs").exists()

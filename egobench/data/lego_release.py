@@ -8,7 +8,22 @@
     ROOT/{ego4d,epickitchen}_metadata.json
 
 The released test sets are hidden, so the val split is the test split (as in
-the paper). The input frame is ``image_0`` and the target ``image_1``; metrics
+the paper). Entries may carry extra keys; ``verb`` and ``noun`` (written by
+``egobench prepare`` from EPIC-KITCHENS' own columns) are used when present and
+derived from the action label otherwise (:mod:`egobench.data.actions`); both
+end up in ``Sample.meta`` and the ``Sample.verb`` / ``Sample.noun`` properties.
+
+Metadata (``*_metadata.json``) ``height`` and ``width`` of every clip in the
+split are checked at load: a positive integer up to ``MAX_SIDE`` (an integral
+float such as ``256.0`` is accepted), an aspect ratio within ``MAX_ASPECT``,
+or absent/null (output sizing then falls back to the target frame's size).
+
+Frames that are symbolic links are followed, wherever they point: a data root
+assembled from links to shared storage is common and is the user's own input
+(unlike a generated-images folder, which may come from outside code). The
+split JSON itself cannot point outside its folder (absolute paths and ``..``
+are refused); ``egobench data verify`` counts frames whose real path lies
+outside the data root, and the fingerprint hashes what the links point to. The input frame is ``image_0`` and the target ``image_1``; metrics
 read the target from ``val_gt_for_metric`` when that folder exists (it holds
 the same frame). ``egobench prepare`` writes this same layout from raw
 annotations, so both paths meet here.
@@ -16,12 +31,14 @@ annotations, so both paths meet here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..io import read_json
+from ..io import read_json, truncate
+from .actions import derive_verb_noun
 from .split import Sample, Split, safe_id
 
 
@@ -41,6 +58,11 @@ LAYOUTS = {
 
 REQUIRED_KEYS = ("image_0", "image_1", "action")
 
+#: largest metadata height/width accepted (source videos are at most 4K: 3840x2160)
+MAX_SIDE = 65536
+#: widest (or tallest) metadata aspect ratio accepted; frames of this task are 16:9 or 4:3
+MAX_ASPECT = 8
+
 
 def split_json_path(root: Path, dataset: str, part: str = "val") -> Path:
     return Path(root) / f"{LAYOUTS[dataset].prefix}_{part}.json"
@@ -58,12 +80,46 @@ def _check_entry(path: Path, clip: str, action: str, entry: Any) -> None:
     desc = entry.get("llava_forecast_finetune", "")
     if desc is not None and not isinstance(desc, str):
         raise DataError(f"{where}: 'llava_forecast_finetune' must be a string")
+    for key in ("verb", "noun"):
+        if key in entry and not isinstance(entry[key], str):
+            raise DataError(f"{where}: '{key}' must be a string, got {truncate(repr(entry[key]))}")
     for key in ("image_0", "image_1"):
         rel = entry[key]
         if any(ord(c) < 32 or ord(c) == 127 for c in rel):
             raise DataError(f"{where}: '{key}' contains control characters: {rel!r}")
         if rel.startswith("/") or ".." in Path(rel).parts:
             raise DataError(f"{where}: '{key}' must be a relative path inside the split, got {rel!r}")
+
+
+def _clip_size(path: Path, clip: str, clip_meta: Any) -> tuple[int | None, int | None]:
+    """The clip's checked (height, width) from the metadata file (None where absent)."""
+    if clip_meta is None:
+        return None, None
+    if not isinstance(clip_meta, dict):
+        raise DataError(
+            f"{path}: clip {clip!r}: expected an object with height and width, got {truncate(repr(clip_meta))}"
+        )
+    out: dict[str, int | None] = {}
+    for key in ("height", "width"):
+        v = clip_meta.get(key)
+        if v is None:
+            out[key] = None
+            continue
+        ok = (isinstance(v, int) and not isinstance(v, bool)) or (
+            isinstance(v, float) and math.isfinite(v) and v.is_integer())
+        if not ok or not 1 <= v <= MAX_SIDE:
+            raise DataError(
+                f"{path}: clip {clip!r}: '{key}' must be a whole number of pixels from 1 to {MAX_SIDE} "
+                f"(or absent), got {truncate(repr(v))}; fix the metadata file or remove the key"
+            )
+        out[key] = int(v)
+    h, w = out["height"], out["width"]
+    if h and w and not 1 / MAX_ASPECT <= w / h <= MAX_ASPECT:
+        raise DataError(
+            f"{path}: clip {clip!r}: width x height {w}x{h} has an aspect ratio beyond {MAX_ASPECT}:1; "
+            "fix the metadata file"
+        )
+    return h, w
 
 
 def _check_component(path: Path, what: str, value: str) -> None:
@@ -110,6 +166,7 @@ def load_release(
         if not isinstance(actions, dict):
             raise DataError(f"{json_path}: [{clip!r}]: expected an object keyed by action id")
         _check_component(json_path, "clip id", clip)
+        height, width = _clip_size(meta_path, clip, metadata.get(clip))
         for action in sorted(actions):
             entry = actions[action]
             _check_component(json_path, "action id", action)
@@ -128,15 +185,20 @@ def load_release(
                 for p in (input_path, target_path):
                     if not p.is_file():
                         missing.append(p)
-            clip_meta = metadata.get(clip, {}) if isinstance(metadata.get(clip, {}), dict) else {}
+            if "verb" in entry and "noun" in entry:
+                verb, noun = entry["verb"], entry["noun"]
+            else:
+                verb, noun = derive_verb_noun(entry["action"], particle=dataset == "epickitchens")
             meta: dict[str, Any] = {
                 "clip_id": clip,
                 "action_id": action,
                 "image_0": entry["image_0"],
                 "image_1": target_rel,
-                "height": clip_meta.get("height"),
-                "width": clip_meta.get("width"),
+                "height": height,
+                "width": width,
                 "domain": dataset,
+                "verb": verb,
+                "noun": noun,
             }
             if extra_meta:
                 meta.update(extra_meta)

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..io import sha256_file
+from ..errors import UserError
+from ..io import loads_strict, sha256_file
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -41,6 +42,23 @@ class Sample:
     def action_id(self) -> str:
         return str(self.meta.get("action_id", ""))
 
+    @property
+    def verb(self) -> str:
+        """The action's verb: ``meta["verb"]`` (set by the loaders) or derived from ``action``."""
+        return self._verb_noun()[0]
+
+    @property
+    def noun(self) -> str:
+        """The action's head noun: ``meta["noun"]`` or derived from ``action`` ("" if none)."""
+        return self._verb_noun()[1]
+
+    def _verb_noun(self) -> tuple[str, str]:
+        if isinstance(self.meta.get("verb"), str) and isinstance(self.meta.get("noun"), str):
+            return self.meta["verb"], self.meta["noun"]
+        from .actions import derive_verb_noun
+
+        return derive_verb_noun(self.action, particle=self.meta.get("domain", self.dataset) == "epickitchens")
+
 
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
@@ -68,13 +86,13 @@ def file_digest(path: Path) -> str:
     table: dict = {}
     skey = f"{key[0]}|{key[1]}|{key[2]}"
     if store is not None and store.is_file():
-        import json
-
         try:
-            table = json.loads(store.read_text())
-        except (ValueError, OSError):
+            table = loads_strict(store.read_text(), str(store))
+        except (UserError, ValueError, OSError):
+            table = {}  # a damaged cache is rebuilt, never trusted
+        if not isinstance(table, dict):
             table = {}
-        if skey in table:
+        if isinstance(table.get(skey), str):
             _HASH_CACHE[key] = table[skey]
             return table[skey]
     digest = sha256_file(path)
