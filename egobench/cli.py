@@ -29,6 +29,25 @@ class _Group(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self._plugin_commands()))
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help`` without importing the plugin commands' modules
+        (their one-line help is read from source, see :func:`_plugin_short_help`)."""
+        rows = []
+        plugins = self._plugin_commands()
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max((len(n) for n in names), default=0)
+        for name in names:
+            cmd = super().get_command(ctx, name)
+            if cmd is not None:
+                if cmd.hidden:
+                    continue
+                rows.append((name, cmd.get_short_help_str(limit)))
+            else:
+                rows.append((name, _plugin_short_help(plugins[name], limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def get_command(self, ctx: click.Context, name: str):
         cmd = super().get_command(ctx, name)
         if cmd is not None:
@@ -115,6 +134,27 @@ def _interrupt(signum, frame) -> None:
 
     signal.signal(signal.SIGINT, _hard)
     raise KeyboardInterrupt
+
+
+def _plugin_short_help(ep, width: int) -> str:
+    """A plugin command's one-line help read from its module's source (``ast``), without
+    importing the module (its imports cost seconds): the docstring of the decorated function."""
+    import ast
+    import importlib.util
+
+    module, _, attr = ep.value.partition(":")
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            raise ImportError(module)
+        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    except (ImportError, ValueError, OSError, SyntaxError):
+        return f"(plugin command from {module})"
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == attr:
+            doc = ast.get_docstring(node) or ""
+            return click.utils.make_default_short_help(doc, width) if doc else ""
+    return f"(plugin command from {module})"
 
 
 def _common_run_options(f):
@@ -258,12 +298,23 @@ def methods_cmd():
 @main.command("metrics")
 def metrics_cmd():
     """List the registered metrics: what each needs and which direction is better."""
-    from .metrics import METRICS
+    from .metrics import LISTING_KEYS, METRICS
+    from .protocol import available_protocols, load_protocol
 
+    columns: dict[str, list[str]] = {}
+    for pname in available_protocols():
+        for spec in load_protocol(pname, check_metrics=False).metrics:
+            cols = columns.setdefault(spec.metric, [])
+            if spec.name not in cols:
+                cols.append(spec.name)
+    n_cols = sum(len(v) for v in columns.values())
+    click.echo(f"{len(METRICS.names())} metrics; the shipped protocols score {n_cols} columns with them "
+               "(a metric can give several columns, e.g. blip -> blip-b, blip-l)")
     for name in METRICS.names():
-        cls = METRICS.get(name)
-        direction = "higher is better" if cls.higher_is_better else "lower is better"
-        click.echo(f"{name:<12} {cls.kind:<6} needs {'+'.join(cls.needs):<28} {direction}  v{cls.version}")
+        d = METRICS.describe(name, LISTING_KEYS)
+        direction = "higher is better" if d["higher_is_better"] else "lower is better"
+        used = f"  columns: {', '.join(columns[name])}" if name in columns else ""
+        click.echo(f"{name:<12} {d['kind']:<6} needs {'+'.join(d['needs']):<28} {direction}  v{d['version']}{used}")
 
 
 @main.command("protocols")
@@ -272,7 +323,7 @@ def protocols_cmd():
     from .protocol import available_protocols, load_protocol
 
     for name in available_protocols():
-        p = load_protocol(name)
+        p = load_protocol(name, check_metrics=False)  # listing only: no metric module (torch) import
         click.echo(f"{p.name:<16} v{p.version:<5} {p.short_hash}  metrics: {', '.join(m.name for m in p.metrics)}")
 
 

@@ -36,10 +36,19 @@ class Registry(Generic[T]):
         self.entry_point_group = entry_point_group
         self._items: dict[str, T | str] = {}
         self._origin: dict[str, str] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
         self._discovered = False
 
     # -- registration -------------------------------------------------------
-    def add(self, name: str, obj: T | str, origin: str = "builtin") -> None:
+    def add(self, name: str, obj: T | str, origin: str = "builtin", meta: dict[str, Any] | None = None) -> None:
+        """Register ``obj`` (or a lazy ``"module:attr"``) under ``name``.
+
+        ``meta``: attributes a listing shows (``egobench metrics``), so listing
+        does not import the object's module (and torch with it); a test checks
+        they equal the loaded object's attributes.
+        """
+        if meta is not None:
+            self._meta[name] = dict(meta)
         if not name or any(c.isspace() for c in name):
             raise ConfigError(f"invalid {self.kind} name {name!r}")
         if name in self._items and self._items[name] is not obj:
@@ -86,6 +95,18 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+    def describe(self, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
+        """``keys`` of ``name``'s attributes, from its registration ``meta`` while it is not
+        loaded (no import), else from the object itself."""
+        self.discover()
+        if name not in self._items:
+            raise unknown_name(self.kind, name, self._items)
+        meta = self._meta.get(name)
+        if meta is not None and isinstance(self._items[name], str) and all(k in meta for k in keys):
+            return {k: meta[k] for k in keys}
+        obj = self.get(name)
+        return {k: getattr(obj, k) for k in keys}
 
     def origin(self, name: str) -> str:
         self.get(name)

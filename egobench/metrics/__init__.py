@@ -230,11 +230,19 @@ def autocast_dtype(device: str, precision: str) -> Any:
 
 
 METRICS: Registry[type[Metric]] = Registry("metric", entry_point_group="egobench.metrics")
-METRICS.add("psnr", "egobench.metrics.psnr:PSNR")
-METRICS.add("lpips", "egobench.metrics.lpips_metric:LPIPS")
-METRICS.add("egovlp", "egobench.metrics.egovlp:EgoVLP")
-METRICS.add("egovlp-plus", "egobench.metrics.egovlp:EgoVLPPlus")
-METRICS.add("clip", "egobench.metrics.clip_metric:CLIPImage")
-METRICS.add("fid", "egobench.metrics.fid:FID")
-METRICS.add("kid", "egobench.metrics.kid:KID")
-METRICS.add("blip", "egobench.metrics.blip:BLIPSimilarity")
+#: what ``egobench metrics`` lists without importing the metric modules (and torch);
+#: tests/test_cli_start.py checks every entry against the loaded class
+LISTING_KEYS = ("kind", "needs", "higher_is_better", "version")
+_GEN_TGT = ("generated", "target")
+_BUILTIN = (
+    ("psnr", "egobench.metrics.psnr:PSNR", "sample", _GEN_TGT, True, "1"),
+    ("lpips", "egobench.metrics.lpips_metric:LPIPS", "sample", _GEN_TGT, False, "1"),
+    ("egovlp", "egobench.metrics.egovlp:EgoVLP", "sample", _GEN_TGT, True, "1"),
+    ("egovlp-plus", "egobench.metrics.egovlp:EgoVLPPlus", "sample", (*_GEN_TGT, "input"), True, "1"),
+    ("clip", "egobench.metrics.clip_metric:CLIPImage", "sample", _GEN_TGT, True, "1"),
+    ("fid", "egobench.metrics.fid:FID", "set", _GEN_TGT, False, "1"),
+    ("kid", "egobench.metrics.kid:KID", "set", _GEN_TGT, False, "1"),
+    ("blip", "egobench.metrics.blip:BLIPSimilarity", "sample", ("generated", "description", "action"), True, "1"),
+)
+for _name, _ref, _kind, _needs, _hib, _ver in _BUILTIN:
+    METRICS.add(_name, _ref, meta={"kind": _kind, "needs": _needs, "higher_is_better": _hib, "version": _ver})
