@@ -1,0 +1,201 @@
+"""KID against torch-fidelity and FID's ``clean`` mode against clean-fid, same images, same weights.
+
+The Inception stand-in of the tiny zoo has the real architecture (~95 MB), so
+every test uses 3 images per side. clean-fid's own network is a TorchScript
+file it downloads from NVIDIA; here clean-fid's ``InceptionV3W`` loads a
+TorchScript trace of the tiny artifact's layers from a local folder instead
+(``download=False``), so the whole clean-fid pipeline runs offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from egobench.errors import ConfigError
+from egobench.metrics import METRICS, MetricBatch
+from egobench.metrics.cache import FeatureCache
+from egobench.metrics.fid import FID, INCEPTION_FILE, POOL3_LAYERS, clean_fid_input, frechet_distance
+from egobench.metrics.kid import KID, KIDSettings, kernel_inception_distance
+from egobench.protocol import load_protocol
+from egobench.weights import WeightStore
+
+#: lego-official's hash before KID and clean-fid existed: adding them must not move it
+LEGO_OFFICIAL_HASH = "dccfdb421e2d4a4f6a3adcbf143bb8b61dbf3ced0a7db83cbd1d59709f68464f"
+
+
+def _frame(seed: int, h: int = 64, w: int = 80) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    arr = np.array(Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC))
+    y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
+    arr[y : y + h // 3, x : x + w // 3] = rng.integers(0, 256, 3)
+    return arr
+
+
+def _batch(generated, target) -> MetricBatch:
+    return MetricBatch(
+        ids=[f"s{i}" for i in range(len(generated))], generated=list(generated), target=list(target),
+        target_keys=[hashlib.sha256(t.tobytes()).hexdigest() for t in target],
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def store(tiny_zoo) -> WeightStore:
+    return WeightStore(zoo="tiny", tiny_root=tiny_zoo)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [_frame(500 + i) for i in range(3)], [_frame(600 + i) for i in range(3)]  # generated, targets
+
+
+@pytest.fixture(scope="module")
+def folders(images, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sets")
+    for name, imgs in zip(("g", "t"), images):
+        (root / name).mkdir()
+        for i, a in enumerate(imgs):
+            Image.fromarray(a).save(root / name / f"{i:03d}.png")
+    return root / "g", root / "t"
+
+
+def _metric(cls, store, cache=None, **settings):
+    return cls(cls.parse_settings(settings, "test"), weights=store, cache=cache)
+
+
+def test_kid_equals_torch_fidelity_calculate_metrics(store, images, folders):
+    from torch_fidelity import calculate_metrics
+
+    weights_file = store.resolve("inception-fid").file(INCEPTION_FILE)
+    kwargs = dict(input1=str(folders[0]), input2=str(folders[1]), kid=True, feature_extractor="inception-v3-compat",
+                  feature_extractor_weights_path=str(weights_file), cuda=False, cache=False, verbose=False,
+                  save_cpu_ram=True)
+    ref = calculate_metrics(**kwargs, kid_subset_size=3)
+    m = _metric(KID, store)  # default subset size 1000, capped at the 3 images
+    m.update(_batch(*images))
+    res = m.result()
+    assert res["value"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-4, abs=1e-9)
+    assert res["std"] == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-2, abs=1e-9)
+    assert (res["subset_size"], res["n"], res["subsets"]) == (3, 3, 100) and "subset size 3" in res["note"]
+    # torch-fidelity itself refuses the default subset size on 3 images: the cap is what makes small N work
+    with pytest.raises(Exception, match="subset size"):
+        calculate_metrics(**kwargs)
+
+
+def test_kid_formula_settings_and_small_sets():
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal((40, 16)).astype(np.float32)
+    t = (rng.standard_normal((30, 16)) + 0.5).astype(np.float32)
+    s = KIDSettings(subsets=7, subset_size=20)
+    a, b = kernel_inception_distance(g, t, s), kernel_inception_distance(g, t, s)
+    assert a == b and a["subset_size"] == 20 and a["std"] > 0  # seeded draws: reproducible, and they vary
+    assert kernel_inception_distance(g, t, KIDSettings(subsets=7, subset_size=20, seed=1))["value"] != a["value"]
+    same = rng.standard_normal((40, 16)).astype(np.float32)  # another draw of g's distribution
+    assert abs(kernel_inception_distance(g, same, s)["value"]) < a["value"] / 5
+    with pytest.raises(ConfigError, match="subset_size >= 2"):
+        KID.parse_settings({"subset_size": 1}, "p.yaml: metrics[7].settings")
+    with pytest.raises(ConfigError, match="unknown key 'subset'"):
+        KID.parse_settings({"subset": 10}, "p.yaml: metrics[7].settings")
+
+
+def test_kid_reuses_fid_features_no_second_inception_pass(store, images, tmp_path):
+    gen, tgt = images
+    cache = FeatureCache(tmp_path / "fc")
+    fid = _metric(FID, store, cache=cache, resize="torch-fidelity", trace_sqrt="svd")
+    kid = _metric(KID, store, cache=cache, resize="torch-fidelity")
+    batch = _batch(gen, tgt)
+    fid.update(batch)
+    kid.update(batch)  # same batch, as the evaluator hands it to both
+    assert fid.forwarded == {"generated": 3, "target": 3} and kid.forwarded == {"generated": 0, "target": 0}
+    np.testing.assert_array_equal(kid.feature_matrices()[0], fid.feature_matrices()[0])
+    # another batch object, KID first: the targets come from FID's cache entries
+    kid2 = _metric(KID, store, cache=cache, resize="torch-fidelity", subsets=10)
+    kid2.update(_batch(gen[:2], tgt[:2]))
+    assert kid2.forwarded == {"generated": 2, "target": 0}
+    # a different input stage is a different feature set
+    kid3 = _metric(KID, store, cache=cache, resize="pytorch-fid")
+    kid3.update(_batch(gen[:1], tgt[:1]))
+    assert kid3.forwarded == {"generated": 1, "target": 1}
+    assert kid.result()["value"] == kernel_inception_distance(
+        fid.feature_matrices()[1], fid.feature_matrices()[0], KIDSettings())["value"]
+    assert kid3.result()["value"] is None and "at least 2" in kid3.result()["note"]
+
+
+def test_clean_input_stage_is_clean_fid_dataset(folders):
+    from cleanfid.utils import ResizeDataset
+
+    ds = ResizeDataset([str(folders[1] / "000.png")], mode="clean")
+    ref = (ds[0][None] - 128) / 128  # what InceptionV3W.forward feeds its layers
+    img = np.array(Image.open(folders[1] / "000.png").convert("RGB"))
+    torch.testing.assert_close(clean_fid_input([img]), ref, atol=0, rtol=0)
+
+
+class _Layers(torch.nn.Module):
+    """torch-fidelity's pool3 layers under the attribute name clean-fid's TorchScript file has."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.layers = torch.nn.Sequential(*[getattr(model, n) for n in POOL3_LAYERS])
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+@pytest.fixture(scope="module")
+def clean_fid_net(store, tmp_path_factory):
+    """clean-fid's network class, loading a TorchScript trace of the (tiny) artifact's layers from
+    a local folder instead of NVIDIA's download."""
+    from cleanfid.inception_torchscript import InceptionV3W
+
+    model = _metric(FID, store, resize="clean").model
+    folder = tmp_path_factory.mktemp("cleanfid-net")
+    with torch.no_grad():
+        traced = torch.jit.trace(_Layers(model).eval(), torch.zeros(1, 3, 299, 299))
+    torch.jit.save(traced, str(folder / "inception-2015-12-05.pt"))
+    return InceptionV3W(str(folder), download=False).eval()
+
+
+def test_fid_clean_mode_equals_clean_fid_features_and_distance(store, images, folders, clean_fid_net):
+    from cleanfid import fid as cleanfid
+
+    m = _metric(FID, store, resize="clean", trace_sqrt="svd")
+    m.update(_batch(*images))
+    res = m.result()
+    # clean-fid's own folder pipeline: file loading, clean resize, normalisation, its network class
+    feats = {side: cleanfid.get_folder_features(str(folder), clean_fid_net, num_workers=0, batch_size=8,
+                                                device=torch.device("cpu"), mode="clean", verbose=False)
+             for side, folder in zip(("g", "t"), folders)}  # fmt: skip
+    t, g = m.feature_matrices()
+    np.testing.assert_allclose(g, feats["g"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(t, feats["t"], rtol=1e-4, atol=1e-5)
+    assert res["resize"] == "clean"
+    assert res["value"] == pytest.approx(frechet_distance(feats["t"], feats["g"], "svd")[0], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_fid_clean_mode_equals_clean_fid_compute_fid(store, images, folders, clean_fid_net):
+    """End to end through ``cleanfid.fid.compute_fid`` (two 2048 x 2048 sqrtm: minutes on 2 cores)."""
+    from cleanfid import fid as cleanfid
+
+    m = _metric(FID, store, resize="clean")  # sqrtm: clean-fid's formula
+    m.update(_batch(*images))
+    ref = cleanfid.compute_fid(str(folders[1]), str(folders[0]), mode="clean", custom_feat_extractor=clean_fid_net,
+                               device=torch.device("cpu"), num_workers=0, batch_size=8, verbose=False,
+                               use_dataparallel=False)
+    assert m.result()["value"] == pytest.approx(ref, rel=1e-3)
+
+
+def test_protocols_name_kid_and_lego_official_unchanged():
+    v1 = load_protocol("egobench-v1")
+    kid = [m for m in v1.metrics if m.metric == "kid"]
+    assert len(kid) == 1 and kid[0].name == "kid"
+    fid = [m for m in v1.metrics if m.metric == "fid"][0]
+    assert kid[0].settings["resize"] == fid.settings["resize"]  # one Inception pass for both
+    assert load_protocol("lego-official").hash == LEGO_OFFICIAL_HASH
+    assert "kid" in METRICS and METRICS.get("kid") is KID
+    FID.parse_settings({"resize": "clean"}, "test")
