@@ -298,6 +298,7 @@ def _space_needed(images: Path, pending: int) -> int | None:
 def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, device, options, identity, run_id,
             zoo, batch_size, keep_going, progress, eval_batch_size) -> RunResult:
     gen = proto.generation
+    claim_run_dir(run_dir, identity, "run")  # refuse before the lock or the log touch the folder
     with run_lock(run_dir, dist.rank), run_log(run_dir, "run" if not dist.active else f"run-rank{dist.rank}"):
         LOG.info("run %s: method %s on %s (%d samples, this process %d of %d), protocol %s %s, device %s, zoo %s",
                  run_id, method, dataset, len(split), dist.rank + 1, max(dist.world, 1), proto.name,
@@ -734,6 +735,7 @@ def evaluate(
     run_dir = Path(out) if out else default_run_dir(Path(runs_dir), dataset, proto, f"external-{label}", run_id)
     if run_dir.resolve() == images_dir.resolve() or images_dir.resolve() in run_dir.resolve().parents:
         raise UserError(f"--out {run_dir}: inside the images folder {images_dir}; write the run elsewhere")
+    claim_run_dir(run_dir, identity, "evaluation")  # refuse before the lock or the log touch the folder
     with run_lock(run_dir), run_log(run_dir, "evaluate"):
         claim_run_dir(run_dir, identity, "evaluation")
         LOG.info("evaluate %s on %s (%d samples, %d without an image), protocol %s %s, device %s, zoo %s",
