@@ -422,6 +422,7 @@ def build_tables(
                 t2 = _make(f"table2-{ds}", f"Table 2: BLIP caption similarity on {name}", ds, main,
                            [r.method for r in main], TABLE2, None, n_boot, seed)
                 if t2:
+                    _blip_dropout_note(t2, main)
                     tables.append(t2)
         if has_t3:
             rs = [r for _, r in abl]
@@ -445,6 +446,23 @@ def build_tables(
             if t4:
                 tables.append(t4)
     return tables
+
+
+def _blip_dropout_note(t: Table, runs: list) -> None:
+    """BLIP columns captioned in the released training mode (lego-official): say how far their values
+    move across captioner seeds (the largest ``draw_std`` the runs measured with BLIP ``draws`` > 1)."""
+    released, spreads = False, []
+    for run in runs:
+        for key in TABLE2:
+            info = (getattr(run, "metrics", {}).get("metrics") or {}).get(key) or {}
+            if (info.get("settings") or {}).get("mode") == "released":
+                released = True
+                if isinstance(info.get("draw_std"), (int, float)):
+                    spreads.append(float(info["draw_std"]) * float(info.get("display_scale", 1.0)))
+    if released:
+        t.notes.append("BLIP-B/L: released captioner runs with dropout; values vary "
+                       + (f"by about +-{_num(max(spreads))} across seeds" if spreads else
+                          "across seeds (spread not measured: BLIP draws = 1)"))
 
 
 def _study_notes(t: Table, study: dict[str, dict]) -> None:
