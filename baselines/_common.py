@@ -19,7 +19,8 @@ from egobench.config import from_dict
 from egobench.data import Sample, Split
 from egobench.errors import ConfigError, MissingArtifactError
 from egobench.methods import Method, load_rgb
-from egobench.weights import TINY_MARKER, WeightStore
+from egobench.weights import TINY_MARKER, WeightStore, refuse_remote_code
+from lego.feedback import StepProgress, library_output
 
 #: sample domain -> short name used in artifact names (as LEGO's artifacts)
 DOMAINS = {"ego4d": "ego4d", "epickitchens": "epic"}
@@ -63,13 +64,15 @@ def check_seeds(samples: Sequence[Sample], seeds: Sequence[int | None]) -> bool:
 def batches(samples: Sequence[Sample], global_rng: bool, batch_size: int | None) -> list[list[int]]:
     """Index groups to run together: one sample at a time in order under the global RNG
     (so a sample's noise depends only on what came before it, as the released loop),
-    else batches of one domain."""
+    else groups of one domain of ``batch_size`` (default 1: each sample alone, so its image
+    does not depend on --batch-size even in the last bits; CPU and GPU kernels round
+    differently for different batch shapes)."""
     if global_rng:
         return [[i] for i in range(len(samples))]
     by_domain: dict[str, list[int]] = {}
     for i, s in enumerate(samples):
         by_domain.setdefault(domain_of(s), []).append(i)
-    size = batch_size or len(samples)
+    size = batch_size or 1
     return [idx[k : k + size] for idx in by_domain.values() for k in range(0, len(idx), size)]
 
 
@@ -106,23 +109,23 @@ def check_folder(method_name: str, option: str, path: str | None, how: str) -> N
                           f"(no model_index.json); {how}")
 
 
-def resolve_folder(store: WeightStore, artifact: str, how: str) -> tuple[Path, bool]:
-    """(folder, is_tiny) of ``artifact``; a missing one says how to make it."""
+def resolve_folder(store: WeightStore, artifact: str, option: str) -> tuple[Path, bool]:
+    """(folder, is_tiny) of ``artifact``; a missing one names the command that makes it (the
+    artifact record's) and the method option that takes a folder instead."""
     try:
         res = store.resolve(artifact)
     except MissingArtifactError as e:
-        if "not found locally" not in str(e) or how == "":
+        if "not found locally" not in str(e):
             raise
-        raise MissingArtifactError(
-            f"weights '{artifact}' not found locally: {how}, then place the folder at "
-            f"$EGOBENCH_WEIGHTS/{artifact} or pass the folder as a method option "
-            "(or use --zoo tiny for a not-comparable dry run)"
-        ) from None
+        raise MissingArtifactError(f"{e}; or pass -o {option}=PATH (or use --zoo tiny for a not-comparable "
+                                   "dry run)") from None
     return res.path, res.tiny
 
 
-def explicit_folder(path: str) -> tuple[Path, bool]:
+def explicit_folder(path: str, what: str) -> tuple[Path, bool]:
+    """(folder, is_tiny) of a folder given as a method option (refused if it asks for remote code)."""
     folder = Path(path).expanduser()
+    refuse_remote_code(folder, what)
     return folder, (folder / TINY_MARKER).is_file()
 
 
@@ -155,6 +158,8 @@ class PipelineMethod(Method):
     folder_option: ClassVar[str]
     #: the command that makes this method's weights (named in error messages)
     train_command: ClassVar[str]
+    #: progress bars and library output (the runner sets False for --quiet)
+    progress: bool = True
 
     def __init__(self, protocol: Any, weights: Any = None, device: str = "cpu", **options: Any):
         super().__init__(protocol, weights, device)
@@ -176,17 +181,19 @@ class PipelineMethod(Method):
     def artifact(self, domain: str) -> str:
         raise NotImplementedError
 
-    def how_to_make(self, artifact: str) -> str:
-        """How a user gets ``artifact`` (empty: the store's own download message)."""
-        return ""
-
     def configure(self, pipe: Any) -> None:
         """Set the sampler on a freshly loaded pipeline."""
         pipe.scheduler = make_scheduler(self.protocol.generation.scheduler, pipe.scheduler.config)
 
-    def run_batch(self, pipe: Any, images: list[Any], prompts: list[str], generator: Any) -> Any:
-        """Images (B, 3, H, W) float in [0, 1] for one batch."""
+    def run_batch(self, pipe: Any, images: list[Any], prompts: list[str], generator: Any,
+                  callback: Any = None) -> Any:
+        """Images (B, 3, H, W) float in [0, 1] for one batch; ``callback``: a diffusers
+        ``callback_on_step_end`` (progress)."""
         raise NotImplementedError
+
+    def denoising_steps(self) -> int:
+        """Denoising steps of one pipeline call (the length of its progress bar)."""
+        return self.protocol.generation.steps
 
     # -- weights ----------------------------------------------------------------
     @property
@@ -198,13 +205,13 @@ class PipelineMethod(Method):
         if domain in self._folders:
             return self._folders[domain]
         if self.explicit_path:
-            found = explicit_folder(self.explicit_path)
+            found = explicit_folder(self.explicit_path, f"method '{self.name}': {self.folder_option}={self.explicit_path}")
         else:
             if domain not in DOMAINS:
                 raise ConfigError(f"method '{self.name}': no weights for dataset '{domain}'; "
                                   f"pass {self.folder_option}=PATH")
             name = self.artifact(domain)
-            found = resolve_folder(self.weights, name, self.how_to_make(name))
+            found = resolve_folder(self.weights, name, self.folder_option)
         self._folders[domain] = found
         return found
 
@@ -223,10 +230,11 @@ class PipelineMethod(Method):
                 self._pipes[domain] = loaded
                 return loaded
         cls = getattr(diffusers, self.pipeline_class)
-        pipe = cls.from_pretrained(
-            str(folder), dtype=torch_dtype(dtype_name(self)), safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False, local_files_only=True,
-        )
+        with library_output(quiet=not self.progress):
+            pipe = cls.from_pretrained(
+                str(folder), dtype=torch_dtype(dtype_name(self)), safety_checker=None, feature_extractor=None,
+                requires_safety_checker=False, local_files_only=True,
+            )
         self.configure(pipe)
         pipe.set_progress_bar_config(disable=True)
         pipe.to(self.device)
@@ -255,9 +263,13 @@ class PipelineMethod(Method):
         images = [load_input(s, res) for s in samples]
         prompts = [action_prompt(s) for s in samples]
         out: list[Any] = [None] * len(samples)
-        for idx in batches(samples, global_rng, self.options.batch_size):
-            pipe = self.pipeline(domain_of(samples[idx[0]]))
-            result = self.run_batch(pipe, [images[i] for i in idx], [prompts[i] for i in idx], generators(seeds, idx))
-            for j, i in enumerate(idx):
-                out[i] = result[j].float().cpu().numpy()
+        bars = StepProgress(self.name, len(samples), self.progress)
+        with library_output(quiet=not self.progress), bars:
+            for idx in batches(samples, global_rng, self.options.batch_size):
+                pipe = self.pipeline(domain_of(samples[idx[0]]))
+                bars.sample(len(idx), self.denoising_steps())
+                result = self.run_batch(pipe, [images[i] for i in idx], [prompts[i] for i in idx],
+                                        generators(seeds, idx), callback=bars.callback())
+                for j, i in enumerate(idx):
+                    out[i] = result[j].float().cpu().numpy()
         return out

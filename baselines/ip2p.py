@@ -52,6 +52,11 @@ def artifact_name(domain: str) -> str:
     return f"ip2p-{DOMAINS[domain]}"
 
 
+def make_command(domain: str) -> str:
+    """The one command that makes ``ip2p-<domain>`` (no released weights)."""
+    return f"egobench train ip2p -d {domain} --data-root <LEGO release> --out $EGOBENCH_WEIGHTS/{artifact_name(domain)}"
+
+
 def _declare_artifacts() -> None:
     register_artifact(Artifact(
         name=INIT_ARTIFACT,
@@ -66,11 +71,13 @@ def _declare_artifacts() -> None:
         register_artifact(Artifact(
             name=artifact_name(domain),
             description=f"InstructPix2Pix finetuned on {short} with action labels (the LEGO paper's IP2P "
-                        f"baseline), as a diffusers folder; no released weights: made by 'egobench train ip2p' "
-                        f"on the {short} training split (from {INIT_ARTIFACT} or SD 1.5 widened to 8 channels)",
+                        f"baseline), as a diffusers folder; no released weights: made by '{make_command(domain)}' "
+                        f"(from {INIT_ARTIFACT} or SD 1.5 widened to 8 channels)",
             files=SD_FOLDER_FILES,
             license=SD_LICENSE,
             tiny="baselines.tiny:build_tiny_ip2p",
+            make=make_command(domain),
+            made_from=f"{INIT_ARTIFACT} finetuned on the {short} training split",
         ))
 
 
@@ -85,7 +92,9 @@ class IP2POptions:
     model: str | None = None
     #: False: the off-the-shelf InstructPix2Pix (``ip2p-init``), no finetuning
     finetuned: bool = True
-    #: samples per pipeline call (per-sample seeds only; the global seed runs one by one)
+    #: samples per pipeline call under per-sample seeds (the global seed runs one by one).
+    #: Default 1: each sample runs alone, so its image is bit-identical whatever --batch-size;
+    #: N > 1 is faster on a GPU, but images then match across batch sizes only to float rounding
     batch_size: int | None = None
 
 
@@ -103,11 +112,6 @@ class IP2P(PipelineMethod):
     def artifact(self, domain: str) -> str:
         return artifact_name(domain) if self.options.finetuned else INIT_ARTIFACT
 
-    def how_to_make(self, artifact: str) -> str:
-        if artifact == INIT_ARTIFACT:
-            return ""  # downloadable: the store's message names 'egobench weights download'
-        return f"train it with 'egobench train ip2p' on the {artifact.split('-', 1)[1]} training split"
-
     def config(self) -> dict[str, Any]:
         gen = self.protocol.generation
         return {
@@ -119,7 +123,8 @@ class IP2P(PipelineMethod):
             "image_guidance_scale": gen.image_guidance,
         }
 
-    def run_batch(self, pipe: Any, images: list[Any], prompts: list[str], generator: Any) -> Any:
+    def run_batch(self, pipe: Any, images: list[Any], prompts: list[str], generator: Any,
+                  callback: Any = None) -> Any:
         gen = self.protocol.generation
         return pipe(
             prompt=prompts,
@@ -129,5 +134,6 @@ class IP2P(PipelineMethod):
             image_guidance_scale=gen.image_guidance,
             generator=generator,
             output_type="pt",
+            callback_on_step_end=callback,
         ).images
 

@@ -84,10 +84,11 @@ from typing import Any, Literal
 
 from egobench.data import Sample
 from egobench.errors import ConfigError
+from lego.feedback import StepProgress, library_output
 
 from . import sdedit  # noqa: F401  (declares the ldm-* artifacts)
 from ._common import PipelineMethod, action_prompt, check_seeds, domain_of, load_input
-from .sdedit import ldm_artifact, ldm_how_to_make
+from .sdedit import ldm_artifact
 
 #: prompt-to-prompt replaces self-attention maps with at most this many queries
 #: (``replace_self_attention``: ``att_replace.shape[2] <= 32 ** 2``)
@@ -370,9 +371,10 @@ class ProxEditor:
             return self.unet(z.to(self.unet.dtype), t, encoder_hidden_states=emb).sample.float()
 
     # -- inversion and plain sampling -------------------------------------------
-    def invert(self, z0: Any, emb: Any, steps: int) -> list[Any]:
+    def invert(self, z0: Any, emb: Any, steps: int, on_step: Callable[[], None] | None = None) -> list[Any]:
         """DDIM inversion with ``emb`` and no guidance: ``[z*_0, ..., z*_N]`` (float32);
-        ``z*_k`` sits at the noise level of the k-th inverse timestep."""
+        ``z*_k`` sits at the noise level of the k-th inverse timestep. ``on_step``: called
+        after each step (progress)."""
         sched = self.inverse_scheduler
         sched.set_timesteps(steps, device=self.device)
         out = [z0.float()]
@@ -380,6 +382,8 @@ class ProxEditor:
         for t in sched.timesteps:
             z = sched.step(self.eps(z, t, emb), t, z).prev_sample.float()
             out.append(z)
+            if on_step is not None:
+                on_step()
         return out
 
     def sample(self, z: Any, emb: Any, steps: int) -> Any:
@@ -393,11 +397,12 @@ class ProxEditor:
 
     # -- the edit -----------------------------------------------------------------
     def edit(self, trajectory: list[Any], source: str, target: str, settings: ProxEditSettings,
-             trace: list[dict] | None = None) -> Any:
+             trace: list[dict] | None = None, on_step: Callable[[], None] | None = None) -> Any:
         """The target latent after ProxEdit from the inversion ``trajectory`` of the source.
 
         ``trace``: if a list, one dict per step is appended (timestep, tau, mask,
         the latents before guidance and the inversion latent) for inspection.
+        ``on_step``: called after each step (progress).
         """
         import torch
 
@@ -435,6 +440,8 @@ class ProxEditor:
                     z = inversion_guidance(z, z_inv.expand_as(z), mask, s.recon_lr)
                 if trace is not None:
                     trace.append({"t": int(t), "tau": tau, "mask": mask, "stepped": stepped, "z": z, "z_inv": z_inv})
+                if on_step is not None:
+                    on_step()
         finally:
             self.unet.set_attn_processor(saved)
         return z[1:]
@@ -510,9 +517,6 @@ class ProxEdit(PipelineMethod):
     def artifact(self, domain: str) -> str:
         return ldm_artifact(domain)
 
-    def how_to_make(self, artifact: str) -> str:
-        return ldm_how_to_make(artifact)
-
     def configure(self, pipe: Any) -> None:
         """ProxEdit is defined on DDIM; the editor builds its own schedulers."""
 
@@ -533,12 +537,16 @@ class ProxEdit(PipelineMethod):
         s = self.settings
         res = self.protocol.generation.resolution
         out = []
-        for sample in samples:
-            editor = ProxEditor.from_pipeline(self.pipeline(domain_of(sample)))
-            image = np.asarray(load_input(sample, res), dtype=np.float32) / 127.5 - 1.0
-            x = torch.from_numpy(image).permute(2, 0, 1)[None]
-            source = self.options.source_prompt
-            trajectory = editor.invert(editor.encode_image(x), editor.encode_text([source]), s.steps)
-            z = editor.edit(trajectory, source, action_prompt(sample), s)
-            out.append(editor.decode(z)[0].cpu().numpy())
+        bars = StepProgress(self.name, len(samples), self.progress)
+        with library_output(quiet=not self.progress), bars:
+            for sample in samples:  # one sample at a time: nothing is batched, nothing drawn
+                editor = ProxEditor.from_pipeline(self.pipeline(domain_of(sample)))
+                image = np.asarray(load_input(sample, res), dtype=np.float32) / 127.5 - 1.0
+                x = torch.from_numpy(image).permute(2, 0, 1)[None]
+                source = self.options.source_prompt
+                bars.sample(1, 2 * s.steps)  # inversion, then the edit
+                trajectory = editor.invert(editor.encode_image(x), editor.encode_text([source]), s.steps,
+                                           on_step=bars.step)
+                z = editor.edit(trajectory, source, action_prompt(sample), s, on_step=bars.step)
+                out.append(editor.decode(z)[0].cpu().numpy())
         return out

@@ -44,8 +44,9 @@ def ldm_artifact(domain: str) -> str:
     return f"ldm-{DOMAINS[domain]}"
 
 
-def ldm_how_to_make(artifact: str) -> str:
-    return f"train it with 'egobench train ldm' on the {artifact.split('-', 1)[1]} training split"
+def ldm_make_command(domain: str) -> str:
+    """The one command that makes ``ldm-<domain>`` (no released weights)."""
+    return f"egobench train ldm -d {domain} --data-root <LEGO release> --out $EGOBENCH_WEIGHTS/{ldm_artifact(domain)}"
 
 
 def _declare_artifacts() -> None:
@@ -54,11 +55,12 @@ def _declare_artifacts() -> None:
             name=ldm_artifact(domain),
             description=f"Stable Diffusion 1.5 text-to-image LDM finetuned on {short} action frames with "
                         "their action labels (the LDM of the LEGO paper's SDEdit and ProxEdit baselines), as a "
-                        f"diffusers folder; no released weights: made by 'egobench train ldm' on the {short} "
-                        "training split",
+                        f"diffusers folder; no released weights: made by '{ldm_make_command(domain)}'",
             files=SD_FOLDER_FILES,
             license=SD_LICENSE,
             tiny="baselines.tiny:build_tiny_ldm",
+            make=ldm_make_command(domain),
+            made_from=f"sd15 finetuned on the {short} training split",
         ))
 
 
@@ -73,7 +75,9 @@ class SDEditOptions:
     ldm: str | None = None
     #: SDEdit's t0: the fraction of the schedule the input is noised to (0 < strength <= 1)
     strength: float = DEFAULT_STRENGTH
-    #: samples per pipeline call (per-sample seeds only; the global seed runs one by one)
+    #: samples per pipeline call under per-sample seeds (the global seed runs one by one).
+    #: Default 1: each sample runs alone, so its image is bit-identical whatever --batch-size;
+    #: N > 1 is faster on a GPU, but images then match across batch sizes only to float rounding
     batch_size: int | None = None
 
 
@@ -100,8 +104,9 @@ class SDEdit(PipelineMethod):
     def artifact(self, domain: str) -> str:
         return ldm_artifact(domain)
 
-    def how_to_make(self, artifact: str) -> str:
-        return ldm_how_to_make(artifact)
+    def denoising_steps(self) -> int:
+        steps = self.protocol.generation.steps
+        return min(int(steps * self.options.strength), steps)  # diffusers' img2img get_timesteps
 
     def config(self) -> dict[str, Any]:
         gen = self.protocol.generation
@@ -114,7 +119,8 @@ class SDEdit(PipelineMethod):
             "guidance_scale": gen.text_guidance,
         }
 
-    def run_batch(self, pipe: Any, images: list[Any], prompts: list[str], generator: Any) -> Any:
+    def run_batch(self, pipe: Any, images: list[Any], prompts: list[str], generator: Any,
+                  callback: Any = None) -> Any:
         gen = self.protocol.generation
         return pipe(
             prompt=prompts,
@@ -124,4 +130,5 @@ class SDEdit(PipelineMethod):
             guidance_scale=gen.text_guidance,
             generator=generator,
             output_type="pt",
+            callback_on_step_end=callback,
         ).images

@@ -41,12 +41,43 @@ class Artifact:
     sha256: dict[str, str] = field(default_factory=dict)  # full digests where known
     sha256_prefix: dict[str, str] = field(default_factory=dict)  # torchvision-style name prefixes
     tiny: str | None = None  # "module:function(out_dir)" building the tiny stand-in
+    #: for artifacts with no download source: the one command that makes the folder
+    #: (e.g. "egobench convert lego --ckpt X.ckpt --out $EGOBENCH_WEIGHTS/NAME")
+    make: str | None = None
+    #: what ``make`` starts from, shown as the source (e.g. "hf://repo/file.ckpt")
+    made_from: str | None = None
+
+    @property
+    def downloadable(self) -> bool:
+        return bool(self.hf_repo or self.url)
+
+    @property
+    def command(self) -> str | None:
+        """The one command that makes this artifact available (None: none recorded)."""
+        if self.downloadable:
+            return f"egobench weights download {self.name}"
+        return self.make
+
+    @property
+    def how_to_get(self) -> str:
+        """How a user gets this artifact, naming :attr:`command`."""
+        where = f"$EGOBENCH_WEIGHTS/{self.name}/"
+        if self.downloadable:
+            return f"fetch it with '{self.command}' (or place its files in {where})"
+        if self.make:
+            start = f" from {self.made_from}" if self.made_from else ""
+            return f"no download source: make it with '{self.make}'{start}"
+        return f"no download source and no command to make it is recorded; place its files in {where}"
 
     @property
     def source(self) -> str:
         if self.hf_repo:
             return f"hf://{self.hf_repo}/{','.join(self.files)}"
-        return self.url or "unknown"
+        if self.url:
+            return self.url
+        if self.make:
+            return f"made locally: '{self.make}'" + (f" from {self.made_from}" if self.made_from else "")
+        return "unknown"
 
 
 #: modules that declare artifacts; imported on the first lookup or listing so the
@@ -161,6 +192,7 @@ class WeightStore:
                 raise MissingArtifactError(
                     f"weights '{art.name}': {folder / missing[0]} not found (given with --weights)"
                 )
+            refuse_remote_code(folder, f"weights '{art.name}' (given with --weights)")
             return Resolved(art.name, folder, "override", (folder / TINY_MARKER).is_file())
         if self.zoo == "tiny":
             folder = self.tiny_root / art.name
@@ -178,17 +210,48 @@ class WeightStore:
             candidates.append((_torch_hub_checkpoints(), "torch-hub"))
         for folder, origin in candidates:
             if all((folder / f).is_file() for f in art.files):
+                refuse_remote_code(folder, f"weights '{art.name}' ({origin})")
                 res = Resolved(art.name, folder, origin, (folder / TINY_MARKER).is_file())
                 problems = check(res)
                 if problems:
                     raise ChecksumError(f"weights '{art.name}': {problems[0]}; re-fetch with "
                                         f"'egobench weights download {art.name}'")
                 return res
-        where = f"$EGOBENCH_WEIGHTS/{art.name}/{art.files[0]}"
-        raise MissingArtifactError(
-            f"weights '{art.name}' not found locally (source: {art.source}); "
-            f"fetch with 'egobench weights download {art.name}' or place the file at {where}"
-        )
+        raise MissingArtifactError(f"weights '{art.name}' not found locally; {art.how_to_get}")
+
+
+#: keys of a model config that make transformers / diffusers import code shipped with the weights
+REMOTE_CODE_KEYS = ("auto_map", "trust_remote_code")
+
+
+def _config_files(folder: Path) -> list[Path]:
+    """The JSON configs transformers and diffusers read: the folder's and its components' (one level)."""
+    def wanted(p: Path) -> bool:
+        return p.name == "model_index.json" or p.name.endswith("config.json")
+
+    found = [p for p in folder.glob("*.json") if wanted(p)]
+    found += [p for p in folder.glob("*/*.json") if wanted(p)]
+    return sorted(p for p in found if p.is_file())
+
+
+def refuse_remote_code(folder: str | os.PathLike, what: str) -> None:
+    """Refuse a weights folder whose configs ask for code shipped with it (``auto_map`` /
+    ``trust_remote_code``): one line naming the file and the key. egobench never loads such code."""
+    from .io import read_json
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for path in _config_files(folder):
+        data = read_json(path)
+        if not isinstance(data, dict):
+            continue
+        keys = [k for k in REMOTE_CODE_KEYS if k in data]
+        if keys:
+            raise UserError(
+                f"{what}: {path} asks for remote code ('{keys[0]}'); egobench never runs code shipped "
+                "with weights: use a folder of a standard transformers/diffusers class"
+            )
 
 
 def _hf_cached_folder(art: Artifact) -> Path | None:
@@ -265,7 +328,7 @@ def download(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
         target.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(art.url, str(target / art.files[0]), progress=True)
         return target
-    raise UserError(f"artifact '{name}' has no download source")
+    raise UserError(f"artifact '{name}': {art.how_to_get}")
 
 
 # ---------------------------------------------------------------------------

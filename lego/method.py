@@ -26,9 +26,17 @@ from egobench.config import from_dict
 from egobench.data import Sample, Split
 from egobench.errors import ConfigError, DataError, MissingArtifactError
 from egobench.methods import Method, load_rgb
-from egobench.weights import TINY_MARKER, Artifact, WeightStore, default_tiny_root, register_artifact
+from egobench.weights import (
+    TINY_MARKER,
+    Artifact,
+    WeightStore,
+    default_tiny_root,
+    refuse_remote_code,
+    register_artifact,
+)
 
 from .features import RELEASED_TAG, feature_paths, has_features, load_features
+from .feedback import StepProgress, library_output
 
 #: the released VLLM feature folders (``vllm_*_feature/<tag>/val``) per dataset
 RELEASED_TAGS = {
@@ -78,6 +86,17 @@ def artifact_name(domain: str, variant: str = "full", scaleup: bool = False) -> 
     return name if variant == "full" else f"{name}-{variant}"
 
 
+def make_command(domain: str, variant: str = "full", scaleup: bool = False) -> str:
+    """The one command that makes the LDM artifact of ``domain``/``variant`` (a conversion of the
+    released checkpoint for ``full``; training for the ablations, which have no released weights)."""
+    name = artifact_name(domain, variant, scaleup)
+    if variant == "full":
+        return f"egobench convert lego --ckpt {RELEASED_CKPTS[(domain, scaleup)]} --out $EGOBENCH_WEIGHTS/{name}"
+    features = "" if variant == "desc" else " --features-root <VLLM features>"
+    return (f"egobench train lego -d {domain} --variant {variant} --data-root <LEGO release>{features} "
+            f"--out $EGOBENCH_WEIGHTS/{name}")
+
+
 def _declare_artifacts() -> None:
     for domain, short in DOMAINS.items():
         for variant in ("full", "desc", "img", "txt"):
@@ -85,19 +104,20 @@ def _declare_artifacts() -> None:
                 files = LDM_FILES + (CONDITIONING_FILES if variant != "desc" else ())
                 if variant == "full":
                     ckpt = RELEASED_CKPTS[(domain, scaleup)]
-                    how = (f"made by 'egobench convert lego --ckpt {ckpt}' from the released checkpoint "
-                           f"(HF {HF_REPOS[domain]})")
+                    made_from = f"the released checkpoint hf://{HF_REPOS[domain]}/{ckpt}"
                     what = f"LEGO LDM{' (scaleup: trained on Ego4D + EPIC)' if scaleup else ''} for {short}"
                 else:
-                    how = (f"made by 'egobench train lego --variant {variant}' (no released weights for "
-                           "the ablations)")
+                    made_from = f"the {short} training split (no released weights for the ablations)"
                     what = f"LEGO ablation LDM for {short}, {VARIANT_SUMMARY[variant]}"
+                make = make_command(domain, variant, scaleup)
                 register_artifact(Artifact(
                     name=artifact_name(domain, variant, scaleup),
-                    description=f"{what}, as a diffusers folder (LEGOPipeline); {how}",
+                    description=f"{what}, as a diffusers folder (LEGOPipeline); made by '{make}' from {made_from}",
                     files=files,
                     license=LICENSE,
                     tiny=f"lego.tiny:build_tiny_ldm_{variant}",
+                    make=make,
+                    made_from=made_from,
                 ))
 
 
@@ -118,7 +138,9 @@ class LEGOOptions:
     vllm_finetuned: bool = True
     #: CLIP prompt: the enriched description (LEGO) or the raw action label
     text: Literal["description", "action"] = "description"
-    #: samples per pipeline call (per-sample seeds only; the global seed runs one by one)
+    #: samples per pipeline call under per-sample seeds (the global seed runs one by one).
+    #: Default 1: each sample runs alone, so its image is bit-identical whatever --batch-size;
+    #: N > 1 is faster on a GPU, but images then match across batch sizes only to float rounding
     batch_size: int | None = None
     #: the "scaleup" LDM (trained on both datasets)
     scaleup: bool = False
@@ -140,6 +162,8 @@ class LEGO(Method):
     summary = "LEGO: enriched description + finetuned-LLaVA image/text embeddings -> InstructPix2Pix-style LDM"
     variant: ClassVar[str] = "full"
     artifacts = ("lego-ego4d-ldm", "lego-epic-ldm")
+    #: progress bars and library output (the runner sets False for --quiet)
+    progress: bool = True
 
     def __init__(self, protocol: Any, weights: Any = None, device: str = "cpu", **options: Any):
         super().__init__(protocol, weights, device)
@@ -201,6 +225,7 @@ class LEGO(Method):
             return self._ldm[domain]
         if self.options.ldm:
             folder = Path(self.options.ldm).expanduser()
+            refuse_remote_code(folder, f"method '{self.name}': ldm={self.options.ldm}")
             found = (folder, (folder / TINY_MARKER).is_file())
         else:
             if domain not in DOMAINS:
@@ -211,16 +236,8 @@ class LEGO(Method):
             except MissingArtifactError as e:
                 if "not found locally" not in str(e):
                     raise
-                if self.variant == "full":
-                    ckpt = RELEASED_CKPTS[(domain, self.options.scaleup)]
-                    how = (f"download {ckpt} from HF {HF_REPOS[domain]} and run 'egobench convert lego --ckpt "
-                           f"{ckpt}'")
-                else:
-                    how = f"train it with 'egobench train lego --variant {self.variant}'"
-                raise MissingArtifactError(
-                    f"weights '{name}' not found locally: {how}, then place the folder at "
-                    f"$EGOBENCH_WEIGHTS/{name} or pass -o ldm=PATH (or use --zoo tiny for a not-comparable dry run)"
-                ) from None
+                raise MissingArtifactError(f"{e}; or pass -o ldm=PATH (or use --zoo tiny for a not-comparable "
+                                           "dry run)") from None
             found = (res.path, res.tiny)
         self._ldm[domain] = found
         return found
@@ -246,7 +263,8 @@ class LEGO(Method):
             if self._ldm[d][0] == folder:
                 self._pipes[domain] = loaded
                 return loaded
-        pipe = LEGOPipeline.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
+        with library_output(quiet=not self.progress):
+            pipe = LEGOPipeline.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
         cond = pipe.conditioning
         flags = (bool(cond and cond.config.use_image), bool(cond and cond.config.use_text))
         want = {"full": (True, True), "desc": (False, False), "img": (True, False), "txt": (False, True)}[self.variant]
@@ -351,33 +369,39 @@ class LEGO(Method):
             inputs.append((image, prompt, feats))
 
         # global RNG: one sample at a time in order, as the released loop draws its noise;
-        # per-sample seeds: batches of one domain, a CPU generator per sample
+        # per-sample seeds: a CPU generator per sample and, by default, one sample per pipeline
+        # call (CPU and GPU kernels round differently for different batch shapes, so batching
+        # samples together would make a sample's image depend on --batch-size in the last bits)
         if global_rng:
             groups = [[i] for i in range(len(samples))]
         else:
             by_domain: dict[str, list[int]] = {}
             for i, s in enumerate(samples):
                 by_domain.setdefault(_domain(s), []).append(i)
-            size = self.options.batch_size or len(samples)
+            size = self.options.batch_size or 1
             groups = [idx[k : k + size] for idx in by_domain.values() for k in range(0, len(idx), size)]
         out: list[Any] = [None] * len(samples)
-        for idx in groups:
-            pipe = self.pipeline(_domain(samples[idx[0]]))
-            cond = pipe.conditioning
-            generator = None if global_rng else [torch.Generator("cpu").manual_seed(int(seeds[i])) for i in idx]
-            result = pipe(
-                image=[inputs[i][0] for i in idx],
-                prompt=[inputs[i][1] for i in idx],
-                vllm_image=[inputs[i][2].image for i in idx] if cond is not None and cond.config.use_image else None,
-                vllm_text=[inputs[i][2].text for i in idx] if cond is not None and cond.config.use_text else None,
-                num_inference_steps=gen.steps,
-                guidance_scale=gen.text_guidance,
-                image_guidance_scale=gen.image_guidance,
-                generator=generator,
-                output_type="pt",
-            ).images
-            for j, i in enumerate(idx):
-                out[i] = result[j].float().cpu().numpy()
+        bars = StepProgress(self.name, len(samples), self.progress)
+        with library_output(quiet=not self.progress), bars:
+            for idx in groups:
+                pipe = self.pipeline(_domain(samples[idx[0]]))
+                cond = pipe.conditioning
+                generator = None if global_rng else [torch.Generator("cpu").manual_seed(int(seeds[i])) for i in idx]
+                bars.sample(len(idx), gen.steps)
+                result = pipe(
+                    image=[inputs[i][0] for i in idx],
+                    prompt=[inputs[i][1] for i in idx],
+                    vllm_image=[inputs[i][2].image for i in idx] if cond is not None and cond.config.use_image else None,
+                    vllm_text=[inputs[i][2].text for i in idx] if cond is not None and cond.config.use_text else None,
+                    num_inference_steps=gen.steps,
+                    guidance_scale=gen.text_guidance,
+                    image_guidance_scale=gen.image_guidance,
+                    generator=generator,
+                    output_type="pt",
+                    callback_on_step_end=bars.callback(),
+                ).images
+                for j, i in enumerate(idx):
+                    out[i] = result[j].float().cpu().numpy()
         return out
 
 

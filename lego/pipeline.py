@@ -20,6 +20,7 @@ after the released inference code (``metrics/inference.py``: ``ImageEditor``,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -315,6 +316,7 @@ class LEGOPipeline(DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pt",
         return_dict: bool = True,
+        callback_on_step_end: Callable[[LEGOPipeline, int, torch.Tensor, dict], dict] | None = None,
     ) -> LEGOPipelineOutput | tuple:
         """Generate the frame after the action.
 
@@ -330,6 +332,13 @@ class LEGOPipeline(DiffusionPipeline):
             generator: one ``torch.Generator``, one per sample, or ``None`` for the
                 global RNG (the released code's single seed).
             output_type: ``pt`` | ``np`` | ``pil`` | ``latent``.
+            callback_on_step_end: called after every denoising step as diffusers'
+                pipelines call it, ``f(pipe, i, t, {"latents": latents})``; a returned
+                ``"latents"`` replaces the latents.
+
+        With one generator per sample, every random draw of a sample (initial noise
+        and the noise of each ancestral step) comes from its own generator, so a
+        sample's noise does not depend on the other samples of the batch.
         """
         # 1. Check inputs
         batch = self.check_inputs(
@@ -372,13 +381,15 @@ class LEGOPipeline(DiffusionPipeline):
         latents = (latents * self.scheduler.init_noise_sigma).to(torch.float32)
 
         # 7. Denoising loop with three-way guidance
-        for t in self.progress_bar(timesteps):
+        for i, t in enumerate(self.progress_bar(timesteps)):
             x_in = self.scheduler.scale_model_input(torch.cat([latents] * 3), t)
             x_in = torch.cat([x_in.to(dtype), concat], dim=1)
             eps = self.unet(x_in, t, encoder_hidden_states=contexts, return_dict=False)[0].float()
             eps_cond, eps_img, eps_uncond = eps.chunk(3)
             eps = eps_uncond + guidance_scale * (eps_cond - eps_img) + image_guidance_scale * (eps_img - eps_uncond)
             latents = self.scheduler.step(eps, t, latents, generator=generator, return_dict=False)[0]
+            if callback_on_step_end is not None:
+                latents = callback_on_step_end(self, i, t, {"latents": latents}).pop("latents", latents)
 
         # 8. Decode (1 / 0.18215) and map [-1, 1] -> [0, 1] without clamping
         if output_type == "latent":

@@ -137,12 +137,13 @@ def build_tiny_sd15(folder: Path) -> None:
 
 def resolve_folder(ref: str | os.PathLike, store: WeightStore) -> tuple[Path, bool]:
     """``(folder, tiny)`` for a path or an artifact name."""
-    from egobench.weights import ARTIFACTS, TINY_MARKER
+    from egobench.weights import ARTIFACTS, TINY_MARKER, refuse_remote_code
 
     p = Path(ref).expanduser()
     if p.exists():
         if not p.is_dir():
             raise UserError(f"{p}: expected a diffusers folder (a CompVis .ckpt needs 'egobench convert lego' first)")
+        refuse_remote_code(p, f"folder {p}")
         return p, (p / TINY_MARKER).is_file()
     if str(ref) not in ARTIFACTS.names():
         raise UserError(f"--init {ref}: no such folder and no artifact of that name (e.g. {SD15})")
