@@ -17,7 +17,7 @@ from egobench.io import csv_row
 
 from .tables import Table
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]#|~])")  # what can start emphasis, code, links, cells
 
 
 def md_escape(text: object) -> str:

@@ -75,10 +75,10 @@ def reference_tables(datasets_shown: list[str]) -> list[Table]:
     report whose runs cover none of them (e.g. the demo split)."""
     from .tables import LABELS
 
-    out = []
+    out: list[Table] = []
+    if any(ds in published()["tables"]["table1"] for ds in datasets_shown):
+        return out  # the published rows are inside the measured tables
     for ds in ("ego4d", "epickitchens"):
-        if ds in datasets_shown:
-            continue
         for no in (1, 2):
             keys, rows = values(no, ds)
             if not rows:

@@ -55,16 +55,17 @@ def fingerprint(run: RunData) -> str:
 
 
 def limit_text(run: RunData) -> str:
-    """The ``--limit``/selection record of a run, '' for a full split."""
+    """The ``--limit``/selection record of a run ('' for a full split)."""
     split = run.manifest.get("split")
     if not isinstance(split, dict):
         return ""
-    for key in ("limit", "selection"):
-        v = split.get(key)
-        if v not in (None, "", {}, []):
-            if isinstance(v, dict):
-                v = ", ".join(f"{k} {truncate(x, 40)}" for k, x in v.items())
-            return f"{key} {truncate(v, 60)}"
+    sel, lim = split.get("selection"), split.get("limit")
+    if isinstance(sel, dict) and lim in (None, ""):
+        lim = sel.get("limit")
+    if lim not in (None, "", {}, []):
+        return f"--limit {truncate(lim, 40)}"
+    if sel not in (None, "", {}, []):
+        return f"selection {truncate(sel, 60)}"
     return ""
 
 
