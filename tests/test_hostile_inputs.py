@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -252,3 +254,19 @@ def test_bad_metadata_through_run_is_one_line_before_any_output(release, tmp_pat
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert "'height' must be a whole number" in r.output and r.output.strip().count("\n") == 0
     assert not (tmp_path / "runs").exists()
+
+
+# -- frames --------------------------------------------------------------------------
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def bomb_png(side: int = 30000) -> bytes:
+    """About 100 KB of PNG declaring ``side`` x ``side`` RGB pixels (2.7 GB decoded)."""
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\0" * (1 + 3 * side) * 1100, 9)
+    data = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", rows) + _chunk(b"IEND", b"")
+    assert len(data) < 120_000
+    return data

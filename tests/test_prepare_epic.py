@@ -170,6 +170,8 @@ def test_prepare_end_to_end(tmp_path, csv_path, frames_root):
         "image_1": "P01_11/P01_11_1/P01_11_0000000125.jpg",
         "action": "put down plate",
         "llava_forecast_finetune": "",
+        "verb": "put-down",
+        "noun": "plate",
     }
     assert split["P01_101"]["P01_101_0"]["image_0"] == "P01_101/P01_101_0/P01_101_0000000487.jpg"
     assert split["P01_101"]["P01_101_0"]["image_1"] == "P01_101/P01_101_0/P01_101_0000000564.jpg"
@@ -213,6 +215,8 @@ def test_prepare_end_to_end(tmp_path, csv_path, frames_root):
     s = split_obj.by_id()["P01_11__P01_11_1"]
     assert read_number(s.input_path) == 78 and read_number(s.target_path) == 125
     assert s.action == "put down plate" and s.meta["height"] == 256
+    # EPIC's own verb and noun columns travel through the split JSON to the sample
+    assert (s.verb, s.noun) == ("put-down", "plate")
 
 
 def test_rerun_is_resumable_and_limit(tmp_path, csv_path, frames_root):
@@ -283,3 +287,85 @@ def test_no_frames_at_all_is_an_error(tmp_path, csv_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no EPIC-KITCHENS frame folder"):
         prepare_epickitchens(csv_path, tmp_path / "empty", tmp_path / "out")
+
+
+# --- hostile frames and kill -9 (issue 13) -----------------------------------------
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+_KILLER = """
+import os, signal, sys
+from pathlib import Path
+import egobench.data.prepare as prep
+from egobench.io import atomic_open
+at, mode = int(sys.argv[4]), sys.argv[5]
+calls = [0]
+real = prep._write
+def write(path, data):
+    calls[0] += 1
+    if calls[0] == at:
+        if mode == "mid":  # die half way through writing the file
+            with atomic_open(path, "wb") as f:
+                f.write(data[: len(data) // 2])
+                f.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(path, data)
+prep._write = write
+prep.prepare_epickitchens(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+"""
+
+
+@pytest.mark.parametrize("at,mode", [(1, "mid"), (10, "before"), (23, "mid"), (42, "mid")])
+def test_kill_9_during_prepare_resumes_to_identical_output(tmp_path, csv_path, frames_root, at, mode):
+    import subprocess
+    import sys
+
+    clean = tmp_path / "clean"
+    prepare_epickitchens(csv_path, frames_root, clean)
+    assert sum(1 for p in clean.rglob("*.jpg")) == 42  # 14 pairs: input, target, target for metrics
+
+    out = tmp_path / "killed"
+    r = subprocess.run([sys.executable, "-c", _KILLER, str(csv_path), str(frames_root), str(out), str(at), mode],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == -9, r.stderr
+    assert not (out / "epickitchen_val.json").exists() and not (out / "epickitchen_metadata.json").exists()
+    if mode == "mid":
+        assert list(out.rglob(".tmp-egobench-*"))  # the half-written file never took the final name
+    rep = prepare_epickitchens(csv_path, frames_root, out)
+    assert rep.n_written == 14 and (rep.n_reused == 0 if at == 1 else 0 < rep.n_reused < 14)
+    assert _tree(out) == _tree(clean)  # same names, same bytes, no temp file left
+
+
+def test_decompression_bomb_source_frame_is_one_line(tmp_path, csv_path, frames_root):
+    from tests.test_hostile_inputs import bomb_png
+
+    frame = frames_root / "P01/rgb_frames/P01_11/frame_0000000078.jpg"
+    frame.write_bytes(bomb_png())
+    with pytest.raises(DataError) as e:
+        prepare_epickitchens(csv_path, frames_root, tmp_path / "out")
+    msg = str(e.value)
+    assert msg.startswith(f"{frame}: ") and "decompression bomb" in msg.lower() and "\n" not in msg
+
+
+def test_truncated_source_frame_of_output_size_is_not_copied(tmp_path, csv_path, frames_root):
+    frame = frames_root / "P01/rgb_frames/P01_11/frame_0000000078.jpg"
+    data = frame.read_bytes()
+    frame.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=rf"^{frame}: cannot decode image"):
+        prepare_epickitchens(csv_path, frames_root, tmp_path / "out")
+    assert not (tmp_path / "out" / "epickitchen_val.json").exists()
+
+
+def test_gray_source_jpeg_of_output_size_is_reencoded_as_rgb(tmp_path, csv_path, frames_root):
+    frame = frames_root / "P01/rgb_frames/P01_11/frame_0000000078.jpg"
+    Image.open(frame).convert("L").save(frame, quality=95)
+    out = tmp_path / "out"
+    prepare_epickitchens(csv_path, frames_root, out)
+    written = out / "EgoGen/epickitchen/val/P01_11/P01_11_1/P01_11_0000000078.jpg"
+    with Image.open(written) as im:
+        assert im.mode == "RGB" and im.size == (456, 256)
+    assert written.read_bytes() != frame.read_bytes()

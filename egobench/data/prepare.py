@@ -71,18 +71,26 @@ Output (under ``out``)
 ``{ego4d|epickitchen}_val.json``
     ``{clip_id: {action_id: {"image_0", "image_1", "action", "llava_forecast_finetune"}}}``
     with paths relative to ``EgoGen/<sub>/val/``; ``llava_forecast_finetune`` is
-    ``""`` (raw annotations carry no enriched description);
+    ``""`` (raw annotations carry no enriched description). EPIC entries also
+    carry the annotation's own ``verb`` and ``noun`` columns (extra keys, which
+    the release reader tolerates and uses for ``Sample.verb`` / ``Sample.noun``);
+    Ego4D's are derived from the narration at load (:mod:`egobench.data.actions`);
 ``{ego4d|epickitchen}_metadata.json``
     ``{clip_id: {"height", "width", "fps", "video_id", ...}}`` with the *source*
     resolution (Ego4D: ``video_metadata.height/width``, else the decoded size;
     EPIC: the size of the first source frame read for that video).
+
+Source frames are read through :mod:`egobench.images` (pixel limit, one still
+image per file, truncated files refused): an unreadable source frame stops the
+run with one line naming it.
 
 Frames are resized to ``height`` (256 by default) keeping the aspect ratio,
 width = ``round_half_up(W * height / H)``, no crop, with PIL ``Image.resize``
 and ``Resampling.BICUBIC`` (PIL antialiases when downscaling), and saved as
 JPEG quality 95. A source JPEG that already has the output size (EPIC
 ``rgb_frames`` are 456x256) is copied byte for byte instead of being
-re-encoded.
+re-encoded (the copy is made when the source is a 3-component JPEG of exactly
+the output size; anything else is decoded and re-encoded).
 
 Every file is written atomically (temp file + rename). The split and metadata
 JSONs are written last, after all frames, so an interrupted run never leaves a
@@ -104,9 +112,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import DataError
+from ..images import BadImageError, image_size, open_rgb
 from ..io import atomic_open, atomic_write_json, clean_stale_temps, read_json
 from .video import FrameNotFoundError, VideoReader, round_half_up
 
@@ -225,6 +234,7 @@ class _Pair:
     input_frame: int
     target_frame: int
     label: str
+    extra: dict[str, str] = field(default_factory=dict)  # extra keys of the split entry (EPIC verb, noun)
 
     def rel(self, frame: int) -> str:
         return f"{self.clip_id}/{self.action_id}/{self.video_id}_{frame:010d}.jpg"
@@ -245,11 +255,10 @@ def _encode(img: Image.Image, height: int) -> bytes:
 
 
 def _present(path: Path, height: int) -> bool:
-    """``path`` exists and is a readable image of the requested height."""
+    """``path`` exists and is a readable image of the requested height (header only)."""
     try:
-        with Image.open(path) as im:
-            return im.height == height
-    except (FileNotFoundError, UnidentifiedImageError, OSError):
+        return image_size(path)[1] == height
+    except BadImageError:
         return False
 
 
@@ -287,6 +296,7 @@ class _Layout:
                 "image_1": p.rel(p.target_frame),
                 "action": p.label,
                 "llava_forecast_finetune": "",
+                **p.extra,
             }
         meta = {c: metadata[c] for c in split}
         atomic_write_json(self.split_json, split)
@@ -442,7 +452,8 @@ def prepare_epickitchens(
         if folder is None or not (_epic_frame(folder, inp).is_file() and _epic_frame(folder, tgt).is_file()):
             filtered[FRAME_MISSING] += 1
             continue
-        pair = _Pair(row.video_id, row.narration_id, row.video_id, inp, tgt, row.narration)
+        pair = _Pair(row.video_id, row.narration_id, row.video_id, inp, tgt, row.narration,
+                     {"verb": row.fields["verb"].strip(), "noun": row.fields["noun"].strip()})
         eligible.append((pair, folder))
     if n_checked and not any(d is not None for d in dirs.values()):
         raise DataError(
@@ -500,22 +511,46 @@ def prepare_epickitchens(
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{path}: cannot read image ({e})") from None
+    """(width, height) of a source frame from its header (a bad frame is a one-line DataError)."""
+    return image_size(path)
+
+
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT, JPG, DAC)
+
+
+def _jpeg_components(data: bytes) -> int | None:
+    """Colour components of a baseline/progressive JPEG (3 for RGB, 1 gray, 4 CMYK), or None."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        if marker in _SOF:
+            return data[i + 9] if i + 9 < len(data) else None
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
 
 
 def _epic_frame_bytes(path: Path, height: int) -> bytes:
+    """The output JPEG for a source frame: its own bytes when it already fits, else re-encoded."""
+    img = open_rgb(path)  # decodes fully: a truncated, animated or oversized frame is a one-line error
     try:
-        with Image.open(path) as im:
-            if im.format == "JPEG" and im.mode == "RGB" and im.size == _out_size(*im.size, height):
-                return path.read_bytes()
-            im.load()
-            return _encode(im, height)
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{path}: cannot read image ({e})") from None
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read image ({e.strerror})") from None
+    if _jpeg_components(data) == 3 and img.size == _out_size(*img.size, height):
+        return data
+    return _encode(img, height)
 
 
 # -- Ego4D ---------------------------------------------------------------------
