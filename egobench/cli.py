@@ -524,5 +524,31 @@ def layout_cmd(dataset, data_root, limit, out):
     click.echo(f"fill it, then: egobench evaluate --images {out} --dataset {dataset}")
 
 
+@main.command("compare")
+@click.argument("dir_a")
+@click.argument("dir_b")
+@click.option("--protocol", "-p", default="egobench-v1", show_default=True,
+              help="protocol whose image-pair metrics are used (name or YAML file)")
+@click.option("--dataset", "-d", type=click.Choice(["ego4d", "epickitchens"]), default=None,
+              help="domain of the images: adds EgoVLP with that domain's checkpoint")
+@click.option("--out", default=None, help="write the result (metrics, pairs, unmatched files) as JSON")
+@click.option("--batch-size", type=int, default=EVAL_BATCH_SIZE, show_default=True)
+@click.option("--zoo", type=click.Choice(["real", "tiny"]), default="real", show_default=True,
+              help="real weights, or the tiny random stand-ins (not comparable)")
+@click.option("--weights", "weights", multiple=True, metavar="NAME=PATH",
+              help="explicit path for a weight artifact (repeatable)")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def compare_cmd(dir_a, dir_b, protocol, dataset, out, batch_size, zoo, weights, device, quiet):
+    """Score DIR_B against DIR_A (the reference), images paired by relative path without extension."""
+    from .compare import compare
+
+    res = compare(dir_a, dir_b, protocol=protocol, dataset=dataset, zoo=zoo, weights=list(weights), device=device,
+                  batch_size=batch_size, out=out, progress=not quiet)
+    click.echo(res.table())
+    if out:
+        click.echo(f"report: {out}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
