@@ -121,6 +121,15 @@ def test_every_image_of_an_item_has_one_size_format_mode_and_no_metadata(runs, t
 
 def test_description_study_images_share_one_size(runs, tmp_path):
     big = _resized_run(runs["oracle"], tmp_path / "big", (512, 512), "png", True, "bigmethod")
+    # target frames of another size than the input frames (e.g. a differently prepared split)
+    df = pd.read_parquet(big / "samples.parquet")
+    (big / "targets").mkdir()
+    paths = []
+    for sid, t in zip(df["sample_id"], df["target_path"]):
+        Image.open(t).convert("RGB").resize((400, 300)).save(big / "targets" / f"{sid}.png")
+        paths.append(str(big / "targets" / f"{sid}.png"))
+    df["target_path"] = paths
+    df.to_parquet(big / "samples.parquet", index=False)
     res = export_amt("demo", [big], tmp_path / "ex", n=3, seed=1, study="description", attention_checks=1)
     rows = list(csv.DictReader(open(res.batch_csv, newline="")))
     for r in rows:
@@ -346,19 +355,29 @@ class _Crash(Exception):
 
 
 def _crash_after(monkeypatch, k: int) -> list[int]:
-    """Make the k-th file write of userstudy (0-based) raise; return the call counter."""
-    calls = [0]
+    """Make the k-th file write of userstudy (0-based) raise; return the call counter.
+    Only outermost calls count (atomic_write_json calls atomic_write_text, ...)."""
+    calls, depth = [0], [0]
 
     def wrap(fn):
         def inner(*a, **kw):
-            if calls[0] == k:
-                raise _Crash(f"injected at write {k}")
-            calls[0] += 1
-            return fn(*a, **kw)
+            if depth[0] == 0:
+                if calls[0] == k:
+                    raise _Crash(f"injected at write {k}")
+                calls[0] += 1
+            depth[0] += 1
+            try:
+                return fn(*a, **kw)
+            finally:
+                depth[0] -= 1
         return inner
 
+    import egobench.io as eio
+
     for name in ("atomic_write_bytes", "atomic_write_text", "atomic_write_json"):
-        monkeypatch.setattr(userstudy, name, wrap(getattr(userstudy, name)))
+        fn = getattr(eio, name)  # patched where defined and where imported by name
+        monkeypatch.setattr(eio, name, wrap(fn))
+        monkeypatch.setattr(userstudy, name, wrap(fn), raising=False)
     return calls
 
 
@@ -398,16 +417,24 @@ _KILL_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from egobench import userstudy
     target, mode = int(sys.argv[1]), sys.argv[2]
-    calls = [0]
-    def wrap(fn):
+    calls, depth = [0], [0]
+    def wrap(fn):  # counts outermost writes only
         def inner(*a, **kw):
-            if calls[0] == target:
-                os.kill(os.getpid(), signal.SIGKILL)
-            calls[0] += 1
-            return fn(*a, **kw)
+            if depth[0] == 0:
+                if calls[0] == target:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                calls[0] += 1
+            depth[0] += 1
+            try:
+                return fn(*a, **kw)
+            finally:
+                depth[0] -= 1
         return inner
+    import egobench.io as eio
     for name in ("atomic_write_bytes", "atomic_write_text", "atomic_write_json"):
-        setattr(userstudy, name, wrap(getattr(userstudy, name)))
+        fn = getattr(eio, name)
+        setattr(eio, name, wrap(fn))
+        setattr(userstudy, name, wrap(fn))
     args = sys.argv[3:]
     if mode == "export":
         userstudy.export_amt("demo", args[:-1], args[-1], n=4, seed=3, attention_checks=1)
