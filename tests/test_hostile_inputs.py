@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from egobench.cli import main
 from egobench.data import load_split
+from egobench.data.verify import verify
 from egobench.errors import ConfigError, DataError
 from egobench.protocol import MAX_PROTOCOL_BYTES, load_protocol, parse_protocol
 
@@ -270,3 +272,110 @@ def bomb_png(side: int = 30000) -> bytes:
     data = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", rows) + _chunk(b"IEND", b"")
     assert len(data) < 120_000
     return data
+
+
+def _epic_frames(release: Path) -> list[Path]:
+    """Every frame the epickitchens split reads (inputs from val/, targets from val_gt_for_metric/)."""
+    return [p for s in load_split("epickitchens", release) for p in (s.input_path, s.target_path)]
+
+
+def _write_variant(path: Path, kind: str) -> None:
+    """Replace a frame with a hostile or odd variant of the same picture."""
+    img = Image.open(path).convert("RGB")
+    if kind == "bomb":
+        path.write_bytes(bomb_png())
+    elif kind == "animated-gif":
+        img.save(path, format="GIF", save_all=True, append_images=[img.rotate(90)], duration=50, loop=0)
+    elif kind == "multi-page-tiff":
+        img.save(path, format="TIFF", save_all=True, append_images=[img.rotate(90)])
+    elif kind == "truncated-jpeg":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "webp":
+        img.save(path, format="WEBP", lossless=True)
+    elif kind == "icc":
+        from PIL import ImageCms
+
+        icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        img.save(path, format="JPEG", quality=95, icc_profile=icc)
+    else:  # pragma: no cover
+        raise ValueError(kind)
+
+
+BAD_KINDS = {
+    "bomb": "decompression bomb",
+    "animated-gif": "GIF file with 2 frames",
+    "multi-page-tiff": "TIFF file with 2 frames",
+    "truncated-jpeg": "cannot decode image",
+    "empty": "empty file",
+}
+NOTE_KINDS = {"webp": "WEBP data in a .jpg file", "icc": "embedded ICC colour profile"}
+
+
+def test_verify_lists_every_hostile_frame_with_its_reason(tmp_path):
+    from tests.conftest import make_release
+
+    release = make_release(tmp_path / "release", n_per=4)
+    frames = _epic_frames(release)
+    kinds = list(BAD_KINDS) + list(NOTE_KINDS)
+    assert len(frames) >= len(kinds)
+    for frame, kind in zip(frames, kinds, strict=False):
+        _write_variant(frame, kind)
+    with within(60):
+        rep = verify("epickitchens", release)
+    assert len(rep.bad) == len(BAD_KINDS) and len(rep.notes) == len(NOTE_KINDS)
+    for frame, kind in zip(frames, kinds, strict=False):
+        listed = rep.bad if kind in BAD_KINDS else rep.notes
+        line = next(b for b in listed if b.startswith(f"{frame}:"))
+        assert (BAD_KINDS | NOTE_KINDS)[kind].lower() in line.lower(), line
+        _one_line(line)
+    r = CliRunner().invoke(main, ["data", "verify", "--dataset", "epickitchens", "--data-root", str(release)])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert f"{len(BAD_KINDS)} bad frame(s)" in r.output and f"{len(NOTE_KINDS)} frame note(s)" in r.output
+
+
+def test_a_bomb_frame_in_a_run_is_named_in_one_line(release, tmp_path):
+    frame = _epic_frames(release)[0]
+    frame.write_bytes(bomb_png())
+    r = CliRunner().invoke(main, ["run", "-m", "input-copy", "-d", "epickitchens", "--data-root", str(release),
+                                  "-p", "egobench-v1", "--runs-dir", str(tmp_path / "runs"), "--zoo", "tiny"])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert str(frame) in r.output and r.output.strip().count("\n") == 0, r.output
+
+
+def test_symlinked_frames_are_followed_and_counted(release, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    frames = _epic_frames(release)
+    target = outside / "frame.jpg"
+    target.write_bytes(frames[0].read_bytes())
+    frames[0].unlink()
+    frames[0].symlink_to(target)
+    inside = frames[1]
+    moved = inside.with_name("real_" + inside.name)
+    inside.rename(moved)
+    inside.symlink_to(moved)
+    before = load_split("epickitchens", release).fingerprint
+    rep = verify("epickitchens", release)
+    assert rep.ok and rep.outside_root == 1 and "1 frame(s) are symbolic links" in rep.summary()
+    # the fingerprint follows the content the link points to
+    Image.new("RGB", (80, 45), (1, 2, 3)).save(target)
+    assert load_split("epickitchens", release).fingerprint != before
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop", "folder"])
+def test_broken_frame_links_are_a_missing_frame_line(release, tmp_path, kind):
+    frame = _epic_frames(release)[0]
+    frame.unlink()
+    if kind == "dangling":
+        frame.symlink_to(tmp_path / "nowhere.jpg")
+    elif kind == "loop":
+        frame.symlink_to(frame)
+    else:
+        frame.symlink_to(tmp_path)
+    with pytest.raises(DataError) as e:
+        load_split("epickitchens", release)
+    assert str(e.value).startswith(f"{frame}: frame referenced by") and "is missing" in str(e.value)
+    _one_line(str(e.value))
