@@ -164,3 +164,42 @@ def test_verb_noun_of_a_sample_built_by_hand():
 
     s = Sample("x", "ego4d", Path("a.jpg"), Path("b.jpg"), "#C C stirs the soup", meta={"domain": "ego4d"})
     assert (s.verb, s.noun) == ("stir", "soup")
+
+
+def test_write_layout_skeleton_and_samples_csv(release, tmp_path):
+    import csv
+
+    from PIL import Image
+
+    from egobench.data.layout import COLUMNS, write_layout
+    from egobench.runner import scan_external
+
+    p = release / "ego4d_val.json"
+    data = json.loads(p.read_text())
+    clip = sorted(data)[0]
+    act = sorted(data[clip])[0]
+    data[clip][act]["action"] = "=HYPERLINK(\"http://x\")"
+    p.write_text(json.dumps(data))
+    split = load_split("ego4d", release)
+    out = tmp_path / "layout"
+    res = write_layout(split, out)
+    assert res.n_samples == len(split) == 3 and res.samples_csv == out / "samples.csv"
+    with open(res.samples_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == COLUMNS and [r["sample_id"] for r in rows] == [s.id for s in split]
+    for s, r in zip(split, rows, strict=True):
+        assert (out / s.clip_id / s.action_id).is_dir()
+        assert r["input_path"] == str(s.input_path.resolve())
+        assert (int(r["target_width"]), int(r["target_height"])) == Image.open(s.target_path).size == (64, 48)
+        assert (r["verb"], r["noun"], r["description"]) == (s.verb, s.noun, s.description)
+        assert r["output_path"] == f"{s.clip_id}/{s.action_id}/{s.target_path.stem}.png"
+    by_id = {r["sample_id"]: r for r in rows}
+    assert by_id[f"{clip}__{act}"]["action"] == "'=HYPERLINK(\"http://x\")"  # never a live formula
+    assert not list(out.rglob(".tmp-egobench-*"))
+    # an outside script fills the skeleton; evaluate's scanner finds every image
+    for r in rows:
+        Image.open(r["input_path"]).save(out / r["output_path"])
+    scan = scan_external(out, split)
+    assert all(scan.located[s.id] == out / r["output_path"] for s, r in zip(split, rows, strict=True))
+    # rerunning keeps the images and rewrites the CSV
+    assert write_layout(split, out).n_samples == 3 and (out / rows[0]["output_path"]).is_file()
