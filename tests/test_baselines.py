@@ -329,12 +329,12 @@ def test_missing_weights_say_how_to_make_them(tmp_path):
 
     split = load_split("demo", None, 1)
     store = WeightStore(zoo="real", weights_dir=tmp_path)
-    with pytest.raises(MissingArtifactError, match="weights 'ldm-ego4d' not found locally: train it with "
-                                                   "'egobench train ldm'"):
+    with pytest.raises(MissingArtifactError, match="weights 'ldm-ego4d' not found locally; no download source: "
+                                                   "make it with 'egobench train ldm -d ego4d "):
         ProxEdit(_protocol(), weights=store).prepare(split)
-    with pytest.raises(MissingArtifactError, match="'egobench train ip2p'"):
+    with pytest.raises(MissingArtifactError, match="'egobench train ip2p -d ego4d .*or pass -o model=PATH"):
         IP2P(_protocol(), weights=store).prepare(split)
-    with pytest.raises(MissingArtifactError, match="egobench weights download ip2p-init"):
+    with pytest.raises(MissingArtifactError, match="fetch it with 'egobench weights download ip2p-init'"):
         IP2P(_protocol(), weights=store, finetuned=False).prepare(split)
     with pytest.raises(ConfigError, match="not a diffusers folder.*egobench train ip2p"):
         IP2P(_protocol(), model=str(tmp_path))

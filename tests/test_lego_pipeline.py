@@ -485,8 +485,10 @@ def test_lego_missing_weights_say_how_to_convert(tmp_path):
     assert art.hf_repo is None and art.url is None and "egobench convert lego" in art.description
     split = load_split("demo", None, 1)
     store = WeightStore(zoo="real", weights_dir=tmp_path)
-    with pytest.raises(MissingArtifactError, match=r"weights 'lego-ego4d-ldm' not found locally: download "
-                                                   r"ego4d_diffusion_with_vllm_feature.ckpt from HF bolinlai/LEGO-Ego4D"):
+    with pytest.raises(MissingArtifactError, match=r"weights 'lego-ego4d-ldm' not found locally; no download "
+                       r"source: make it with 'egobench convert lego --ckpt ego4d_diffusion_with_vllm_feature.ckpt "
+                       r"--out \$EGOBENCH_WEIGHTS/lego-ego4d-ldm' from the released checkpoint "
+                       r"hf://bolinlai/LEGO-Ego4D/ego4d_diffusion_with_vllm_feature.ckpt; or pass -o ldm=PATH"):
         LEGO(_two_step_protocol(), weights=store).prepare(split)
-    with pytest.raises(MissingArtifactError, match="egobench train lego --variant img"):
+    with pytest.raises(MissingArtifactError, match="'egobench train lego -d ego4d --variant img "):
         LEGOImg(_two_step_protocol(), weights=store).prepare(split)
