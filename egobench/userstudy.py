@@ -1072,14 +1072,23 @@ def load_userstudy(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def _shown(text: str, limit: int = 60) -> str:
+    """A user string (worker id, method label) safe to print on a terminal: control
+    characters escaped (no ANSI sequences, no line breaks), cut to ``limit``."""
+    text = str(text)
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    return truncate(text, limit)
+
+
 def format_summary(res: StudyResult) -> str:
-    lines = [f"{res.study} study on {res.dataset}: {res.n_judgments} judgments on {res.n_items} items"]
+    lines = [f"{res.study} study on {_shown(res.dataset)}: {res.n_judgments} judgments on {res.n_items} items"]
     for m, r in sorted(res.rates.items(), key=lambda kv: -kv[1]["rate"]):
-        lines.append(f"  {m:<24} {r['rate']:6.2f}%  [{r['ci_low']:.2f}, {r['ci_high']:.2f}]  ({r['votes']} votes)")
+        lines.append(f"  {_shown(m):<24} {r['rate']:6.2f}%  [{r['ci_low']:.2f}, {r['ci_high']:.2f}]  ({r['votes']} votes)")
     k = "n/a" if res.kappa is None or math.isnan(res.kappa) else f"{res.kappa:.3f}"
     lines.append(f"Fleiss' kappa {k} over {res.kappa_items} items with {res.kappa_raters} raters each")
     if res.excluded:
-        lines.append(f"excluded {len(res.excluded)} rater(s) failing attention checks: {', '.join(res.excluded)}")
+        lines.append(f"excluded {len(res.excluded)} rater(s) failing attention checks: {', '.join(_shown(w) for w in res.excluded)}")
     if res.stats.get("rejected"):
         lines.append(f"skipped {res.stats['rejected']} rejected assignment(s)")
     return "\n".join(lines)

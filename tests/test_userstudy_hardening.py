@@ -574,3 +574,21 @@ def test_import_refuses_an_out_folder_holding_other_files(batch, tmp_path):
         import_amt(tmp_path / "r.csv", res.key_json, tmp_path / "o")
     _one_line(e, "did not write")
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["thesis.tex"]
+
+
+def test_summary_escapes_control_characters_in_worker_ids_and_labels():
+    from egobench.userstudy import format_summary
+
+    key = _synthetic_key(2, 2)
+    key["study"]["runs"][0]["label"] = "m0\x1b[2J"
+    for it in key["items"].values():
+        for slot in it["slots"].values():
+            slot["method"] = "m0\x1b[2J" if slot["method"] == "m0" else slot["method"]
+    key["items"]["att"] = {"kind": "attention", "expected": "candidate_1",
+                           "slots": {"candidate_1": {"method": "ground-truth"}, "candidate_2": {"method": "distractor"}}}
+    evil = "W\x1b]0;pwned\x07\nfake line" + "x" * 500
+    js = [Judgment("it0", evil, "candidate_1", 2), Judgment("att", evil, "candidate_2", 3),
+          Judgment("it0", "ok", "candidate_1", 4), Judgment("it1", "ok", "candidate_2", 5)]
+    text = format_summary(analyze(js, key, n_boot=10))
+    assert "\x1b" not in text and "\x07" not in text
+    assert len(text.splitlines()) == 5 and max(len(line) for line in text.splitlines()) < 200, text
