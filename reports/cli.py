@@ -172,7 +172,7 @@ def write_report(
     seed: int = 0,
     max_rows: int = 24,
     pdf: bool = False,
-    prefer: str = "latest",
+    prefer: str = "largest",
     top_k: int = 10,
     breakdown_metric: str | None = None,
 ) -> ReportResult:
@@ -193,12 +193,25 @@ def write_report(
         paths += find_runs(runs_dir)
     if not paths:
         raise UserError("no runs: give run directories or --runs-dir with runs under it")
-    loaded = [load_run(p) for p in dict.fromkeys(paths)]
+    unique: dict[Path, Path] = {}
+    for p in paths:  # one run named twice (a path and --runs-dir, relative and absolute) is loaded once
+        unique.setdefault(p.resolve(), p)
+    loaded = [load_run(p) for p in unique.values()]
     groups, sel_notes = select_runs(loaded, explicit=explicit_set(list(runs)), prefer=prefer)
     studies = [load_userstudy(p) for p in userstudy]
     tables = build_tables(groups, userstudy=studies, n_boot=n_boot, seed=seed)
+    by_path = {str(g.path): g for g in groups}
     for t in tables:
         t.notes.extend(sel_notes.get(t.dataset, []))
+        rows = [(r, by_path[r.run]) for r in t.rows if r.kind == "measured" and r.run in by_path]
+        sels: dict[str, list[str]] = {}
+        for r, g in rows:
+            sels.setdefault(g.fingerprint[:12] or "unknown", []).append(f"{r.label} (n={g.n}"
+                                                                        + (f", {g.limit}" if g.limit else "") + ")")
+        if len(sels) > 1:  # never mix sample selections silently
+            t.notes.append("Rows scored different sample selections: " + "; ".join(
+                f"split {fp}: {', '.join(labels)}" for fp, labels in sels.items())
+                + ". Their values are not directly comparable; \u2020 uses only the samples every row scored.")
     # breakdowns (per dataset part, verb, noun) after each dataset's Table 1
     with_bd: list = []
     for t in tables:
@@ -279,9 +292,9 @@ def write_report(
 @click.option("--title", default="egobench report", show_default=True)
 @click.option("--bootstrap", "n_boot", type=int, default=1000, show_default=True, help="bootstrap resamples")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--prefer", type=click.Choice(PREFER), default="latest", show_default=True,
-              help="several runs of one method: the newest, the one with most samples, or all as rows "
-                   "(runs given as paths are always shown)")
+@click.option("--prefer", type=click.Choice(PREFER), default="largest", show_default=True,
+              help="several runs of one method: the one with most samples (then the newest), the newest, "
+                   "or all as rows (runs given as paths are always shown); the others are named in a note")
 @click.option("--top-k", "top_k", type=int, default=10, show_default=True,
               help="rows of the per-verb / per-noun tables (most frequent first)")
 @click.option("--breakdown-metric", default=None, help="metric of the breakdown tables (default: the first "

@@ -9,7 +9,8 @@ A report never drops or mixes runs silently:
   selections) are resolved by ``prefer``: ``latest`` (newest manifest time),
   ``largest`` (most scored samples, then newest) or ``all`` (one row each);
   runs given as explicit paths are always shown and win over runs found under
-  ``--runs-dir``. Every run left out is named in a note with the way to pick it;
+  ``--runs-dir``. The default is ``largest``, so a ``--limit`` run never
+  replaces a full one unasked. Every run left out is named in a note with the way to pick it;
 * every row says which run(s) it comes from, its n, its split fingerprint and
   its ``--limit`` record.
 """
@@ -214,7 +215,7 @@ def _describe(r: RunData) -> str:
 
 
 def select_runs(runs: list[RunData], explicit: set[str] | frozenset[str] = frozenset(),
-                prefer: str = "latest") -> tuple[list[RunGroup], dict[str, list[str]]]:
+                prefer: str = "largest") -> tuple[list[RunGroup], dict[str, list[str]]]:
     """Table rows from loaded runs, and notes per dataset about what was grouped,
     chosen and left out. ``explicit``: the run paths the user named."""
     if prefer not in PREFER:

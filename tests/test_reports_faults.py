@@ -299,13 +299,18 @@ def test_two_runs_of_one_method_are_named_and_pickable(runs, tmp_path):
         res = write_report(runs_dir=root, out=tmp_path / "rep", formats=["json"], n_boot=20, **kw)
         return next(t for t in res.tables if t.id == "table1-demo")
 
-    latest = t1()
+    default = t1()  # the full run, not the newer --limit one
+    sd = [r for r in default.rows if r.method == "sdedit"]
+    assert len(sd) == 1 and str(old) in sd[0].source and sd[0].n == 8
+    note = next(n for n in default.notes if n.startswith("sdedit:"))
+    assert str(new) in note and "not shown" in note and "--limit 3" in note and "--prefer" in note
+    latest = t1(prefer="latest")
     sd = [r for r in latest.rows if r.method == "sdedit"]
     assert len(sd) == 1 and str(new) in sd[0].source and "--limit 3" in sd[0].source and sd[0].n == 3
     note = next(n for n in latest.notes if n.startswith("sdedit:"))
-    assert str(old) in note and "not shown" in note and "different sample selections" in note and "--prefer" in note
-    largest = t1(prefer="largest")
-    assert [str(old) in r.source for r in largest.rows if r.method == "sdedit"] == [True]
+    assert str(old) in note and "not shown" in note and "different sample selections" in note
+    # the chosen limited row sits beside a full-split lego row: the table says so
+    assert any(n.startswith("Rows scored different sample selections") and "--limit 3" in n for n in latest.notes)
     both = t1(prefer="all")
     sd = [r for r in both.rows if r.method == "sdedit"]
     assert len(sd) == 2 and len({r.label for r in sd}) == 2 and {r.n for r in sd} == {3, 8}
