@@ -30,8 +30,9 @@ AdamW (betas 0.9/0.999, eps 1e-8, weight decay 0.01: torch's and diffusers'
 defaults), lr 1e-4, constant schedule. EMA after ``LitEma`` (decay
 ``min(0.9999, (1 + n) / (10 + n))``). Built on accelerate: gradient
 accumulation, mixed precision, DDP, ``save_state``/``load_state`` checkpoints
-in ``output_dir/checkpoints/step-N`` (written to a temporary folder, then
-renamed), and a resumed run continues with exactly the losses an uninterrupted
+in ``output_dir/checkpoints/step-N`` (see :func:`_save_checkpoint` for why a
+``kill -9`` at any point of a save never leaves a checkpoint that resume would
+load half-written), and a resumed run continues with exactly the losses an uninterrupted
 run would have (global RNG, optimizer, EMA and data order are all restored or
 derived from the step).
 
@@ -67,7 +68,7 @@ from torch import nn
 
 from .data import Sample, Split
 from .errors import ConfigError, DataError, UserError
-from .io import atomic_write_json
+from .io import atomic_write_json, read_json
 
 __all__ = [
     "CFGDropout",
@@ -683,6 +684,7 @@ def diffusion_loss(
 # checkpoints
 # ---------------------------------------------------------------------------
 def _checkpoint_dirs(output_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints, oldest first: ``step-N`` folders holding the state file (written last)."""
     root = output_dir / CHECKPOINTS
     found = []
     if root.is_dir():
@@ -690,6 +692,49 @@ def _checkpoint_dirs(output_dir: Path) -> list[tuple[int, Path]]:
             if p.is_dir() and p.name.startswith("step-") and p.name[5:].isdigit() and (p / STATE_FILE).is_file():
                 found.append((int(p.name[5:]), p))
     return sorted(found)
+
+
+#: prefixes of checkpoint folders being written or deleted (never loaded; removed by the next run)
+_PARTIAL_PREFIXES = (".tmp-step-", ".trash-step-")
+
+
+def _clean_partial_checkpoints(output_dir: Path) -> None:
+    """Remove what killed saves and deletions left behind (``.tmp-step-*``, ``.trash-step-*``)."""
+    root = output_dir / CHECKPOINTS
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.name.startswith(_PARTIAL_PREFIXES):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush one file, or a folder's entries (the renames inside it), to disk."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. no directory fds on this platform
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - fsync of a folder is not supported everywhere
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder`` (so a machine crash, not only a killed
+    process, cannot leave a renamed checkpoint with empty files)."""
+    for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)) + [folder]:
+        _fsync(path)
+
+
+def _remove_checkpoint(path: Path) -> None:
+    """Take ``path`` out of the checkpoints in one rename, then delete it: a kill during the slow
+    delete leaves a ``.trash-step-*`` folder (never loaded, removed by the next run), not a
+    half-deleted ``step-N`` that still looks like a checkpoint."""
+    trash = path.with_name(f".trash-{path.name}-{os.getpid()}")
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _publish(tmp: Path, out: Path) -> None:
@@ -772,6 +817,8 @@ def train_loop(
         raise UserError(f"{out} already holds a trained model ({out / TRAINING_RECORD}); choose another output "
                         "folder")
     out.mkdir(parents=True, exist_ok=True)
+    if int(os.environ.get("RANK", "0")) == 0:  # before accelerate starts; the main process only
+        _clean_partial_checkpoints(out)
 
     _reset_accelerate_state()
     accelerator = Accelerator(
@@ -826,7 +873,7 @@ def train_loop(
     resumed_from = None
     if config.resume and existing:
         ck_step, ck_dir = existing[-1]
-        state = json.loads((ck_dir / STATE_FILE).read_text())
+        state = read_json(ck_dir / STATE_FILE)
         if state.get("resume_key") != config.resume_key() or state.get("mode") != mode:
             raise UserError(f"{ck_dir}: saved with different settings ({state.get('resume_key')}); "
                             "resume with the settings of the interrupted run")
@@ -934,7 +981,16 @@ def train_loop(
 
 def _save_checkpoint(accelerator: Any, out: Path, step: int, losses: list[float], config: TrainConfig,
                      mode: str) -> None:
-    """``accelerator.save_state`` into ``checkpoints/.tmp-step-N``, then rename to ``step-N``."""
+    """Write ``checkpoints/step-N`` so that a ``kill -9`` at any point leaves no checkpoint that
+    resume would load half-written.
+
+    ``accelerator.save_state`` writes into ``.tmp-step-N``; the state file (what makes a folder a
+    checkpoint, :func:`_checkpoint_dirs`) is written last, atomically; the files are flushed to disk;
+    one rename publishes the folder. A ``step-N`` it replaces and checkpoints beyond
+    ``checkpoints_keep`` are first renamed out of the way, then deleted (:func:`_remove_checkpoint`).
+    A kill leaves at worst ``.tmp-``/``.trash-`` folders, which are never loaded and which the next
+    run removes; resume then starts from the newest complete checkpoint.
+    """
     root = out / CHECKPOINTS
     final = root / f"step-{step}"
     tmp = root / f".tmp-step-{step}"
@@ -947,12 +1003,14 @@ def _save_checkpoint(accelerator: Any, out: Path, step: int, losses: list[float]
     if accelerator.is_main_process:
         atomic_write_json(tmp / STATE_FILE, {"step": step, "losses": losses, "mode": mode,
                                              "resume_key": config.resume_key(), "config": config.to_dict()})
+        _fsync_tree(tmp)
         if final.exists():
-            shutil.rmtree(final)
+            _remove_checkpoint(final)
         os.replace(tmp, final)
+        _fsync(root)
         if config.checkpoints_keep is not None:
             for _, old in _checkpoint_dirs(out)[: -config.checkpoints_keep]:
-                shutil.rmtree(old, ignore_errors=True)
+                _remove_checkpoint(old)
     accelerator.wait_for_everyone()
 
 

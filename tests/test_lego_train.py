@@ -440,3 +440,85 @@ def test_train_vllm_few_steps_and_load_back(split, tmp_path):
     names = TargetNames.of(vllm.model.state_dict().keys())
     assert set(convert_llava_state_dict(llava_original_state_dict(vllm.model), names)) == {
         k for k in vllm.model.state_dict() if not k.startswith(names.vision)}
+
+
+# ---------------------------------------------------------------------------
+# kill -9 during a checkpoint save
+# ---------------------------------------------------------------------------
+_KILLED_TRAINING = r"""
+import os, shutil, signal, sys
+from pathlib import Path
+
+import torch
+
+torch.set_num_threads(1)
+import accelerate
+
+from baselines.cli import BaselineTrainSpec, train_baseline, train_config
+from egobench.data.datasets import DEMO_ROOT
+
+out, where, at = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+if where == "save_state":  # killed after accelerate wrote its files, before the state file and the rename
+    real_save = accelerate.Accelerator.save_state
+
+    def save_state(self, output_dir=None, **kw):
+        r = real_save(self, output_dir, **kw)
+        if output_dir.endswith(f"step-{at}"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return r
+
+    accelerate.Accelerator.save_state = save_state
+else:  # "prune": killed half-way through deleting an old checkpoint (state file already gone)
+    real_rmtree = shutil.rmtree
+
+    def rmtree(path, *a, **kw):
+        p = Path(path)
+        if p.is_dir() and (p / "trainer_state.json").is_file() and "checkpoints" in p.parts:
+            (p / "trainer_state.json").unlink()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_rmtree(path, *a, **kw)
+
+    shutil.rmtree = rmtree
+spec = BaselineTrainSpec(model="ldm", dataset="epickitchens", data_root=DEMO_ROOT, init="sd15", part="val",
+                         zoo="tiny", limit=2)
+train_baseline(spec, train_config(out, **KW))
+"""
+
+_KILL_CFG = dict(max_steps=5, batch_size=1, grad_accum=1, resolution=RES, checkpoint_every=2, checkpoints_keep=1,
+                 seed=3)
+
+
+def _train_ldm(out, **kw):
+    from baselines.cli import BaselineTrainSpec, train_baseline, train_config
+
+    spec = BaselineTrainSpec(model="ldm", dataset="epickitchens", data_root=DEMO_ROOT, init="sd15", part="val",
+                             zoo="tiny", limit=2)
+    return train_baseline(spec, train_config(out, **{**_KILL_CFG, **kw}))
+
+
+@pytest.mark.parametrize("where, resumes_from", [("save_state", 2), ("prune", 4)])
+def test_kill_9_during_a_checkpoint_save_then_resume(tmp_path, tiny_zoo, where, resumes_from):
+    """SIGKILL inside a save (files written, not published) or inside the deletion of an old
+    checkpoint: resume loads only complete checkpoints, ends with the uninterrupted run's
+    losses, and no partial folder is left behind."""
+    import os
+    import subprocess
+    import sys
+
+    from egobench.training import STATE_FILE
+
+    script = _KILLED_TRAINING.replace("**KW", f"**{_KILL_CFG!r}")
+    env = {**os.environ, "EGOBENCH_TINY_ZOO": str(tiny_zoo)}
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-c", script, str(out), where, "4"], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert not (out / "model_index.json").exists()
+
+    resumed = _train_ldm(out, resume=True)
+    assert resumed.resumed_from == resumes_from and resumed.steps == _KILL_CFG["max_steps"]
+    full = _train_ldm(tmp_path / "full")
+    assert resumed.losses == full.losses  # bit-identical
+    left = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert left == ["step-4"], left  # only complete checkpoints: no .tmp-/.trash- folder, no half-deleted step-2
+    assert (out / "checkpoints" / "step-4" / STATE_FILE).is_file()
