@@ -93,8 +93,8 @@ def test_to_uint8_image_conversions():
     a = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 10
     np.testing.assert_array_equal(to_uint8_image(a), a)
     np.testing.assert_array_equal(to_uint8_image(torch.from_numpy(a).permute(2, 0, 1).float() / 255), a)
-    f = torch.tensor([[[-0.5, 0.5, 1.5]]] * 3)  # (3, 1, 3): clamped, rounded
-    np.testing.assert_array_equal(to_uint8_image(f)[0, :, 0], [0, 128, 255])
+    f = torch.tensor([[[-0.5, 0.5, 1.5, 0.2]]] * 3)  # (3, 1, 4): clamped, rounded
+    np.testing.assert_array_equal(to_uint8_image(f)[0, :, 0], [0, 128, 255, 51])
     with pytest.raises(UserError, match="NaN"):
         to_uint8_image(torch.full((3, 2, 2), float("nan")))
     with pytest.raises(UserError, match="got str"):
