@@ -32,9 +32,11 @@ from .errors import UserError
 
 def to_uint8_image(image: Any, where: str = "image") -> np.ndarray:
     """uint8 (H, W, 3) from a uint8 HWC array, a PIL image, or a float tensor / array in [0, 1]
-    (CHW or HWC). Values outside [0, 1] are clamped."""
+    (CHW or HWC). Values outside [0, 1] are clamped. A (3, H, 3) shape reads as CHW for a torch
+    tensor and as HWC for a numpy array (each library's convention)."""
     from PIL import Image
 
+    chw_first = type(image).__module__.startswith("torch")
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
     if isinstance(image, np.ndarray) and image.dtype == np.uint8:
@@ -55,7 +57,7 @@ def to_uint8_image(image: Any, where: str = "image") -> np.ndarray:
             if not torch.isfinite(t).all():
                 raise UserError(f"{where}: NaN or infinite values")
             arr = (t.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:
+    if arr.ndim == 3 and arr.shape[0] == 3 and (chw_first or arr.shape[-1] != 3):
         arr = arr.transpose(1, 2, 0)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise UserError(f"{where}: expected an RGB image (H, W, 3) or (3, H, W), got shape {tuple(arr.shape)}")
