@@ -528,14 +528,13 @@ class _ConversationData:
         return len(self.items)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from PIL import Image
+        from egobench.images import open_rgb
 
         item = self.items[i]
         ids, labels = conversation_tokens(item, self.tokenizer, self.max_length)
         out: dict[str, Any] = {"ids": ids, "labels": labels, "pixels": None}
         if "image" in item:
-            with Image.open(self.images / item["image"]) as im:
-                out["pixels"] = self.preprocess(im.convert("RGB"))
+            out["pixels"] = self.preprocess(open_rgb(self.images / item["image"]))
         return out
 
 

@@ -873,10 +873,11 @@ class LegoVLLM:
     def pixel_values(self, image: Any) -> torch.Tensor:
         """(1, 3, H, W) in the model's dtype and device; ``image`` is a PIL image or a path."""
         if isinstance(image, (str, os.PathLike)):
-            from PIL import Image
+            from egobench.images import open_rgb
 
-            with Image.open(image) as im:
-                image = im.convert("RGB")  # as the release: no EXIF transpose
+            # egobench's one reader (pixel limit, one-line errors); it applies EXIF orientation,
+            # which the release's Image.open(...).convert("RGB") did not: video frames carry none
+            image = open_rgb(image)
         return self.preprocess(image).unsqueeze(0).to(self.device, self.dtype)
 
     @torch.no_grad()

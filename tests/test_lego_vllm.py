@@ -427,3 +427,30 @@ def test_nltk_agrees_with_fallback_when_installed():
         pytest.skip("nltk with a local wordnet corpus is not installed")
     for word, lemma in FALLBACK_EXPECTED.items():
         assert lemmatize_verb(word, use_nltk=True) == lemma, word
+
+
+# --- image files: egobench's one reader --------------------------------------------------------------
+def test_image_files_go_through_egobench_reader(vllm, tmp_path):
+    """The VLLM and its training data read image files with egobench.images: same pixels as before
+    for an ordinary frame; a file declaring more than the pixel limit is a one-line BadImageError
+    naming it (PIL alone only warns below twice its limit and decodes it)."""
+    from egobench.images import MAX_PIXELS, BadImageError
+    from lego.train import _ConversationData
+
+    frame = _images()[0]
+    path = tmp_path / "frame.png"
+    frame.save(path)
+    assert torch.equal(vllm.pixel_values(path), vllm.pixel_values(frame))
+
+    side = int(MAX_PIXELS**0.5) + 1024  # just over the limit, under PIL's own error threshold
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (side, side)).save(bomb)
+    with pytest.raises(BadImageError, match=r"bomb\.png: image declares .* over egobench's limit"):
+        vllm.pixel_values(bomb)
+
+    item = {"image": "bomb.png", "conversations": [{"from": "human", "value": "<image>\nwhat next?"},
+                                                   {"from": "gpt", "value": "open the drawer"}]}
+    data = _ConversationData([item, {**item, "image": "frame.png"}], tmp_path, vllm.tokenizer, vllm.preprocess, 64)
+    assert torch.equal(data[1]["pixels"], vllm.preprocess(frame))
+    with pytest.raises(BadImageError, match=r"bomb\.png"):
+        data[0]
