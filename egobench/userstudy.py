@@ -942,7 +942,7 @@ def analyze(
     if sizes:
         k_raters = max(sizes, key=lambda s: (sizes[s], s))
         rows = [it for it, ans in per_item.items() if len(ans) == k_raters]
-        M = np.array([[item_counts[it][c] for c in cats] for it, ans in per_item.items() if len(ans) == k_raters])
+        M = np.array([[item_counts[it][c] for c in cats] for it in rows])
         kappa, k_items = fleiss_kappa(M), len(rows)
 
     raters = []
