@@ -25,6 +25,9 @@ _LAZY = {
     "Protocol": ".protocol", "available_protocols": ".protocol", "load_protocol": ".protocol",
     "RunResult": ".runner", "evaluate": ".runner", "run": ".runner",
     "ARTIFACTS": ".weights", "Artifact": ".weights", "WeightStore": ".weights",
+    "Scorer": ".scorer",
+    # not ``.compare``: importing a submodule named like the function would rebind egobench.compare to it
+    "compare": ".compare_folders", "Comparison": ".compare_folders",
 }
 
 
@@ -75,8 +78,8 @@ def demo(*args, **kwargs):
 
 
 __all__ = [
-    "ARTIFACTS", "Artifact", "DATASETS", "METHODS", "METRICS", "Method", "Metric", "MetricBatch",
-    "Protocol", "RunResult", "Sample", "Split", "UserError", "WeightStore", "available_protocols",
-    "demo", "evaluate", "load_protocol", "load_split", "prepare_ego4d", "prepare_epickitchens",
+    "ARTIFACTS", "Artifact", "Comparison", "DATASETS", "METHODS", "METRICS", "Method", "Metric", "MetricBatch",
+    "Protocol", "RunResult", "Sample", "Scorer", "Split", "UserError", "WeightStore", "available_protocols",
+    "compare", "demo", "evaluate", "load_protocol", "load_split", "prepare_ego4d", "prepare_epickitchens",
     "register_method", "run", "verify_data",
 ]

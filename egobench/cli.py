@@ -541,7 +541,7 @@ def layout_cmd(dataset, data_root, limit, out):
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def compare_cmd(dir_a, dir_b, protocol, dataset, out, batch_size, zoo, weights, device, quiet):
     """Score DIR_B against DIR_A (the reference), images paired by relative path without extension."""
-    from .compare import compare
+    from .compare_folders import compare
 
     res = compare(dir_a, dir_b, protocol=protocol, dataset=dataset, zoo=zoo, weights=list(weights), device=device,
                   batch_size=batch_size, out=out, progress=not quiet)
