@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -203,8 +204,19 @@ def compare(
     if out is not None:
         from .io import atomic_write_json
 
-        atomic_write_json(Path(out), json.loads(json.dumps(result.to_dict(), default=_jsonable)))
+        atomic_write_json(Path(out), _strict(json.loads(json.dumps(result.to_dict(), default=_jsonable))))
     return result
+
+
+def _strict(value: Any) -> Any:
+    """Plain JSON: non-finite floats (PSNR of identical images) become the strings "inf" / "nan"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:
