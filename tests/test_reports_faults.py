@@ -325,3 +325,26 @@ def test_two_runs_of_one_method_are_named_and_pickable(runs, tmp_path):
 def test_no_direct_pil_open_in_reports():
     for f in (REPO / "reports").glob("*.py"):
         assert "Image.open(" not in f.read_text(), f
+
+
+def test_import_amt_win_rates_reach_the_report(runs, tmp_path):
+    """The real export -> results -> import-amt -> report path, on runs without ablation variants."""
+    import numpy as np
+
+    from egobench.userstudy import import_amt
+    from tests.test_userstudy import _answers, _export, results_csv
+
+    ex = _export(runs, tmp_path / "ex")
+    key = json.loads(ex.key_json.read_text())
+    ans = _answers(key, [f"W{i}" for i in range(4)], "oracle", "none", np.random.default_rng(0))
+    (tmp_path / "results.csv").write_text(results_csv(ex.batch_csv, ans))
+    study, out = import_amt(tmp_path / "results.csv", ex.key_json, tmp_path / "us", seed=1)
+    res = _report([str(p) for p in runs.values()] + ["--user-study", str(out / "userstudy.json"), "--format",
+                                                     "html,latex", "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "rep" / "index.html").read_text()
+    t1 = html.split('data-table="table1-demo"')[1].split("</table>")[0]
+    assert "<th>User Study</th>" in t1
+    for r in study.rates.values():
+        assert f"{r['rate']:.2f}" in t1
+    assert "User Study" in (tmp_path / "rep" / "tables.tex").read_text()
