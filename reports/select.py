@@ -115,7 +115,7 @@ class RunGroup:
             vals = [float(v) for v in vals]
             self.metrics["metrics"][key] = {
                 **info, "value": float(np.mean(vals)),
-                "std": float(np.std(vals, ddof=1)) if all(math.isfinite(v) for v in vals) else None,
+                "seed_std": float(np.std(vals, ddof=1)) if all(math.isfinite(v) for v in vals) else None,
                 "n_runs": len(vals)}
         self.metrics["n_scored"] = min((run_n(r) or 0) for r in self.runs)
         self.samples = _mean_samples([r.samples for r in self.runs], list(self.metrics["metrics"]))

@@ -239,7 +239,7 @@ def _fill(table: Table, runs: list[RunData], userstudy: dict[str, dict] | None, 
                 continue
             scale = float(info.get("display_scale", 1.0))
             v = float(info["value"])
-            std = info.get("std")
+            std = info.get("seed_std")  # seed groups (reports.select); not a metric's own "std" (KID)
             std = float(std) * scale if isinstance(std, (int, float)) and math.isfinite(std) else None
             text = _num(v * scale) + (f" \u00b1 {_num(std)}" if std is not None else "")
             cells.append(Cell(v, text, display=v * scale, std=std))
@@ -460,9 +460,10 @@ def _blip_dropout_note(t: Table, runs: list) -> None:
                 if isinstance(info.get("draw_std"), (int, float)):
                     spreads.append(float(info["draw_std"]) * float(info.get("display_scale", 1.0)))
     if released:
+        x = max(spreads) if spreads else None  # below the table's 2 decimals: one significant digit
         t.notes.append("BLIP-B/L: released captioner runs with dropout; values vary "
-                       + (f"by about +-{_num(max(spreads))} across seeds" if spreads else
-                          "across seeds (spread not measured: BLIP draws = 1)"))
+                       + (f"by about +-{_num(x) if x >= 0.005 or x == 0 else f'{x:.1g}'} across seeds"
+                          if x is not None else "across seeds (spread not measured: BLIP draws = 1)"))
 
 
 def _study_notes(t: Table, study: dict[str, dict]) -> None:
