@@ -226,8 +226,11 @@ def write_report(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder; give a folder for --out")
-    out.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(out)  # leftovers of a killed earlier report
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(out)  # leftovers of a killed earlier report
+    except OSError as e:
+        raise UserError(f"{out}: cannot write the report there ({e.strerror or e}); give another --out") from None
     res = ReportResult(out, tables=tables)
     banner = "" if comparable else ("Not comparable with published numbers: made with tiny-zoo (random) metric "
                                     "weights and/or the synthetic demo split.")
