@@ -317,3 +317,28 @@ def test_schema_errors_name_file_and_json_path(tmp_path, videos_root):
     p.write_text('{"videos": [\n  {"video_uid": }\n]}')
     with pytest.raises(DataError, match=r"broken\.json:2:\d+: malformed JSON"):
         prepare_ego4d(p, videos_root, tmp_path / "o")
+
+
+def test_hostile_fho_json_is_one_line(tmp_path, videos_root):
+    """Duplicate keys, deep nesting and non-finite or negative numbers (issue 13)."""
+    text = json.dumps(fho(), indent=1)
+    # a key written twice: JSON keeps the last, silently changing the pair
+    p = tmp_path / "dup.json"
+    p.write_text(text.replace('"pnr_frame": 25', '"pnr_frame": 25, "pnr_frame": 26', 1))
+    line = p.read_text().splitlines().index(next(x for x in p.read_text().splitlines() if '"pnr_frame": 26' in x)) + 1
+    with pytest.raises(DataError, match=rf"^{p}:{line}: duplicate key 'pnr_frame'"):
+        prepare_ego4d(p, videos_root, tmp_path / "o")
+    p = tmp_path / "deep.json"
+    p.write_text(text[:-1] + ', "x": ' + "[" * 20000 + "]" * 20000 + "}")
+    with pytest.raises(DataError, match=rf"^{p}:\d+:\d+: JSON nested deeper than"):
+        prepare_ego4d(p, videos_root, tmp_path / "o")
+    for key, value, msg in (("fps", "NaN", "expected a finite number, got nan"),
+                            ("fps", "Infinity", "expected a finite number, got inf"),
+                            ("height", "-48", "must not be negative, got -48")):
+        bad = copy.deepcopy(fho())
+        bad["videos"][0]["video_metadata"][key] = 12345
+        p = tmp_path / f"bad_{key}.json"
+        p.write_text(json.dumps(bad).replace("12345", value))
+        with pytest.raises(DataError, match=rf"^{p}: videos\[0\]\.video_metadata\.{key}: {msg}$"):
+            prepare_ego4d(p, videos_root, tmp_path / "o")
+    assert not (tmp_path / "o" / "ego4d_val.json").exists()

@@ -104,6 +104,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
 from collections import Counter
@@ -593,6 +594,8 @@ class _Json:
         }[kind]
         if not ok:
             raise self.error(where, f"expected {kind}, got {_jtype(v)}")
+        if kind == "number" and not math.isfinite(v):  # JSON text may hold NaN / Infinity
+            raise self.error(where, f"expected a finite number, got {v}")
         return int(v) if kind == "integer" else v
 
 
@@ -650,14 +653,13 @@ def prepare_ego4d(
         fps = js.get(meta, "fps", mpath, "number")
         if fps <= 0:
             raise js.error(f"{mpath}.fps", f"must be positive, got {fps}")
-        info = _EgoVideo(
-            uid,
-            fps,
-            js.get(meta, "height", mpath, "integer", required=False),
-            js.get(meta, "width", mpath, "integer", required=False),
-            js.get(meta, "num_frames", mpath, "integer", required=False),
-            vpath,
-        )
+        sizes = {}
+        for key in ("height", "width", "num_frames"):
+            v = js.get(meta, key, mpath, "integer", required=False)
+            if v is not None and v < 0:
+                raise js.error(f"{mpath}.{key}", f"must not be negative, got {v}")
+            sizes[key] = v
+        info = _EgoVideo(uid, fps, sizes["height"], sizes["width"], sizes["num_frames"], vpath)
         video_info.setdefault(uid, info)
         intervals = js.get(video, "annotated_intervals", vpath, "list")
         for ii, interval in enumerate(intervals):
