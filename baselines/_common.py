@@ -235,9 +235,9 @@ class PipelineMethod(Method):
                 str(folder), dtype=torch_dtype(dtype_name(self)), safety_checker=None, feature_extractor=None,
                 requires_safety_checker=False, local_files_only=True,
             )
-        self.configure(pipe)
-        pipe.set_progress_bar_config(disable=True)
-        pipe.to(self.device)
+            self.configure(pipe)
+            pipe.set_progress_bar_config(disable=True)
+            pipe.to(self.device)
         self._pipes[domain] = pipe
         return pipe
 

@@ -265,17 +265,17 @@ class LEGO(Method):
                 return loaded
         with library_output(quiet=not self.progress):
             pipe = LEGOPipeline.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
-        cond = pipe.conditioning
-        flags = (bool(cond and cond.config.use_image), bool(cond and cond.config.use_text))
-        want = {"full": (True, True), "desc": (False, False), "img": (True, False), "txt": (False, True)}[self.variant]
-        if flags != want:
-            raise ConfigError(
-                f"method '{self.name}': {folder} holds an LDM with VLLM image={flags[0]}, text={flags[1]}; "
-                f"this method needs image={want[0]}, text={want[1]}"
-            )
-        pipe.scheduler = make_scheduler(self.protocol.generation.scheduler, pipe.scheduler.config)
-        pipe.set_progress_bar_config(disable=True)
-        pipe.to(self.device)
+            cond = pipe.conditioning
+            flags = (bool(cond and cond.config.use_image), bool(cond and cond.config.use_text))
+            want = {"full": (True, True), "desc": (False, False), "img": (True, False), "txt": (False, True)}[self.variant]
+            if flags != want:
+                raise ConfigError(
+                    f"method '{self.name}': {folder} holds an LDM with VLLM image={flags[0]}, text={flags[1]}; "
+                    f"this method needs image={want[0]}, text={want[1]}"
+                )
+            pipe.scheduler = make_scheduler(self.protocol.generation.scheduler, pipe.scheduler.config)
+            pipe.set_progress_bar_config(disable=True)
+            pipe.to(self.device)
         self._pipes[domain] = pipe
         return pipe
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from egobench.data import load_split
+from egobench.data import Split, load_split
 from egobench.errors import ConfigError, MissingArtifactError
 from egobench.protocol import load_protocol
 from egobench.weights import WeightStore
@@ -433,3 +433,58 @@ def test_train_ip2p_from_sd15_widens_the_unet(tmp_path):
     assert UNet2DConditionModel.load_config(tmp_path / "a" / "unet")["in_channels"] == 8
     r = CliRunner().invoke(train_ldm, args + ["--out", str(tmp_path / "b"), "--init", "ip2p-init"])
     assert r.exit_code != 0 and "cannot be finetuned as ldm" in str(r.exception)
+
+
+# ---------------------------------------------------------------------------
+# progress per sample and per step; --quiet silences it and the libraries
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("ref, steps_per_sample", [
+    ("lego.method:LEGO", 2),
+    ("baselines.ip2p:IP2P", 2),
+    ("baselines.sdedit:SDEdit", 1),  # int(2 steps x strength 0.6)
+    ("baselines.proxedit:ProxEdit", 4),  # 2 inversion + 2 editing steps
+])
+def test_diffusion_progress_per_sample_and_step_and_quiet(monkeypatch, capfd, ref, steps_per_sample):
+    import importlib
+    import warnings
+
+    import egobench.progress
+
+    bars: list[dict] = []
+
+    class Recorder:  # stands in for egobench.progress.Progress (a tqdm bar only on a terminal)
+        def __init__(self, total, desc, *, unit="sample", **kw):
+            self.rec = {"desc": desc, "total": total, "unit": unit, "ticks": 0}
+            bars.append(self.rec)
+
+        def __call__(self, n=1):
+            self.rec["ticks"] += n
+
+        def close(self):
+            self.rec["closed"] = True
+
+    monkeypatch.setattr(egobench.progress, "Progress", Recorder)
+    module, name = ref.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    samples = list(load_split("demo", None, 2))
+
+    method = cls(_protocol(steps=2), weights=WeightStore(zoo="tiny"))
+    method.prepare(Split("demo", samples))
+    method.generate(samples, [1, 2])
+    s = steps_per_sample
+    assert bars == [{"desc": f"{cls.name} sample {i}/2", "total": s, "unit": "step", "ticks": s, "closed": True}
+                    for i in (1, 2)]
+
+    # --quiet (the runner sets progress False): no bar, nothing on stderr even while a pipeline
+    # loads (diffusers' and transformers' loading bars and INFO lines), no deprecation warning
+    bars.clear()
+    capfd.readouterr()
+    quiet = cls(_protocol(steps=2), weights=WeightStore(zoo="tiny"))
+    quiet.progress = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet.prepare(Split("demo", samples))
+        quiet.generate(samples, [1, 2])
+    assert bars == []
+    assert capfd.readouterr().err == ""
+    assert [w for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))] == []

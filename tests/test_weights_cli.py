@@ -63,3 +63,113 @@ def test_checksum_mismatch_at_run_time_is_an_error_naming_the_file(release, tmp_
 
     with pytest.raises(MissingArtifactError, match="squeezenet1_1-b8a52dc0.pth: sha256 does not start with b8a52dc0"):
         WeightStore(zoo="real").resolve("lpips-squeeze-backbone")
+
+
+# ---------------------------------------------------------------------------
+# every missing artifact names the one command that makes it available
+# ---------------------------------------------------------------------------
+def test_every_artifact_message_names_the_command_that_makes_it(tmp_path, monkeypatch):
+    """For each registered artifact: 'weights check' and the run-time error name exactly one egobench
+    command; for a downloadable artifact it is 'weights download NAME' and that command fetches it;
+    for a made one it is 'convert lego' / 'train ...', and 'weights download NAME' names the same
+    command instead of downloading; 'weights list' never shows an unknown source."""
+    import re
+
+    import huggingface_hub
+    import pytest
+    import torch.hub
+
+    import egobench.weights as W
+    from egobench.errors import MissingArtifactError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("EGOBENCH_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setattr(W, "_hf_cached_folder", lambda art: None)  # whatever this machine's HF cache holds
+    fetched: list[str] = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        lambda repo, f, **kw: fetched.append(repo) or str(tmp_path / "hf" / f))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda url, dst, **kw: fetched.append(url))
+
+    names = W.ARTIFACTS.names()
+    assert len(names) >= 30
+    store = W.WeightStore(zoo="real")
+    for name in names:
+        art = W.ARTIFACTS.get(name)
+        with pytest.raises(MissingArtifactError) as e:
+            store.resolve(name)
+        msg = str(e.value)
+        assert "\n" not in msg
+        commands = re.findall(r"'(egobench [^']+)'", msg)
+        assert commands == [art.command], (name, msg)
+
+        r = CliRunner().invoke(main, ["weights", "check", name])
+        assert r.exit_code == 1 and f"'{art.command}'" in r.output, r.output
+
+        fetched.clear()
+        r = CliRunner().invoke(main, ["weights", "download", name])
+        if art.downloadable:
+            assert art.command == f"egobench weights download {name}"
+            assert r.exit_code == 0 and fetched, (name, r.output)
+        else:
+            assert art.command.startswith(("egobench convert lego --ckpt ", "egobench train ")), name
+            assert f"--out $EGOBENCH_WEIGHTS/{name}" in art.command  # made where the store looks
+            assert r.exit_code == 2 and not fetched, (name, r.output)
+            assert f"'{art.command}'" in r.output and "weights download" not in r.output
+
+    r = CliRunner().invoke(main, ["weights", "list"])
+    assert r.exit_code == 0 and "unknown" not in r.output
+    assert "made locally: 'egobench convert lego --ckpt ego4d_diffusion_with_vllm_feature.ckpt" in r.output
+
+
+# ---------------------------------------------------------------------------
+# weights that ask for remote code are refused
+# ---------------------------------------------------------------------------
+def _tiny_ip2p_with(tmp_path, config: str, key: str):
+    import json
+    import shutil
+
+    from egobench.weights import build_tiny
+
+    folder = tmp_path / f"ip2p-{key}"
+    shutil.copytree(build_tiny("ip2p-init", tmp_path / "built"), folder)
+    path = folder / config
+    data = json.loads(path.read_text())
+    data[key] = {"AutoModel": "modeling_evil.EvilModel"} if key == "auto_map" else True
+    path.write_text(json.dumps(data))
+    return folder, path
+
+
+def test_weights_folder_asking_for_remote_code_is_refused(tmp_path):
+    import pytest
+
+    from egobench.errors import UserError
+    from egobench.weights import WeightStore
+    from lego.train import resolve_folder
+
+    folder, path = _tiny_ip2p_with(tmp_path, "text_encoder/config.json", "auto_map")
+    base = ["run", "-m", "ip2p", "-d", "demo", "--limit", "1", "--quiet"]
+    for extra in (["-o", "finetuned=false", "--weights", f"ip2p-init={folder}"], ["-o", f"model={folder}"]):
+        out = tmp_path / f"run-{len(extra)}"
+        r = CliRunner().invoke(main, base + extra + ["--out", str(out)])
+        assert r.exit_code == 2, r.output
+        lines = [ln for ln in r.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "Traceback" not in r.output
+        assert f"{path} asks for remote code ('auto_map')" in lines[0]
+        assert not (out / "images").exists()
+
+    folder, path = _tiny_ip2p_with(tmp_path, "model_index.json", "trust_remote_code")
+    with pytest.raises(UserError, match="asks for remote code \\('trust_remote_code'\\)"):
+        WeightStore(zoo="real", overrides={"ip2p-init": folder}).resolve("ip2p-init")
+    with pytest.raises(UserError, match="asks for remote code"):
+        resolve_folder(folder, WeightStore(zoo="tiny"))  # train --init FOLDER
+
+
+def test_trust_remote_code_is_passed_nowhere():
+    """No loader in egobench, lego, baselines or reports asks transformers / diffusers to run shipped code."""
+    root = Path(__file__).resolve().parent.parent
+    hits = [f"{p.relative_to(root)}:{i}" for pkg in ("egobench", "lego", "baselines", "reports")
+            for p in sorted((root / pkg).rglob("*.py"))
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+            if "trust_remote_code" in line and "REMOTE_CODE_KEYS" not in line and not line.lstrip().startswith("#")
+            and "asks for remote code" not in line]
+    assert [h for h in hits if not h.startswith("egobench/weights.py")] == [], hits
