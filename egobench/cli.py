@@ -153,7 +153,7 @@ def _plugin_short_help(ep, width: int) -> str:
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == attr:
             doc = ast.get_docstring(node) or ""
-            return click.utils.make_default_short_help(doc, width) if doc else ""
+            return click.Command(attr, help=doc).get_short_help_str(width) if doc else ""
     return f"(plugin command from {module})"
 
 

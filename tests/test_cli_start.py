@@ -15,9 +15,9 @@ from egobench.cli import _plugin_short_help
 
 
 def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print('\\n'.join(sys.modules))"],
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print('\\n'.join('MOD:' + m for m in sys.modules))"],
                          capture_output=True, text=True, timeout=300, check=True).stdout
-    return set(out.split())
+    return {line[4:] for line in out.splitlines() if line.startswith("MOD:")}
 
 
 HEAVY = {"torch", "torchvision", "diffusers", "transformers", "open_clip", "lpips", "pandas", "torch_fidelity"}
