@@ -4,6 +4,7 @@ clean run byte for byte, and every cache entry left behind loads (issue 13 "also
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 PROTO = """
 name: kill-test
@@ -82,8 +82,8 @@ def test_sigkill_anywhere_then_resume_equals_clean_run(tmp_path):
     a = pd.read_parquet(out / "samples.parquet")
     b = pd.read_parquet(clean / "samples.parquet")
     assert a["psnr"].tolist() == b["psnr"].tolist()
-    ma = __import__("json").loads((out / "metrics.json").read_text())["metrics"]
-    mb = __import__("json").loads((clean / "metrics.json").read_text())["metrics"]
+    ma = json.loads((out / "metrics.json").read_text())["metrics"]
+    mb = json.loads((clean / "metrics.json").read_text())["metrics"]
     assert ma["fid"]["value"] == mb["fid"]["value"] and ma["psnr"]["value"] == mb["psnr"]["value"]
     imgs_a = {p.name: p.read_bytes() for p in (out / "images").iterdir()}
     imgs_b = {p.name: p.read_bytes() for p in (clean / "images").iterdir()}
