@@ -199,6 +199,11 @@ def write_report(
     loaded = [load_run(p) for p in unique.values()]
     groups, sel_notes = select_runs(loaded, explicit=explicit_set(list(runs)), prefer=prefer)
     studies = [load_userstudy(p) for p in userstudy]
+    for p, us in zip(userstudy, studies):
+        if not isinstance(us.get("dataset"), str) or not isinstance(us.get("methods"), dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("rate"), (int, float)) for v in us["methods"].values()):
+            raise UserError(f"{p}: user-study file without a dataset or per-method rates; "
+                            "re-make it with egobench import-amt")
     tables = build_tables(groups, userstudy=studies, n_boot=n_boot, seed=seed)
     by_path = {str(g.path): g for g in groups}
     for t in tables:

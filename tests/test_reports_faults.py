@@ -92,6 +92,11 @@ def test_report_damaged_run_files_are_one_line_errors(runs, tmp_path):
     res = _report([str(bad), "--out", str(tmp_path / "r")])
     _one_line_error(res)
     assert "metrics.json: not an egobench metrics file" in res.output
+    us = tmp_path / "us.json"
+    us.write_text(json.dumps({"egobench_userstudy": 1, "methods": {"lego": 3}}))  # no dataset, no rates
+    res = _report([str(runs["input-copy"]), "--user-study", str(us), "--out", str(tmp_path / "r")])
+    _one_line_error(res)
+    assert "us.json: user-study file without a dataset" in res.output
 
 
 # -- issue 14 item 2: an evaluated folder's images, reported from another working directory -------------------
