@@ -81,7 +81,7 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
     except IsADirectoryError:
         raise BadImageError(f"{path}: is a folder, not an image file") from None
     except Image.DecompressionBombError as e:
-        raise BadImageError(f"{path}: image too large to decode safely ({e})") from None
+        raise BadImageError(_bomb_message(path, e)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
         raise BadImageError(f"{path}: cannot decode image ({e})") from None
 
@@ -98,8 +98,19 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         with Image.open(path) as im:
             _check_header(im, path)
             return im.size
-    except (FileNotFoundError, UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise BadImageError(_bomb_message(path, e)) from None
+    except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
         raise BadImageError(f"{path}: cannot read image header ({e})") from None
+
+
+def _bomb_message(path: Path, e: Exception) -> str:
+    import re
+
+    m = re.search(r"\((\d+) pixels\)", str(e))
+    n = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+    return (f"{path}: image declares {n}, over egobench's limit of {MAX_PIXELS:,} (8192x8192); "
+            "not decoded (possible decompression bomb)")
 
 
 def image_info(path: str | os.PathLike) -> tuple[int, int, str]:
@@ -109,7 +120,9 @@ def image_info(path: str | os.PathLike) -> tuple[int, int, str]:
         with Image.open(path) as im:
             _check_header(im, path)
             return im.size[0], im.size[1], im.mode
-    except (FileNotFoundError, UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise BadImageError(_bomb_message(path, e)) from None
+    except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
         raise BadImageError(f"{path}: cannot read image header ({e})") from None
 
 
