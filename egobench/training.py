@@ -758,6 +758,73 @@ def _publish(tmp: Path, out: Path) -> None:
 # the loop
 # ---------------------------------------------------------------------------
 StepCallback = Callable[[int, float], None]
+#: (pipeline, samples, seed) -> one generated image per sample (anything :class:`~egobench.Scorer` takes)
+ValidationGenerate = Callable[[Any, list[Sample], int], Sequence[Any]]
+
+
+class Validation:
+    """Validation metrics during training: every ``every`` optimizer steps (and after the last),
+    the current weights (not the EMA) generate the first ``limit`` samples of ``scorer``'s split
+    with ``num_inference_steps`` steps, an :class:`egobench.Scorer` scores them, and the numbers
+    go to ``validation.jsonl`` in the output folder and to :attr:`history`.
+
+    ``generate`` makes the images (default: an InstructPix2Pix pipeline on the input frame
+    with the dataset's training text; a text-to-image pipeline on the text alone); LEGO's
+    pipeline needs its own (VLLM features).
+    """
+
+    def __init__(self, scorer: Any, every: int, limit: int | None = None, *, num_inference_steps: int = 10,
+                 seed: int = 0, generate: ValidationGenerate | None = None):
+        if not isinstance(every, int) or every < 1:
+            raise ConfigError(f"validation every must be a positive number of steps, got {every!r}")
+        self.scorer, self.every, self.steps, self.seed, self.generate = scorer, every, num_inference_steps, seed, generate
+        self.samples = list(scorer.split)[:limit] if limit else list(scorer.split)
+        if not self.samples:
+            raise DataError("the validation split has no samples")
+        self.history: list[dict[str, Any]] = []
+
+    def due(self, step: int, max_steps: int) -> bool:
+        return step % self.every == 0 or step == max_steps
+
+    def default_generate(self, pipe: Any, samples: list[Sample], seed: int, text: Callable[[Sample], str],
+                         resolution: int) -> list[Any]:
+        import inspect
+
+        from PIL import Image
+
+        from .methods import load_rgb
+
+        pipe.set_progress_bar_config(disable=True)
+        out = []
+        for s in samples:
+            kwargs: dict[str, Any] = {}
+            if "image" in inspect.signature(pipe.__call__).parameters:
+                kwargs["image"] = load_rgb(s.input_path).resize((resolution, resolution), Image.Resampling.LANCZOS)
+            else:
+                kwargs.update(height=resolution, width=resolution)
+            gen = torch.Generator(device="cpu").manual_seed(seed)
+            out.append(pipe(text(s), num_inference_steps=self.steps, generator=gen, output_type="pil", **kwargs).images[0])
+        return out
+
+    def run(self, step: int, pipe: Any, text: Callable[[Sample], str], resolution: int, out: Path) -> dict[str, Any]:
+        """Generate, score, log; returns the record of this step."""
+        t0 = time.monotonic()
+        with torch.no_grad():
+            if self.generate is not None:
+                images = list(self.generate(pipe, self.samples, self.seed))
+            else:
+                images = self.default_generate(pipe, self.samples, self.seed, text, resolution)
+        self.scorer.reset()
+        self.scorer.update([s.id for s in self.samples], images)
+        record = {"step": step, "n": len(self.samples), "metrics": self.scorer.compute(),
+                  "seconds": round(time.monotonic() - t0, 3)}
+        self.history.append(record)
+        with open(out / VALIDATION_LOG, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+        return record
+
+
+VALIDATION_LOG = "validation.jsonl"
 
 
 def _move(module: Any, device: Any = None, dtype: torch.dtype | None = None) -> Any:
@@ -786,6 +853,7 @@ def train_loop(
     on_step: StepCallback | None = None,
     progress: bool = False,
     record: Mapping[str, Any] | None = None,
+    validation: Validation | None = None,
 ) -> TrainResult:
     """Finetune ``bundle`` on ``dataset`` and save the (EMA) pipeline into ``config.output_dir``.
 
@@ -795,7 +863,8 @@ def train_loop(
     optimizer step (raise from it to stop). ``record`` is stored in
     ``training.json`` beside the model. Launch with ``accelerate launch`` /
     ``torchrun`` for several processes; each process reads its own share of every
-    step's micro-batches.
+    step's micro-batches. ``validation`` scores images of the current weights every N steps
+    (main process; see :class:`Validation`).
     """
     from egobench._compat import ensure_torchvision
 
@@ -930,6 +999,11 @@ def train_loop(
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")
         if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.max_steps:
             _save_checkpoint(accelerator, out, step, losses, config, mode)
+        if validation is not None and validation.due(step, config.max_steps):
+            if accelerator.is_main_process:
+                _validate(validation, step, bundle, accelerator, p_unet, p_extra, vae, text_encoder, dataset,
+                          config, out, bar)
+            accelerator.wait_for_everyone()
         if on_step is not None:
             on_step(step, losses[-1])
     if bar is not None:
@@ -977,6 +1051,35 @@ def train_loop(
         checkpoints=[p for _, p in _checkpoint_dirs(out)], seconds=time.monotonic() - t0,
         trainable_parameters=n_trainable,
     )
+
+
+def _validate(validation: Validation, step: int, bundle: ModelBundle, accelerator: Any, p_unet: Any,
+              p_extra: dict[str, Any], vae: Any, text_encoder: Any, dataset: PairDataset, config: TrainConfig,
+              out: Path, bar: Any) -> None:
+    """One :meth:`Validation.run` on a pipeline over the modules being trained (eval mode meanwhile)."""
+    unet = accelerator.unwrap_model(p_unet)
+    components = {"vae": vae, "text_encoder": text_encoder, "tokenizer": bundle.tokenizer, "unet": unet,
+                  "scheduler": inference_scheduler(bundle.noise, k_diffusion=bundle.make_pipeline is not None)}
+    extra = {name: accelerator.unwrap_model(m) for name, m in p_extra.items()}
+    components.update(extra)
+    modules = [unet, *extra.values()]
+    was_training = [m.training for m in modules]
+    factory = bundle.make_pipeline or (ip2p_pipeline if bundle.mode == "ip2p" else t2i_pipeline)
+    try:
+        for m in modules:
+            m.eval()
+        with accelerator.autocast():
+            rec = validation.run(step, factory(components), dataset._text, config.resolution, out)
+    finally:
+        for m, training in zip(modules, was_training):
+            m.train(training)
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in rec["metrics"].items() if isinstance(v, (int, float)))
+    message = f"validation at step {step}: {shown} ({rec['n']} samples, {rec['seconds']:.1f} s)"
+    from .progress import LOG
+
+    LOG.info(message)
+    if bar is not None:
+        bar.write(message)
 
 
 def _save_checkpoint(accelerator: Any, out: Path, step: int, losses: list[float], config: TrainConfig,

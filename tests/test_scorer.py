@@ -99,3 +99,28 @@ def test_to_uint8_image_conversions():
         to_uint8_image(torch.full((3, 2, 2), float("nan")))
     with pytest.raises(UserError, match="got str"):
         to_uint8_image("x.png")
+
+
+def test_training_logs_validation_metrics_through_the_scorer(tmp_path):
+    """train_loop(validation=...) scores the current weights every N steps and leaves training as it was."""
+    import json
+
+    from egobench.training import PairDataset, TrainConfig, Validation, load_sd_bundle, train_loop
+    from egobench.weights import WeightStore
+
+    sd15 = WeightStore(zoo="tiny").resolve("sd15").path
+    ds = PairDataset(list(egobench.load_split("demo", limit=2)), resolution=64, text="action")
+
+    def config(name):
+        return TrainConfig(tmp_path / name, max_steps=3, batch_size=1, resolution=64, checkpoint_every=0)
+
+    scorer = Scorer("egobench-v1", "demo", zoo="tiny", device="cpu", limit=2, metrics=["psnr", "clip"])
+    val = Validation(scorer, every=2, num_inference_steps=2)
+    with_val = train_loop(load_sd_bundle(sd15, in_channels=8), ds, config("val"), validation=val)
+    lines = [json.loads(x) for x in (tmp_path / "val" / "validation.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [2, 3] and [r["step"] for r in val.history] == [2, 3]  # every 2 + last
+    for r in lines:
+        assert r["n"] == 2 and set(r["metrics"]) == {"psnr", "clip"}
+        assert all(np.isfinite(v) for v in r["metrics"].values())
+    plain = train_loop(load_sd_bundle(sd15, in_channels=8), ds, config("plain"))
+    assert with_val.losses == plain.losses  # validation draws nothing from training's random streams
