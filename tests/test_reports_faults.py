@@ -353,3 +353,53 @@ def test_import_amt_win_rates_reach_the_report(runs, tmp_path):
     for r in study.rates.values():
         assert f"{r['rate']:.2f}" in t1
     assert "User Study" in (tmp_path / "rep" / "tables.tex").read_text()
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const vw = document.documentElement.clientWidth, bad = [];
+  let n = 0;
+  for (const t of document.querySelectorAll('table.grid')) {
+    if (t.getBoundingClientRect().right > vw + 1) bad.push('table wider than the page');
+    for (const img of t.querySelectorAll('img')) {
+      n += 1;
+      const r = img.getBoundingClientRect(), c = img.closest('td').getBoundingClientRect();
+      if (!img.complete || r.width < 1) bad.push('not rendered ' + img.src);
+      if (r.right > c.right + 1 || r.left < c.left - 1) bad.push('overflows its column ' + img.src);
+    }
+  }
+  const pre = document.createElement('pre'); pre.id = 'probe';
+  pre.textContent = JSON.stringify({n: n, bad: bad}); document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (apt-get install chromium): the grid "
+                    "layout is checked in a real browser only where one exists")
+def test_wide_frames_stay_in_their_grid_columns_in_chromium(runs, tmp_path):
+    import tempfile
+
+    root = tmp_path / "runs"
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (912, 256), (200, 30, 30)).save(wide)  # wider than EPIC-Kitchens' 456x256
+    for i, m in enumerate(("sdedit", "ip2p", "lego")):
+        d = fake_run(runs["input-copy"], root / m, m, 0.3 + 0.2 * i, i)
+        df = pd.read_parquet(d / "samples.parquet")
+        df["input_path"] = df["target_path"] = str(wide)
+        df.to_parquet(d / "samples.parquet", index=False)
+    write_report(runs_dir=root, out=tmp_path / "rep", formats=["html"], n_boot=20, max_rows=3)
+    page = tmp_path / "rep" / "probe.html"
+    page.write_text((tmp_path / "rep" / "index.html").read_text().replace("</body>", PROBE + "</body>"))
+    with tempfile.TemporaryDirectory() as prof:
+        proc = subprocess.run(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
+             "--disable-background-networking", "--disable-component-update", f"--user-data-dir={prof}",
+             "--window-size=900,700", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+            capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    probe = json.loads(proc.stdout.split('<pre id="probe">')[1].split("</pre>")[0].replace("&quot;", '"'))
+    assert probe["n"] == 3 * 5 and probe["bad"] == []  # input, 3 methods, ground truth per row
