@@ -79,13 +79,22 @@ def test_ip2p_equals_diffusers_pipeline_called_directly(samples):
     pipe.scheduler = make_scheduler("euler-ancestral", pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     gen = proto.generation
-    ref = pipe(
-        prompt=[s.action for s in samples], image=[load_input(s, 256) for s in samples],
-        num_inference_steps=3, guidance_scale=gen.text_guidance, image_guidance_scale=gen.image_guidance,
-        generator=[torch.Generator().manual_seed(11), torch.Generator().manual_seed(12)], output_type="pt",
-    ).images
+
+    def direct(group, seeds):
+        return pipe(
+            prompt=[s.action for s in group], image=[load_input(s, 256) for s in group],
+            num_inference_steps=3, guidance_scale=gen.text_guidance, image_guidance_scale=gen.image_guidance,
+            generator=[torch.Generator().manual_seed(k) for k in seeds], output_type="pt",
+        ).images
+
+    # per-sample seeds: one pipeline call per sample by default (batch-size independent)
+    ref = [direct([s], [k])[0] for s, k in zip(samples, (11, 12))]
     assert [o.shape for o in ours] == [(3, 256, 256)] * 2
     for a, b in zip(ours, ref):
+        assert np.array_equal(a, b.numpy())
+    # -o batch_size=2: one call for both
+    batched = IP2P(proto, weights=WeightStore(zoo="tiny"), batch_size=2).generate(samples, [11, 12])
+    for a, b in zip(batched, direct(samples, [11, 12])):
         assert np.array_equal(a, b.numpy())
 
     # global RNG: one sample at a time, in order, from the global generator
