@@ -296,7 +296,8 @@ def write_report(
 @click.option("--runs-dir", default=None, help="take every run under this folder")
 @click.option("--format", "formats", default="html,latex", show_default=True,
               help="comma list of html, latex, md, csv, json")
-@click.option("--user-study", "userstudy", multiple=True, help="userstudy.json from egobench import-amt (Table 3)")
+@click.option("--user-study", "userstudy", multiple=True, help="userstudy.json from egobench import-amt: the User Study column of Table 3 (of Table 1 "
+              "when there are no ablation runs)")
 @click.option("--title", default="egobench report", show_default=True)
 @click.option("--bootstrap", "n_boot", type=int, default=1000, show_default=True, help="bootstrap resamples")
 @click.option("--seed", type=int, default=0, show_default=True)
