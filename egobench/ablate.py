@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import UserError
 from .evaluator import NOT_COMPARABLE, format_value, metric_heads
-from .io import atomic_write_json, atomic_write_text
+from .io import atomic_write_json, atomic_write_text, safe_component, safe_join
 from .protocol import Protocol, load_protocol
 from .runner import RunResult, run
 
@@ -68,6 +69,21 @@ def _markdown(title: str, rows: list[tuple[str, RunResult]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _claim_tables_dir(out_dir: Path, identity: dict[str, Any]) -> None:
+    """Refuse to replace the tables of another ablation (other protocol, data selection, tables)."""
+    from .io import read_json
+
+    prev = out_dir / "tables.json"
+    if not prev.is_file():
+        return
+    old = read_json(prev)
+    old_identity = old.get("identity") if isinstance(old, dict) else None
+    if old_identity is not None and old_identity != identity:
+        keys = sorted(k for k in set(old_identity) | set(identity) if old_identity.get(k) != identity.get(k))
+        raise UserError(f"{out_dir}: holds the tables of another ablation (differs in {', '.join(keys)}); "
+                        "choose another --out or remove that folder")
+
+
 def ablate(
     dataset: str,
     *,
@@ -87,7 +103,15 @@ def ablate(
 ) -> AblationResult:
     """Run the ablation variants and write Tables 3 and 4."""
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
-    out_dir = Path(out) if out else Path(runs_dir) / dataset / proto.name / "ablation"
+    identity = {"dataset": dataset, "protocol": proto.hash, "limit": limit, "zoo": zoo,
+                "features_root": str(features_root) if features_root is not None else None,
+                "tables": sorted(int(t) for t in tables)}
+    # a limited ablation never writes over the full one's tables (its runs have their own
+    # directories too: the run id includes the --limit selection)
+    leaf = "ablation" if limit is None else f"ablation-limit{int(limit)}"
+    out_dir = Path(out) if out else safe_join(Path(runs_dir), safe_component(dataset, "dataset name"),
+                                              safe_component(proto.name, "protocol name"), leaf)
+    _claim_tables_dir(out_dir, identity)
     common: dict[str, Any] = dict(protocol=proto, data_root=data_root, limit=limit, batch_size=batch_size,
                                   runs_dir=runs_dir, zoo=zoo, weights=list(weights or []), device=device,
                                   progress=progress)
@@ -108,8 +132,9 @@ def ablate(
             target.append((label, res))
     atomic_write_text(out_dir / "tables.md", result.markdown())
     atomic_write_json(out_dir / "tables.json", {
-        f"table{n}": [{"row": label, "run": str(r.run_dir), "metrics": {k: v.get("value") for k, v in r.metrics.items()}}
-                      for label, r in rows]
-        for n, rows in ((3, result.table3), (4, result.table4)) if rows
+        "identity": identity,
+        **{f"table{n}": [{"row": label, "run": str(r.run_dir),
+                          "metrics": {k: v.get("value") for k, v in r.metrics.items()}} for label, r in rows]
+           for n, rows in ((3, result.table3), (4, result.table4)) if rows},
     })
     return result
