@@ -63,7 +63,7 @@ class Artifact:
         """How a user gets this artifact, naming :attr:`command`."""
         where = f"$EGOBENCH_WEIGHTS/{self.name}/"
         if self.downloadable:
-            return f"fetch it with '{self.command}' (or place its files in {where})"
+            return f"source: {self.source}; fetch it with '{self.command}' (or place its files in {where})"
         if self.make:
             start = f" from {self.made_from}" if self.made_from else ""
             return f"no download source: make it with '{self.make}'{start}"
