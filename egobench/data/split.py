@@ -60,7 +60,9 @@ class Sample:
         return derive_verb_noun(self.action, particle=self.meta.get("domain", self.dataset) == "epickitchens")
 
 
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+#: (device, inode, size, mtime_ns) -> sha256: the file itself, whatever path or link names it,
+#: without resolving the path (resolving costs one lstat per path component)
+_HASH_CACHE: dict[tuple[int, int, int, int], str] = {}
 
 
 #: files at least this large (weights) also remember their digest on disk
@@ -79,12 +81,12 @@ def _persist_path() -> Path | None:
 def file_digest(path: Path) -> str:
     """sha256 of a file, memoised on (path, size, mtime); large files on disk too."""
     st = os.stat(path)
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     if key in _HASH_CACHE:
         return _HASH_CACHE[key]
     store = _persist_path() if st.st_size >= PERSIST_BYTES else None
     table: dict = {}
-    skey = f"{key[0]}|{key[1]}|{key[2]}"
+    skey = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}"
     if store is not None and store.is_file():
         try:
             table = loads_strict(store.read_text(), str(store))
