@@ -62,8 +62,10 @@ class _Group(click.Group):
         cut = args.index("--") if "--" in args else len(args)
         if "--debug" in args[:cut]:
             args = ["--debug"] + [a for i, a in enumerate(args) if not (a == "--debug" and i < cut)]
-        if "--quiet" in args[:cut]:
+        quiet = "--quiet" in args[:cut]
+        if quiet:
             quiet_libraries()
+        _stderr_logging(quiet)
         return super().main(args, **kwargs)
 
     def invoke(self, ctx: click.Context):
@@ -99,6 +101,24 @@ class _Group(click.Group):
         finally:
             if previous is signal.default_int_handler:
                 signal.signal(signal.SIGINT, previous)
+
+
+def _stderr_logging(quiet: bool) -> None:
+    """What reaches the terminal from ``logging``: warnings and errors (errors only with --quiet).
+
+    Without a root handler, a library's module-level ``logging.info(...)`` (open_clip does
+    this) calls ``basicConfig()``, after which egobench's run-log INFO lines would also be
+    printed on stderr. One root handler at WARNING keeps the terminal as Python's default
+    (``lastResort``) would, and run logs stay in ``<run>/logs``.
+    """
+    import logging
+
+    if logging.root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.ERROR if quiet else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+    logging.root.addHandler(handler)
 
 
 def quiet_libraries() -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .config import EVAL_BATCH_SIZE
@@ -539,20 +540,36 @@ def _write_metrics(run_dir: Path, manifest: dict, evaluation: Evaluation, compar
     )
 
 
+def _half_width(df: pd.DataFrame, name: str, info: dict[str, Any]) -> str:
+    """1.96 sd / sqrt(n) over the scored samples of a per-sample metric, in display units."""
+    if info.get("kind") != "sample" or name not in df.columns:
+        return ""
+    vals = df.loc[df["status"] == "ok", name].to_numpy(dtype=float)
+    vals = vals[np.isfinite(vals)]
+    if len(vals) < 2:
+        return ""
+    hw = 1.96 * float(vals.std(ddof=1)) / math.sqrt(len(vals)) * float(info.get("display_scale", 1.0))
+    return f"{hw:.2f}"
+
+
 def format_table(res: RunResult) -> str:
     m = res.metrics
     names = list(m)
     heads = ["method", "n"] + metric_heads(m)
     manifest = json.loads((res.run_dir / "manifest.json").read_text())
     row = [manifest["method"]["name"], str(res.evaluation.n_scored)] + [format_value(m[n]) for n in names]
-    widths = [max(len(h), len(r)) for h, r in zip(heads, row, strict=False)]
+    ci = ["", "95% +-"] + [_half_width(res.evaluation.samples, n, m[n]) for n in names]
+    widths = [max(len(h), len(r), len(c)) for h, r, c in zip(heads, row, ci, strict=False)]
     lines = [
         "  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=False)),
         "  ".join("-" * w for w in widths),
         "  ".join(r.ljust(w) for r, w in zip(row, widths, strict=False)),
+        "  ".join(c.ljust(w) for c, w in zip(ci, widths, strict=False)).rstrip(),
         f"protocol {res.protocol.name} v{res.protocol.version} ({res.protocol.short_hash}); "
         f"split {res.split.name} {res.split.short_fingerprint}; metrics x100 except PSNR (dB) and FID",
     ]
+    lines.append("95% +-: half-width of the normal-approximation interval of a per-sample mean "
+                 "(1.96 sd / sqrt(n)); set metrics (FID, KID) have none")
     for n in names:
         if m[n].get("kind") == "set" and m[n].get("value") is not None:
             note = f"{n} over {m[n].get('n')} images"

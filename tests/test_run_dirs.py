@@ -392,3 +392,19 @@ def test_layout_then_evaluate(tmp_path, proto):
         Image.open(s.input_path).save(folder / Path(str(s.meta.get("image_1") or s.target_path.name)).name)
     r = invoke("evaluate", "--images", out, "-d", "demo", "-p", proto, "--limit", "3", "--out", tmp_path / "ev")
     assert r.exit_code == 0, r.output
+
+
+def test_quiet_run_prints_nothing_on_stderr(tmp_path):
+    """--quiet: no progress bar, no run-log INFO lines (open_clip's module-level logging.info used to
+    install a root handler that echoed them), no library warnings; the results still print."""
+    import subprocess
+    import sys
+
+    proto = tmp_path / "clip.yaml"
+    proto.write_text(PSNR_ONLY + "  - name: clip\n    metric: clip\n    settings: {model: ViT-L-14}\n")
+    res = subprocess.run([sys.executable, "-m", "egobench", "run", "-m", "input-copy", "-d", "demo", "-p",
+                          str(proto), "--limit", "2", "--runs-dir", str(tmp_path / "runs"), "--quiet"],
+                         capture_output=True, text=True, timeout=600, env={**os.environ})
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip() == "", res.stderr
+    assert "clip" in res.stdout and "psnr" in res.stdout
