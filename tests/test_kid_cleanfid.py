@@ -24,8 +24,9 @@ from egobench.metrics.kid import KID, KIDSettings, kernel_inception_distance
 from egobench.protocol import load_protocol
 from egobench.weights import WeightStore
 
-#: lego-official's hash before KID and clean-fid existed: adding them must not move it
-LEGO_OFFICIAL_HASH = "dccfdb421e2d4a4f6a3adcbf143bb8b61dbf3ced0a7db83cbd1d59709f68464f"
+#: lego-official's hash per version as it was before KID and clean-fid existed: adding them must not
+#: move it (a protocol's hash covers its YAML only, never a metric's defaults)
+LEGO_OFFICIAL_HASHES = {"1.0": "dccfdb421e2d4a4f6a3adcbf143bb8b61dbf3ced0a7db83cbd1d59709f68464f"}
 
 
 def _frame(seed: int, h: int = 64, w: int = 80) -> np.ndarray:
@@ -196,6 +197,10 @@ def test_protocols_name_kid_and_lego_official_unchanged():
     assert len(kid) == 1 and kid[0].name == "kid"
     fid = [m for m in v1.metrics if m.metric == "fid"][0]
     assert kid[0].settings["resize"] == fid.settings["resize"]  # one Inception pass for both
-    assert load_protocol("lego-official").hash == LEGO_OFFICIAL_HASH
+    lego = load_protocol("lego-official")
+    assert "kid" not in [m.metric for m in lego.metrics]
+    assert [m.settings.get("resize", "pytorch-fid") for m in lego.metrics if m.metric == "fid"] == ["pytorch-fid"]
+    if lego.version in LEGO_OFFICIAL_HASHES:
+        assert lego.hash == LEGO_OFFICIAL_HASHES[lego.version]
     assert "kid" in METRICS and METRICS.get("kid") is KID
     FID.parse_settings({"resize": "clean"}, "test")
