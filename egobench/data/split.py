@@ -79,14 +79,14 @@ def _persist_path() -> Path | None:
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime); large files on disk too."""
+    """sha256 of a file, memoised on (device, inode, size, mtime); large files on disk too."""
     st = os.stat(path)
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     if key in _HASH_CACHE:
         return _HASH_CACHE[key]
     store = _persist_path() if st.st_size >= PERSIST_BYTES else None
     table: dict = {}
-    skey = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    skey = f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}" if store is not None else ""
     if store is not None and store.is_file():
         try:
             table = loads_strict(store.read_text(), str(store))
