@@ -63,7 +63,8 @@ class Artifact:
         """How a user gets this artifact, naming :attr:`command`."""
         where = f"$EGOBENCH_WEIGHTS/{self.name}/"
         if self.downloadable:
-            return f"source: {self.source}; fetch it with '{self.command}' (or place its files in {where})"
+            origin = f"hf://{self.hf_repo}" if self.hf_repo else self.url
+            return f"source: {origin}; fetch it with '{self.command}' (or place its files in {where})"
         if self.make:
             start = f" from {self.made_from}" if self.made_from else ""
             return f"no download source: make it with '{self.make}'{start}"
