@@ -74,7 +74,13 @@ def demo(*args, **kwargs):
     """``egobench demo``: the strongest available method on the demo split, with an HTML page."""
     from .demo import demo as _impl
 
+    # importing the submodule ``egobench.demo`` rebinds the package attribute ``demo`` to the
+    # module; put this function back so a second ``egobench.demo()`` still works
+    globals()["demo"] = _demo_api
     return _impl(*args, **kwargs)
+
+
+_demo_api = demo
 
 
 __all__ = [

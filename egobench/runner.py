@@ -573,6 +573,8 @@ def format_table(res: RunResult) -> str:
     for n in names:
         if m[n].get("kind") == "set" and m[n].get("value") is not None:
             note = f"{n} over {m[n].get('n')} images"
+            if isinstance(m[n].get("std"), (int, float)):
+                note += f", std over subsets {m[n]['std'] * m[n].get('display_scale', 1.0):.2f}"
             if m[n].get("note"):
                 note += f" ({m[n]['note']})"
             lines.append(note)
