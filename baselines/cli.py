@@ -32,6 +32,7 @@ import click
 
 from egobench.errors import UserError
 from egobench.weights import parse_weight_overrides
+from lego.feedback import library_output
 
 #: --init choices documented for each model
 INITS = {"ip2p": ("ip2p-init", "sd15"), "ldm": ("sd15",)}
@@ -136,7 +137,8 @@ def _run(model: str, option: str, dataset, data_root, out, init, part, max_steps
         resolution=resolution, mixed_precision=mixed_precision, checkpoint_every=checkpoint_every,
         use_ema=not no_ema, resume=resume, num_workers=num_workers,
     )
-    res = train_baseline(spec, config, progress=not quiet)
+    with library_output(quiet=quiet):
+        res = train_baseline(spec, config, progress=not quiet)
     short = {"ego4d": "ego4d", "epickitchens": "epic"}[dataset]
     where = f" (resumed at step {res.resumed_from})" if res.resumed_from is not None else ""
     click.echo(f"trained {res.steps} steps{where}: final loss {res.losses[-1]:.4f}; {model} folder "

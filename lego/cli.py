@@ -11,6 +11,8 @@ import click
 
 from egobench.weights import parse_weight_overrides
 
+from .feedback import library_output
+
 
 def _ensure_heavy_imports() -> None:
     from egobench._compat import ensure_torchvision
@@ -73,7 +75,8 @@ def train_lego(dataset, data_root, features_root, out, variant, init, part, mode
         grad_accum=grad_accum, learning_rate=lr, seed=seed, resolution=resolution, mixed_precision=mixed_precision,
         checkpoint_every=checkpoint_every, use_ema=not no_ema, resume=resume, num_workers=num_workers,
     )
-    res = run(spec, config, progress=not quiet)
+    with library_output(quiet=quiet):
+        res = run(spec, config, progress=not quiet)
     every = max(1, config.log_every)
     for i in range(every - 1, len(res.losses), every):
         click.echo(f"step {i + 1}: loss {res.losses[i]:.4f}")
@@ -115,8 +118,9 @@ def train_vllm(conversations, images, out, init, vision, epochs, batch_size, gra
         warmup_ratio=warmup_ratio, max_length=max_length, max_steps=max_steps, mixed_precision=mixed_precision,
         gradient_checkpointing=gradient_checkpointing, seed=seed,
     )
-    res = run(conversations, images, config, init=init, vision=vision, zoo=zoo, weights=parse_weight_overrides(weights),
-              progress=not quiet)
+    with library_output(quiet=quiet):
+        res = run(conversations, images, config, init=init, vision=vision, zoo=zoo,
+                  weights=parse_weight_overrides(weights), progress=not quiet)
     click.echo(f"trained {res.steps} steps ({res.examples} conversations): final loss {res.losses[-1]:.4f}; "
                f"LLaVA folder {res.model_dir}")
 

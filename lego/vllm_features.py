@@ -22,6 +22,7 @@ from egobench.data import Sample, Split
 from egobench.images import open_rgb
 
 from .features import has_features, save_features
+from .feedback import library_output
 
 #: sample domain -> LegoVLLM variant of the finetuned model
 FINETUNED_VARIANT = {"ego4d": "ego4d", "epickitchens": "epic"}
@@ -94,6 +95,7 @@ def vllm_features_cmd(dataset, data_root, out, off_the_shelf, limit, zoo, weight
 
     split: Split = load_split(dataset, data_root, limit)
     store = WeightStore(zoo=resolve_zoo(zoo, dataset), overrides=parse_weight_overrides(list(weights)))
-    n = compute_features(list(split), Path(out), store, finetuned=not off_the_shelf,
-                         device=pick_device(device), progress=not quiet)
+    with library_output(quiet=quiet):
+        n = compute_features(list(split), Path(out), store, finetuned=not off_the_shelf,
+                             device=pick_device(device), progress=not quiet)
     click.echo(f"computed features for {n} sample(s); {len(split) - n} already present under {out}")

@@ -439,6 +439,7 @@ def test_train_ip2p_from_sd15_widens_the_unet(tmp_path):
             "--checkpoint-every", "0", "--quiet"]
     r = CliRunner().invoke(train_ip2p, args + ["--out", str(tmp_path / "a"), "--init", "sd15"])
     assert r.exit_code == 0, r.output
+    assert "Loading" not in r.output and "it/s" not in r.output, r.output  # --quiet: no library bars either
     assert UNet2DConditionModel.load_config(tmp_path / "a" / "unet")["in_channels"] == 8
     r = CliRunner().invoke(train_ldm, args + ["--out", str(tmp_path / "b"), "--init", "ip2p-init"])
     assert r.exit_code != 0 and "cannot be finetuned as ldm" in str(r.exception)
