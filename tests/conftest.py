@@ -85,3 +85,23 @@ def _isolate_env(monkeypatch, tiny_zoo):
 def _feature_cache(monkeypatch, tmp_path_factory):
     """Each test session gets its own feature cache (never the user's)."""
     monkeypatch.setenv("EGOBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "feature-cache"))
+
+
+SMALL_PROTOCOL = """
+name: {name}
+version: "1.0"
+generation:
+  seed: 0
+  seed_policy: per-sample
+  output_format: png
+  value_map: clamp
+  output_layout: flat
+metrics:
+"""
+
+
+def write_protocol(path: Path, metrics=("psnr",), name: str = "small") -> Path:
+    """A protocol file scoring only ``metrics`` (fast tests of the run machinery)."""
+    text = SMALL_PROTOCOL.format(name=name) + "".join(f"  - name: {m}\n    metric: {m}\n" for m in metrics)
+    path.write_text(text)
+    return path

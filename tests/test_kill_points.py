@@ -15,21 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-PROTO = """
-name: kill-test
-version: "1.0"
-generation:
-  seed: 0
-  seed_policy: per-sample
-  output_format: png
-  value_map: clamp
-  output_layout: flat
-metrics:
-  - name: psnr
-    metric: psnr
-  - name: fid
-    metric: fid
-"""
+from tests.conftest import write_protocol
 
 
 def _cmd(proto: Path, out: Path) -> list[str]:
@@ -48,8 +34,7 @@ def _count(folder: Path, pattern: str) -> int:
 
 
 def test_sigkill_anywhere_then_resume_equals_clean_run(tmp_path):
-    proto = tmp_path / "kill.yaml"
-    proto.write_text(PROTO)
+    proto = write_protocol(tmp_path / "kill.yaml", ("psnr", "fid"), name="kill-test")
     clean = tmp_path / "clean"
     subprocess.run(_cmd(proto, clean), env=_env(tmp_path / "cache-clean"), check=True, capture_output=True,
                    timeout=600)

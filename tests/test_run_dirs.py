@@ -21,20 +21,9 @@ import pytest
 from click.testing import CliRunner
 
 from egobench.cli import main
+from tests.conftest import SMALL_PROTOCOL
 
-PSNR_ONLY = """
-name: psnr-only
-version: "1.0"
-generation:
-  seed: 0
-  seed_policy: per-sample
-  output_format: png
-  value_map: clamp
-  output_layout: flat
-metrics:
-  - name: psnr
-    metric: psnr
-"""
+PSNR_ONLY = SMALL_PROTOCOL.format(name="psnr-only") + "  - name: psnr\n    metric: psnr\n"
 
 
 @pytest.fixture
