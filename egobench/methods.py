@@ -36,6 +36,8 @@ class Method:
     is_bound: ClassVar[bool] = False
     #: weight artifacts this method loads (for ``egobench weights`` and the manifest)
     artifacts: ClassVar[tuple[str, ...]] = ()
+    #: show per-step progress while generating (the runner sets it; False under ``--quiet``)
+    progress: bool = True
 
     def __init__(self, protocol: Any, weights: Any = None, device: str = "cpu", **options: Any):
         if options:

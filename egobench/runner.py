@@ -135,10 +135,16 @@ def preflight_artifacts(proto: Protocol, store: WeightStore, split: Split | None
     if len(missing) == 1:
         raise next(iter(missing.values()))
     if missing:
+        from .weights import ARTIFACTS
+
         names = sorted(missing)
+        commands = {n: ARTIFACTS.get(n).command for n in names}
+        fetch = [n for n in names if (commands[n] or "").startswith("egobench weights download")]
+        ways = [f"'egobench weights download {' '.join(fetch)}'"] if fetch else []
+        ways += [f"'{commands[n]}'" for n in names if n not in fetch and commands[n]]
         raise MissingArtifactError(
             f"{len(names)} weight artifacts not found locally ({', '.join(names)}); "
-            f"fetch with 'egobench weights download {' '.join(names)}' or see 'egobench weights list' "
+            f"make them available with {' and '.join(ways) or 'egobench weights list'} "
             "(or use --zoo tiny for a not-comparable dry run)"
         )
 
@@ -344,6 +350,7 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
         method_obj: Method | None = None
         if pending:
             method_obj = method_cls(proto, weights=store, device=device, **options)
+            method_obj.progress = progress and dist.is_main  # per-step bars of diffusion methods; off with --quiet
             manifest["method"]["config"] = method_obj.config()
             method_obj.prepare(split)
             if gen.seed_policy == "global":
