@@ -128,9 +128,9 @@ def loads_strict(text: str, source: str = "<json>", max_depth: int = JSON_MAX_DE
     key (a duplicate key in JSON silently keeps only the last value, which
     would drop data without a word).
     """
-    where = _json_depth_error(text, max_depth)
-    if where is not None:
-        raise DataError(
+    def too_deep() -> DataError:
+        where = _json_depth_error(text, max_depth) or (1, 1)  # the text scan only runs on this error path
+        return DataError(
             f"{source}:{where[0]}:{where[1]}: JSON nested deeper than {max_depth} levels; "
             "this is not a file egobench writes or reads"
         )
@@ -144,7 +144,9 @@ def loads_strict(text: str, source: str = "<json>", max_depth: int = JSON_MAX_DE
         return out
 
     try:
-        return json.loads(text, object_pairs_hook=pairs)
+        value = json.loads(text, object_pairs_hook=pairs)
+    except RecursionError:
+        raise too_deep() from None
     except _DuplicateKey as e:
         key = str(e.args[0])
         line = _key_line(text, key)
@@ -155,8 +157,16 @@ def loads_strict(text: str, source: str = "<json>", max_depth: int = JSON_MAX_DE
         ) from None
     except json.JSONDecodeError as e:
         raise DataError(f"{source}:{e.lineno}:{e.colno}: malformed JSON ({e.msg})") from None
-    except RecursionError:
-        raise DataError(f"{source}: JSON nested too deeply") from None
+    # depth of the parsed value, iteratively (no recursion, linear in the number of containers)
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > max_depth:
+                raise too_deep()
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return value
 
 
 def read_json(path: str | os.PathLike, max_depth: int = JSON_MAX_DEPTH) -> Any:
