@@ -139,7 +139,7 @@ def test_nan_output_is_recorded_not_scored(release, tmp_path):
 
 def test_same_run_dir_with_other_settings_is_refused(release, tmp_path):
     _run(release, tmp_path)
-    with pytest.raises(UserError, match="different settings"):
+    with pytest.raises(UserError, match="holds a run of .input-copy. with a different identity"):
         _run(release, tmp_path, method="oracle")
 
 
