@@ -90,6 +90,11 @@ def evaluate_samples(
     evaluation resumes where it stopped, and re-scoring unchanged outputs computes
     nothing. A batch whose scores are all there is not recomputed; otherwise the whole
     batch is (so its samples are scored together, as in an uninterrupted run).
+
+    A per-sample metric with a :attr:`~egobench.metrics.Metric.group_size` is scored on groups
+    of exactly that many consecutive scored samples in order, whatever ``batch_size`` is (its
+    rows are filled in when a group is complete); its run-cache keys come from
+    :meth:`~egobench.metrics.Metric.score_keys`.
     """
     status = dict(status or {})
     if run_cache is not None and not run_cache.enabled:

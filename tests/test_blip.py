@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import pickle
 
@@ -505,3 +506,356 @@ def test_original_checkpoint_with_pickled_config_loads_without_running_code(stor
         torch.load(path, map_location="cpu", weights_only=True)
     loaded = B.load_original_checkpoint(path)
     assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+# --- mode: released (the released script never calls .eval()) -------------------------------------
+# A transcription, written for this test, of the released captioning path run in training mode:
+# metrics/blip/vit.py (BLIP's ViT with timm 0.9.5's DropPath), metrics/blip/med.py (BertLMHeadModel
+# with its dropout sites) and BLIP_Decoder.generate (prompt, 3 beams, key/value cache, decode,
+# caption[len(prompt):]) on the original checkpoint's tensors. The beam search itself draws nothing
+# and is B.released_beam_search, pinned to the transformers 4.19.2 wheel by the golden test above.
+
+_HIDDEN_P = _ATTN_P = 0.1  # the released med_config.json
+
+
+def _timm_drop_path(x, p):
+    """timm 0.9.5 drop_path(x, p, training=True, scale_by_keep=True)."""
+    if p == 0.0:
+        return x
+    keep = 1 - p
+    r = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    if keep > 0.0:
+        r.div_(keep)
+    return x * r
+
+
+def _released_vit(st, x, drop_path_rate):
+    """vit.py VisionTransformer.forward in training mode (drop_rate = attn_drop_rate = 0)."""
+    F = torch.nn.functional
+    w = lambda k: st[f"visual_encoder.{k}"]  # noqa: E731
+    dim = w("cls_token").shape[-1]
+    heads = dim // 64
+    depth = len({k.split(".")[2] for k in st if k.startswith("visual_encoder.blocks.")})
+    patch = w("patch_embed.proj.weight").shape[-1]
+    x = F.conv2d(x, w("patch_embed.proj.weight"), w("patch_embed.proj.bias"), stride=patch).flatten(2).transpose(1, 2)
+    x = torch.cat((w("cls_token").expand(x.shape[0], -1, -1), x), dim=1)
+    x = x + w("pos_embed")[:, : x.size(1), :]
+    x = F.dropout(x, 0.0, training=True)  # pos_drop
+    dpr = [v.item() for v in torch.linspace(0, drop_path_rate, depth)]
+    for i in range(depth):
+        b = lambda k, i=i: st[f"visual_encoder.blocks.{i}.{k}"]  # noqa: E731
+        h = F.layer_norm(x, (dim,), b("norm1.weight"), b("norm1.bias"), eps=1e-6)
+        B_, N, C = h.shape
+        qkv = F.linear(h, b("attn.qkv.weight"), b("attn.qkv.bias")).reshape(B_, N, 3, heads, C // heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        attn = ((q @ k.transpose(-2, -1)) * (C // heads) ** -0.5).softmax(dim=-1)
+        attn = F.dropout(attn, 0.0, training=True)  # attn_drop
+        h = F.linear((attn @ v).transpose(1, 2).reshape(B_, N, C), b("attn.proj.weight"), b("attn.proj.bias"))
+        h = F.dropout(h, 0.0, training=True)  # proj_drop
+        x = x + _timm_drop_path(h, dpr[i])
+        h = F.layer_norm(x, (dim,), b("norm2.weight"), b("norm2.bias"), eps=1e-6)
+        h = F.dropout(F.gelu(F.linear(h, b("mlp.fc1.weight"), b("mlp.fc1.bias"))), 0.0, training=True)
+        h = F.dropout(F.linear(h, b("mlp.fc2.weight"), b("mlp.fc2.bias")), 0.0, training=True)
+        x = x + _timm_drop_path(h, dpr[i])
+    return F.layer_norm(x, (dim,), w("norm.weight"), w("norm.bias"), eps=1e-6)
+
+
+def _released_decoder_step(st, input_ids, attention_mask, past, enc):
+    """med.py BertLMHeadModel.forward (is_decoder, mode 'multimodal', use_cache) in training mode:
+    next-token logits and the new self-attention key/value cache."""
+    F = torch.nn.functional
+    w = lambda k: st[f"text_decoder.{k}"]  # noqa: E731
+    hidden = w("bert.embeddings.word_embeddings.weight").shape[1]
+    heads = hidden // 64
+    layers = len({k.split(".")[4] for k in st if k.startswith("text_decoder.bert.encoder.layer.")})
+    past_len = past[0][0].shape[2] if past is not None else 0
+    n, L = input_ids.shape
+    # BertEmbeddings
+    emb = F.embedding(input_ids, w("bert.embeddings.word_embeddings.weight"))
+    emb += F.embedding(torch.arange(past_len, past_len + L)[None], w("bert.embeddings.position_embeddings.weight"))
+    h = F.dropout(F.layer_norm(emb, (hidden,), w("bert.embeddings.LayerNorm.weight"), w("bert.embeddings.LayerNorm.bias"),
+                               eps=1e-12), _HIDDEN_P, training=True)
+    # get_extended_attention_mask (decoder: causal, prefix of ones for the cache) and invert_attention_mask
+    seq = torch.arange(L)
+    causal = (seq[None, None, :].repeat(n, L, 1) <= seq[None, :, None]).to(attention_mask.dtype)
+    if causal.shape[2] < attention_mask.shape[1]:
+        causal = torch.cat([torch.ones((n, L, attention_mask.shape[1] - L), dtype=causal.dtype), causal], dim=-1)
+    self_mask = (1.0 - (causal[:, None] * attention_mask[:, None, None, :]).float()) * -10000.0
+    enc_mask = (1.0 - torch.ones(enc.shape[:2])[:, None, None, :]) * -1e9
+
+    def split(t):
+        return t.view(*t.shape[:-1], heads, hidden // heads).permute(0, 2, 1, 3)
+
+    def attention(pre, x, kv_source, mask, cache):
+        q = split(F.linear(x, w(f"{pre}.self.query.weight"), w(f"{pre}.self.query.bias")))
+        k = split(F.linear(kv_source, w(f"{pre}.self.key.weight"), w(f"{pre}.self.key.bias")))
+        v = split(F.linear(kv_source, w(f"{pre}.self.value.weight"), w(f"{pre}.self.value.bias")))
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(hidden // heads) + mask
+        probs = F.dropout(torch.nn.Softmax(dim=-1)(scores), _ATTN_P, training=True)
+        ctx = torch.matmul(probs, v).permute(0, 2, 1, 3).contiguous()
+        ctx = ctx.view(*ctx.shape[:-2], hidden)
+        out = F.dropout(F.linear(ctx, w(f"{pre}.output.dense.weight"), w(f"{pre}.output.dense.bias")), _HIDDEN_P,
+                        training=True)
+        out = F.layer_norm(out + x, (hidden,), w(f"{pre}.output.LayerNorm.weight"), w(f"{pre}.output.LayerNorm.bias"),
+                           eps=1e-12)
+        return out, (k, v)
+
+    present = []
+    for i in range(layers):
+        pre = f"bert.encoder.layer.{i}"
+        a, kv = attention(f"{pre}.attention", h, h, self_mask, past[i] if past is not None else None)
+        present.append(kv)
+        a, _ = attention(f"{pre}.crossattention", a, enc, enc_mask, None)  # cross K/V recomputed every step
+        f = F.gelu(F.linear(a, w(f"{pre}.intermediate.dense.weight"), w(f"{pre}.intermediate.dense.bias")))
+        f = F.dropout(F.linear(f, w(f"{pre}.output.dense.weight"), w(f"{pre}.output.dense.bias")), _HIDDEN_P,
+                      training=True)
+        h = F.layer_norm(f + a, (hidden,), w(f"{pre}.output.LayerNorm.weight"), w(f"{pre}.output.LayerNorm.bias"),
+                         eps=1e-12)
+    t = F.gelu(F.linear(h, w("cls.predictions.transform.dense.weight"), w("cls.predictions.transform.dense.bias")))
+    t = F.layer_norm(t, (hidden,), w("cls.predictions.transform.LayerNorm.weight"),
+                     w("cls.predictions.transform.LayerNorm.bias"), eps=1e-12)
+    logits = F.linear(t, w("cls.predictions.decoder.weight"), w("cls.predictions.bias"))
+    return logits[:, -1, :], tuple(present)
+
+
+def _released_generate(st, tok, pixels, drop_path_rate):
+    """BLIP_Decoder.generate(image, sample=False, num_beams=3, max_length=20, min_length=5) as the
+    released script calls it, on a model left in training mode."""
+    image_embeds = _released_vit(st, pixels, drop_path_rate).repeat_interleave(3, dim=0)
+    input_ids = tok([PROMPT] * pixels.shape[0], return_tensors="pt").input_ids
+    input_ids[:, 0] = tok.bos_token_id
+    input_ids = input_ids[:, :-1]
+    box = {"past": None}
+
+    def step(ids):  # prepare_inputs_for_generation: the last token once a cache exists
+        mask = torch.ones(ids.shape, dtype=torch.long)
+        logits, box["past"] = _released_decoder_step(st, ids if box["past"] is None else ids[:, -1:], mask,
+                                                      box["past"], image_embeds)
+        return logits
+
+    def reorder(rows):  # _reorder_cache
+        box["past"] = tuple(tuple(t.index_select(0, rows) for t in layer) for layer in box["past"])
+
+    with torch.no_grad():
+        outputs = B.released_beam_search(step, reorder, input_ids, num_beams=3, max_length=20, min_length=5,
+                                         eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
+    # transformers 4.19.2 decode() cleaned up tokenization spaces by default
+    return [tok.decode(o, skip_special_tokens=True, clean_up_tokenization_spaces=True)[len(PROMPT):] for o in outputs]
+
+
+def _released_captions_of_the_script(store, model, images, seed=42, batch=30):
+    """compute_blip_caption's loop: seed, then batches of ``batch`` in order from one stream."""
+    res = store.resolve(f"blip-{model}-caption-original")
+    st = torch.load(res.file(B._ORIGINAL_FILES[model]), map_location="cpu", weights_only=True)["model"]
+    tok = _plain_tokenizer(store.resolve("blip-bert-tokenizer").path)
+    torch.manual_seed(seed)  # seed_everything(42)
+    out = []
+    for i in range(0, len(images), batch):
+        out += _released_generate(st, tok, _reference_pixels(images[i : i + batch]), {"base": 0.0, "large": 0.1}[model])
+    return out
+
+
+def _released_metric(store, **settings):
+    return _metric(store, weights_format="original", mode="released", **settings)
+
+
+@pytest.mark.parametrize("model", ["base", "large"])
+def test_released_mode_captions_equal_the_released_code_on_cpu(store, fake_encoders, model):
+    """Same seed right before the captioning pass, batches of 30 in order: the same captions,
+    leading space included; the caller's random state is left as it was."""
+    images = _images(34, seed=11)
+    want = _released_captions_of_the_script(store, model, images)
+    m = _released_metric(store, model=model)
+    assert m.group_size == 30
+    batch = _batch(34)
+    batch.generated = images
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    got = m.compute(MetricBatch(**{**batch.__dict__, "memo": {}}))[1]["caption"]
+    assert torch.equal(torch.get_rng_state(), before)
+    assert got == want
+    assert sum(c.startswith(" ") for c in got) > len(got) // 2  # caption[len(prompt):] keeps the space
+    # dropout is on: eval mode captions the same frames differently
+    plain = B.BlipCaptioner(m.captioner.model, m.captioner.tokenizer).caption(images)
+    assert sum(a.strip() != b for a, b in zip(got, plain)) > len(images) // 4
+
+
+def _released_protocol(tmp_path, batch_size=4):
+    from egobench.protocol import load_protocol
+
+    path = tmp_path / "released.yaml"
+    path.write_text(
+        "name: released-test\nversion: '1'\nmetrics:\n"
+        f"  - {{name: blip-b, metric: blip, settings: {{model: base, weights_format: original, mode: released, "
+        f"batch_size: {batch_size}, draws: 2}}}}\n"
+        f"  - {{name: blip-l, metric: blip, settings: {{model: large, weights_format: original, mode: released, "
+        f"batch_size: {batch_size}}}}}\n")
+    return load_protocol(path)
+
+
+def _demo_samples(n):
+    from egobench.data import load_split
+
+    return list(load_split("demo", None, n))
+
+
+def _evaluate(store, proto, samples, locate, batch_size, run_cache=None, progress=None):
+    from egobench.evaluator import build_metrics, evaluate_samples
+
+    cols = build_metrics(proto, store, "cpu", cache=FeatureCache(None))
+    return evaluate_samples(samples, locate, cols, batch_size=batch_size, run_cache=run_cache, progress=progress)
+
+
+def test_released_batches_are_fixed_groups_in_split_order_whatever_the_eval_batch_size(store, fake_encoders,
+                                                                                       tmp_path):
+    import pandas as pd
+
+    proto = _released_protocol(tmp_path)
+    samples = _demo_samples(10)
+    locate = lambda s: s.target_path  # noqa: E731
+    a = _evaluate(store, proto, samples, locate, batch_size=3)
+    b = _evaluate(store, proto, samples, locate, batch_size=7)
+    pd.testing.assert_frame_equal(a.samples, b.samples)
+    assert a.metrics == b.metrics
+    # = the metric fed the groups 0-3, 4-7, 8-9 directly, from one stream seeded at the pass start
+    from egobench.evaluator import build_metrics
+    from egobench.images import read_rgb
+
+    cols = build_metrics(proto, store, "cpu", cache=FeatureCache(None))
+    m = cols[1].metric  # blip-l
+    m.begin()
+    frames = [read_rgb(s.target_path) for s in samples]
+    want = []
+    for i in range(0, 10, 4):
+        group = MetricBatch(ids=[s.id for s in samples[i:i + 4]], generated=frames[i:i + 4], target=frames[i:i + 4],
+                            description=[s.description for s in samples[i:i + 4]],
+                            action=[s.action for s in samples[i:i + 4]], domain=["ego4d"] * len(frames[i:i + 4]))
+        want += m.compute(group)[1]["caption"]
+    assert list(a.samples["blip-l_caption"]) == want
+    # the spread across draws is recorded beside the mean (BLIP-B: 2 draws)
+    info = a.metrics["blip-b"]
+    assert info["draws"] == 2 and len(info["draw_values"]) == 2
+    assert info["draw_std"] == pytest.approx(float(np.std(info["draw_values"], ddof=1)), rel=1e-12)
+    assert info["value"] == pytest.approx(float(np.mean(info["draw_values"])), rel=1e-12)
+    assert a.metrics["blip-l"]["draws"] == 1 and "draw_std" not in a.metrics["blip-l"]
+    per = np.array([json.loads(x) for x in a.samples["blip-b_draw_scores"]])
+    np.testing.assert_allclose(per.mean(axis=1), a.samples["blip-b"].to_numpy(), rtol=1e-12)
+    assert a.metrics["blip-b"]["settings"]["mode"] == "released"
+
+
+def test_released_run_killed_mid_way_resumes_to_identical_captions(store, fake_encoders, tmp_path, monkeypatch):
+    """The stream state after each group is in the run cache: a resumed evaluation scores only the
+    groups the kill interrupted, from the state the killed one reached, and equals an uninterrupted run."""
+    import pandas as pd
+
+    proto = _released_protocol(tmp_path)
+    samples = _demo_samples(10)
+    locate = lambda s: s.target_path  # noqa: E731
+    whole = _evaluate(store, proto, samples, locate, batch_size=3, run_cache=FeatureCache(tmp_path / "whole"))
+    ticks = []
+
+    def killed(n):
+        ticks.append(n)
+        if len(ticks) == 3:  # after 9 samples: groups 0-3 and 4-7 scored, sample 8 waits for its group
+            raise KeyboardInterrupt("killed")
+
+    cache = tmp_path / "run-cache"
+    with pytest.raises(KeyboardInterrupt):
+        _evaluate(store, proto, samples, locate, batch_size=3, run_cache=FeatureCache(cache), progress=killed)
+    calls = []
+    real = B.BlipCaptioner.caption
+    monkeypatch.setattr(B.BlipCaptioner, "caption", lambda self, ims: calls.append(len(ims)) or real(self, ims))
+    resumed = _evaluate(store, proto, samples, locate, batch_size=5, run_cache=FeatureCache(cache))
+    assert calls == [2, 2, 2]  # the last group only: BLIP-B's two draws, BLIP-L's one
+    pd.testing.assert_frame_equal(resumed.samples, whole.samples)
+    assert resumed.metrics == whole.metrics
+    # unchanged outputs: nothing captioned again
+    calls.clear()
+    again = _evaluate(store, proto, samples, locate, batch_size=10, run_cache=FeatureCache(cache))
+    assert calls == []
+    pd.testing.assert_frame_equal(again.samples, whole.samples)
+    # an output changed in the first group changes the stream for every later group: all recaptioned
+    calls.clear()
+    changed = _evaluate(store, proto, samples, lambda s: s.input_path if s is samples[1] else s.target_path,
+                        batch_size=3, run_cache=FeatureCache(cache))
+    assert calls == [4, 4, 4, 4, 4, 4, 2, 2, 2]
+    fresh = _evaluate(store, proto, samples, lambda s: s.input_path if s is samples[1] else s.target_path,
+                      batch_size=4)
+    pd.testing.assert_frame_equal(changed.samples, fresh.samples)
+
+
+def test_released_settings_are_checked_and_eval_records_are_unchanged(store):
+    from egobench.errors import ConfigError
+
+    cls = B.BLIPSimilarity
+    with pytest.raises(ConfigError, match="draws 3 needs mode: released"):
+        cls.parse_settings({"draws": 3}, "p.yaml")
+    with pytest.raises(ConfigError, match="beam_search: released"):
+        cls.parse_settings({"mode": "released", "beam_search": "transformers"}, "p.yaml")
+    with pytest.raises(ConfigError, match="draws must be >= 1"):
+        cls.parse_settings({"mode": "released", "draws": 0}, "p.yaml")
+    with pytest.raises(ConfigError):
+        cls.parse_settings({"mode": "train"}, "p.yaml")
+    # eval mode at its defaults keeps the settings record (cache keys, metrics.json) it had before
+    record = _metric(store).settings_record()
+    assert set(record) == {"model", "weights_format", "text_encoder", "reference", "batch_size", "beam_search"}
+    assert _metric(store).group_size is None
+    released = _released_metric(store, draws=2).settings_record()
+    assert (released["mode"], released["seed"], released["draws"]) == ("released", 42, 2)
+
+
+def test_shipped_protocols_blip_modes():
+    from egobench.protocol import load_protocol
+
+    official = load_protocol("lego-official")
+    assert official.version == "1.1"
+    for spec in official.metrics:
+        if spec.metric == "blip":
+            assert spec.settings["mode"] == "released" and spec.settings["seed"] == 42
+            assert spec.settings["batch_size"] == 30
+    v1 = load_protocol("egobench-v1")
+    blips = [B.BLIPSimilarity.parse_settings(s.settings, "v1") for s in v1.metrics if s.metric == "blip"]
+    assert blips and all(s.mode == "eval" and s.draws == 1 for s in blips)
+    from importlib import resources
+
+    for name in ("lego-official", "egobench-v1"):
+        text = (resources.files("protocols") / f"{name}.yaml").read_text()
+        assert "docs/protocols.md" in text and "FACTS.md" not in text
+
+
+def test_report_notes_the_released_captioner_spread_under_table_2(tmp_path):
+    import pandas as pd
+
+    from reports.tables import RunData, build_tables
+
+    def run(method, blip, mode_settings):
+        metrics = {"method": method, "dataset": "demo", "comparable": False, "n_scored": 2,
+                   "protocol": {"name": "lego-official", "version": "1.1", "hash": "ab" * 32},
+                   "metric_order": ["blip-b", "blip-l"],
+                   "metrics": {k: {"metric": "blip", "kind": "sample", "higher_is_better": True, "value": v,
+                                   "display_scale": 100.0, "n": 2, "settings": mode_settings, **extra}
+                               for k, (v, extra) in blip.items()}}
+        samples = pd.DataFrame({"sample_id": ["a", "b"], "status": ["ok", "ok"],
+                                "blip-b": [blip["blip-b"][0]] * 2, "blip-l": [blip["blip-l"][0]] * 2})
+        return RunData(tmp_path / method, metrics, samples, {})
+
+    released = {"mode": "released", "seed": 42, "draws": 3}
+    runs = [run("input-copy", {"blip-b": (0.2, {"draws": 3, "draw_std": 0.0031}),
+                               "blip-l": (0.3, {"draws": 3, "draw_std": 0.0042})}, released),
+            run("oracle", {"blip-b": (0.25, {"draws": 3, "draw_std": 0.0012}),
+                           "blip-l": (0.35, {"draws": 3, "draw_std": 0.0})}, released)]
+    t2 = next(t for t in build_tables(runs, n_boot=10) if t.id.startswith("table2"))
+    assert "BLIP-B/L: released captioner runs with dropout; values vary by about +-0.42 across seeds" in t2.notes
+    one = [run("input-copy", {"blip-b": (0.2, {"draws": 1}), "blip-l": (0.3, {"draws": 1})},
+               {"mode": "released", "seed": 42, "draws": 1})]
+    t2 = next(t for t in build_tables(one, n_boot=10) if t.id.startswith("table2"))
+    assert any("released captioner runs with dropout" in n and "not measured" in n for n in t2.notes)
+    tiny = [run("input-copy", {"blip-b": (0.2, {"draws": 3, "draw_std": 3.1e-6}),
+                               "blip-l": (0.3, {"draws": 3, "draw_std": 4.0e-6})}, released)]
+    t2 = next(t for t in build_tables(tiny, n_boot=10) if t.id.startswith("table2"))
+    assert "BLIP-B/L: released captioner runs with dropout; values vary by about +-0.0004 across seeds" in t2.notes
+    plain = [run("input-copy", {"blip-b": (0.2, {}), "blip-l": (0.3, {})}, {"model": "base"})]
+    t2 = next(t for t in build_tables(plain, n_boot=10) if t.id.startswith("table2"))
+    assert not any("dropout" in n for n in t2.notes)

@@ -17,8 +17,9 @@ What the released LEGO code does (``metrics/all_metrics_in_one.py``,
   transformers version of the LEGO environment (4.19.2).
 * Decoding: ``tokenizer.decode(ids, skip_special_tokens=True)`` (slow
   BertTokenizer, ``clean_up_tokenization_spaces=True``), then
-  ``caption[len(prompt):]``, which leaves a leading space (the text encoders'
-  tokenizers drop it; we store the stripped caption).
+  ``caption[len(prompt):]``, which leaves a leading space. ``mode: released``
+  stores it as the released code returns it; ``mode: eval`` strips it (the
+  text encoders' tokenizers drop it either way, so scores do not move).
 * Images go through the model in batches of 30 in split order; the code notes
   that the order changes captions. Per item, beam search is independent of the
   other items of a batch (no text padding: every row starts from the same 4
@@ -43,6 +44,29 @@ base and 14 of 45 large captions differ). ``beam_search: released``
 algorithm on top of the transformers model's forward pass;
 ``beam_search: transformers`` calls ``BlipForConditionalGeneration.generate``.
 
+**Training mode (``mode: released``).** ``compute_blip_caption`` builds the
+captioner with ``blip_decoder(...)``, moves it to the GPU and never calls
+``.eval()``, so the released captions are made with dropout on: BERT dropout 0.1
+(``med_config.json``) at every dropout site of the text decoder, and stochastic
+depth 0.1 in BLIP-L's ViT (``create_vit``: ``drop_path_rate`` 0.1 for ``large``,
+0 for ``base``; per block ``linspace(0, 0.1, depth)``, timm 0.9.5's ``DropPath``).
+The ViT's own dropouts have p = 0 and draw nothing. ``mode: released`` turns on
+exactly these: the text decoder's ``nn.Dropout`` modules at the med_config rates
+(transformers' port has the same modules at the same places, called in the same
+order: embeddings; per layer self-attention probabilities, self-output,
+cross-attention probabilities, cross-output, feed-forward output) and drop path
+around each ViT block's attention and MLP (:func:`vision_forward_released`).
+The draws come from the metric device's default generator, which a captioning
+pass seeds with ``seed`` (the script's ``seed_everything(42)``) and carries from
+batch to batch: batches of ``batch_size`` (30) consecutive scored samples in
+split order (the evaluator forms them whatever its own batch size, see
+:attr:`~egobench.metrics.Metric.group_size`), so a caption depends on its batch
+and on every batch before it, as in the released script. ``draws: K`` repeats
+the pass with seeds ``seed``, ``seed + 1``, ... and scores the mean over draws
+(``draw_std`` in ``metrics.json``: the spread of the split means). What cannot
+be reproduced (the exact draw of a full released run on its GPU) is listed in
+``docs/protocols.md``. ``mode: eval`` (default) is deterministic.
+
 **Weights.** ``weights_format: original`` loads the LEGO-Metrics ``.pth``
 files (the ones the released code uses) into a transformers
 ``BlipForConditionalGeneration`` through :func:`convert_original_state_dict`
@@ -54,6 +78,9 @@ configs keep transformers' vision LayerNorm eps default (1e-5).
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -67,7 +94,7 @@ import numpy as np
 import torch
 
 from .. import _compat
-from ..errors import UserError
+from ..errors import ConfigError, UserError
 from ..weights import Artifact, register_artifact
 from . import Metric, MetricBatch
 
@@ -86,6 +113,11 @@ ENC_TOKEN = "[ENC]"  # ... and one additional special token
 VISION_LN_EPS = 1e-6  # BLIP vit.py: partial(nn.LayerNorm, eps=1e-6)
 TEXT_LN_EPS = 1e-12  # med_config.json
 HEAD_DIM = 64  # ViT-B 768/12, ViT-L 1024/16, BERT-base 768/12 (med_config)
+# the released captioner runs in training mode (compute_blip_caption never calls .eval())
+RELEASED_HIDDEN_DROPOUT = 0.1  # med_config.json hidden_dropout_prob
+RELEASED_ATTENTION_DROPOUT = 0.1  # med_config.json attention_probs_dropout_prob
+RELEASED_DROP_PATH = {"base": 0.0, "large": 0.1}  # blip.py create_vit: drop_path_rate of ViT-B / ViT-L
+RELEASED_SEED = 42  # all_metrics_in_one.py: seed_everything(42) before any metric
 
 # --- artifacts ----------------------------------------------------------------
 HF_TOKENIZER_FILES = ("special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt")
@@ -692,8 +724,98 @@ def released_beam_search(
     return [hyps[b].best() for b in range(batch)]
 
 
+# --- training mode (mode: released) -----------------------------------------------------
+
+
+def drop_path_rates(rate: float, depth: int) -> list[float]:
+    """Stochastic depth per block as BLIP's ViT sets it: ``linspace(0, rate, depth)`` in float32,
+    each value as a Python float (block 0 gets 0: no drop path, nothing drawn)."""
+    return [float(x) for x in torch.linspace(0, rate, depth)]
+
+
+def drop_path(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Stochastic depth in training mode with timm 0.9.5's semantics (the LEGO environment): one
+    Bernoulli(1 - p) draw per row from the default generator of ``x``'s device, the kept rows scaled
+    by 1 / (1 - p); p = 0 returns ``x`` and draws nothing."""
+    if p == 0.0:
+        return x
+    keep = 1.0 - p
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    mask.div_(keep)
+    return x * mask
+
+
+def vision_forward_released(vision_model: Any, pixel_values: torch.Tensor, rates: Sequence[float]) -> torch.Tensor:
+    """BLIP's ViT in training mode on a transformers ``BlipVisionModel``: per block
+    ``x + drop_path(attn(norm1(x)))`` then ``x + drop_path(mlp(norm2(x)))``, then the final norm
+    (``last_hidden_state``). The ViT's dropouts (p = 0 in BLIP) stay off: they draw nothing."""
+    layers = vision_model.encoder.layers
+    if len(rates) != len(layers):
+        raise ValueError(f"{len(rates)} drop path rates for {len(layers)} ViT blocks")
+    h = vision_model.embeddings(pixel_values)
+    for layer, p in zip(layers, rates):
+        h = h + drop_path(layer.self_attn(hidden_states=layer.layer_norm1(h))[0], p)
+        h = h + drop_path(layer.mlp(layer.layer_norm2(h)), p)
+    return vision_model.post_layernorm(h)
+
+
+@contextlib.contextmanager
+def released_training_mode(model: Any) -> Any:
+    """The text decoder's dropouts on, at the released ``med_config.json`` rates, for the duration
+    (attention-probability dropouts at ``attention_probs_dropout_prob``, the others at
+    ``hidden_dropout_prob``); everything else keeps its mode. Restored afterwards (the model may be
+    shared with an eval-mode column)."""
+    decoder = model.text_decoder
+    sites = [(name, m) for name, m in decoder.named_modules() if isinstance(m, torch.nn.Dropout)]
+    n_layers = len(decoder.bert.encoder.layer)
+    # embeddings + per layer: self-attention probs, self output, cross-attention probs, cross output, FFN output
+    if len(sites) != 1 + 5 * n_layers:
+        raise RuntimeError(f"BLIP text decoder has {len(sites)} dropout modules; the released decoder has "
+                           f"{1 + 5 * n_layers} (transformers' BLIP port changed?)")
+    saved = [(m, m.p, m.training) for _, m in sites]
+    try:
+        for name, m in sites:
+            m.p = RELEASED_ATTENTION_DROPOUT if name.endswith("self.dropout") else RELEASED_HIDDEN_DROPOUT
+            m.train()
+        yield
+    finally:
+        for m, p, training in saved:
+            m.p = p
+            m.train(training)
+
+
+class DeviceGenerator:
+    """The default generator of the metric's device (what dropout and drop path draw from): read,
+    set, and the state a fresh generator seeded with ``seed`` has (``seed_everything(seed)``)."""
+
+    def __init__(self, device: str):
+        dev = torch.device(device)
+        if dev.type not in ("cpu", "cuda"):
+            raise UserError(f"metric blip: mode 'released' draws from a CPU or CUDA generator, not '{device}'")
+        self.type = dev.type
+        self.index = (dev.index if dev.index is not None else torch.cuda.current_device()) if dev.type == "cuda" else None
+
+    def get(self) -> torch.Tensor:
+        return torch.get_rng_state() if self.type == "cpu" else torch.cuda.get_rng_state(self.index)
+
+    def set(self, state: torch.Tensor) -> None:
+        if self.type == "cpu":
+            torch.set_rng_state(state)
+        else:
+            torch.cuda.set_rng_state(state, self.index)
+
+    def seeded(self, seed: int) -> torch.Tensor:
+        where = "cpu" if self.type == "cpu" else f"cuda:{self.index}"
+        return torch.Generator(device=where).manual_seed(seed).get_state()
+
+
 class BlipCaptioner:
-    """Captions uint8 RGB frames the way the released LEGO code does."""
+    """Captions uint8 RGB frames the way the released LEGO code does.
+
+    ``mode="released"``: the model runs as the released script leaves it, with dropout and drop path
+    (``drop_path_rate``: 0.1 for BLIP-L, 0 for BLIP-B) drawing from the device's current default
+    generator (the caller sets and keeps its state), and captions keep their leading space.
+    """
 
     def __init__(
         self,
@@ -702,14 +824,22 @@ class BlipCaptioner:
         device: str = "cpu",
         batch_size: int = 30,
         beam_search: Literal["released", "transformers"] = "released",
+        mode: Literal["eval", "released"] = "eval",
+        drop_path_rate: float = 0.0,
     ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if mode not in ("eval", "released"):
+            raise ValueError(f"unknown BLIP mode '{mode}'")
+        if mode == "released" and beam_search != "released":
+            raise ValueError("mode 'released' needs beam_search 'released' (the 4.19.2 search the script ran)")
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
         self.batch_size = batch_size
         self.beam_search = beam_search
+        self.mode = mode
+        self.drop_path_rate = drop_path_rate
 
     def caption(self, images: Sequence[np.ndarray]) -> list[str]:
         """One caption per image, without the prompt, in chunks of ``batch_size``."""
@@ -717,12 +847,20 @@ class BlipCaptioner:
         for start in range(0, len(images), self.batch_size):
             pixels = preprocess(images[start : start + self.batch_size])
             for ids in self.generate_ids(pixels):
-                out.append(strip_prompt(decode_released(self.tokenizer, ids)))
+                text = decode_released(self.tokenizer, ids)
+                # released: caption[len(prompt):] exactly, leading space included
+                out.append(text[len(PROMPT) :] if self.mode == "released" else strip_prompt(text))
         return out
 
     @torch.no_grad()
     def generate_ids(self, pixel_values: torch.Tensor) -> list[list[int]]:
         """Token ids (prompt included) for preprocessed pixels, one list per image."""
+        if self.mode == "released":
+            with released_training_mode(self.model):
+                return self._generate_ids(pixel_values)
+        return self._generate_ids(pixel_values)
+
+    def _generate_ids(self, pixel_values: torch.Tensor) -> list[list[int]]:
         model, tok = self.model, self.tokenizer
         pixel_values = pixel_values.to(self.device)
         n = pixel_values.shape[0]
@@ -744,7 +882,11 @@ class BlipCaptioner:
             return [row.tolist() for row in seqs]
         if self.beam_search != "released":
             raise ValueError(f"unknown beam search '{self.beam_search}'")
-        image_embeds = model.vision_model(pixel_values=pixel_values)[0]
+        if self.mode == "released":  # the ViT first (its drop path draws), then the decoder, as generate() does
+            rates = drop_path_rates(self.drop_path_rate, len(model.vision_model.encoder.layers))
+            image_embeds = vision_forward_released(model.vision_model, pixel_values, rates)
+        else:
+            image_embeds = model.vision_model(pixel_values=pixel_values)[0]
         image_embeds = image_embeds.repeat_interleave(NUM_BEAMS, dim=0)
         image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
         state: dict[str, Any] = {"cache": None}
@@ -790,6 +932,18 @@ class BLIPSettings:
     reference: Literal["description", "action"] = "description"
     batch_size: int = 30
     beam_search: Literal["released", "transformers"] = "released"
+    # eval: the captioner in eval mode (deterministic); released: in training mode as the released
+    #   script runs it (dropout, BLIP-L drop path), batches of batch_size in split order drawing from
+    #   the device generator seeded with `seed` per captioning pass, leading space kept
+    mode: Literal["eval", "released"] = "eval"
+    seed: int = RELEASED_SEED
+    # released: repeat the captioning pass with seeds seed, seed + 1, ...; score = mean over draws
+    draws: int = 1
+
+
+#: settings added with ``mode``; left out of the record at their defaults (eval mode), so eval-mode
+#: columns keep the cache keys and ``metrics.json`` settings they had before
+_MODE_DEFAULTS = {"mode": "eval", "seed": RELEASED_SEED, "draws": 1}
 
 
 def cosine(a: np.ndarray, b: np.ndarray, eps: float = 1e-8) -> np.ndarray:
@@ -813,17 +967,186 @@ class BLIPSimilarity(Metric):
 
     def __init__(self, settings: BLIPSettings, *, weights=None, device: str = "cpu", cache=None):
         super().__init__(settings, weights=weights, device=device, cache=cache)
-        if settings.batch_size < 1:
-            raise UserError(f"metric blip: batch_size must be >= 1, got {settings.batch_size}")
+        _check_settings(settings, "metric blip")
+        released = settings.mode == "released"
+        # released: fixed batches of batch_size in split order drawing from one stream (groups the
+        # evaluator forms whatever its batch size); the per-draw captions and scores are extra columns
+        self.group_size = settings.batch_size if released else None
+        self.extras = ("caption", "draw_captions", "draw_scores") if released and settings.draws > 1 else ("caption",)
+        self._generator = DeviceGenerator(device) if released else None
         if settings.weights_format == "hf":
             res = weights.resolve(hf_artifact(settings.model))
             model, tok = shared_captioner(res, "hf", device)
         else:
             res = weights.resolve(original_artifact(settings.model))
             model, tok = shared_captioner(res, "original", device, tokenizer_res=weights.resolve(TOKENIZER_ARTIFACT))
-        self.captioner = BlipCaptioner(model, tok, device, settings.batch_size, settings.beam_search)
+        self.captioner = BlipCaptioner(model, tok, device, settings.batch_size, settings.beam_search,
+                                       mode=settings.mode, drop_path_rate=RELEASED_DROP_PATH[settings.model])
         self._encoders: dict[str, Any] = {}
         self._fingerprints: dict[int, str] = {}
+        self.begin()
+
+    @classmethod
+    def parse_settings(cls, data: dict[str, Any] | None, where: str) -> BLIPSettings:
+        settings = super().parse_settings(data, where)
+        _check_settings(settings, where)
+        return settings
+
+    def settings_record(self) -> dict[str, Any]:
+        record = super().settings_record()
+        if all(record.get(k) == v for k, v in _MODE_DEFAULTS.items()):
+            for k in _MODE_DEFAULTS:
+                record.pop(k)
+        return record
+
+    # --- the released random stream -------------------------------------------------------------
+    # A captioning pass (one evaluation) starts each draw's stream at its seed; batch k of the pass
+    # continues it from where batch k-1 left it. The stream state after each batch is kept in the
+    # run cache under a chain hash of every batch so far (the content of each generated image, in
+    # order), so a resumed evaluation picks the stream up where the killed one left it.
+
+    def begin(self) -> None:
+        s: BLIPSettings = self.settings
+        dev = self._generator.type if self._generator is not None else ""
+        start = json.dumps({"mode": s.mode, "seed": s.seed, "draws": s.draws, "batch_size": s.batch_size,
+                            "device": dev}, sort_keys=True)
+        self._chain = hashlib.sha256(start.encode()).hexdigest()
+        self._states: list[torch.Tensor | None] = [None] * s.draws  # None: fresh (seed + draw)
+        self._states_at = self._chain
+
+    def _advance(self, batch: MetricBatch) -> tuple[str, str]:
+        """(chain before, chain after) this captioning batch, computed once per batch object."""
+
+        def step() -> tuple[str, str]:
+            before = self._chain
+            h = hashlib.sha256(f"{before}\n{len(batch)}\n".encode())
+            for key in batch.generated_keys:
+                h.update(f"{key}\n".encode())
+            self._chain = h.hexdigest()
+            return before, self._chain
+
+        return batch.shared(("blip-chain", id(self)), step)
+
+    def score_keys(self, batch: MetricBatch, keys: list[str]) -> list[str]:
+        """Released mode: a caption depends on its batch and every batch before it (the stream), so
+        each score key also covers the chain of batches so far and the sample's place in its batch."""
+        if self.settings.mode != "released":
+            return keys
+        _, after = self._advance(batch)
+        return [hashlib.sha256(f"{k}\n{after}\n{i}".encode()).hexdigest() for i, k in enumerate(keys)]
+
+    def _stored(self, chain: str, fill: Callable[[list[int]], list[np.ndarray]]) -> tuple[list[list[str]], list]:
+        packed = self.cached("released-captions", [chain], fill, cache=self.run_cache)[0]
+        return _unpack_draws(packed)
+
+    def _states_before(self, before: str) -> list[torch.Tensor | None]:
+        if self._states_at == before:
+            return self._states
+        if self.run_cache is None or not self.run_cache.enabled:
+            raise RuntimeError("metric blip: released-mode batches scored out of order")
+
+        def missing(_: list[int]) -> list[np.ndarray]:
+            raise UserError("metric blip: the run cache has this evaluation's scores but not the captioner's "
+                            "random-stream state after them (a damaged cache?); remove the run's cache/ "
+                            "folder to score it again from the start")
+
+        return self._stored(before, missing)[1]
+
+    def _released_captions(self, batch: MetricBatch) -> list[list[str]]:
+        """Captions of one captioning batch, one list per draw, continuing each draw's stream."""
+        s: BLIPSettings = self.settings
+        gen = self._generator
+        assert gen is not None
+        before, after = self._advance(batch)
+
+        def caption_all() -> tuple[list[list[str]], list[torch.Tensor]]:
+            states = self._states_before(before)
+            # two columns with the same captioner at the same stream state share the work
+            digest = hashlib.sha256(b"".join(bytes(st.numpy()) if st is not None else b"fresh" for st in states))
+            key = ("blip-released", id(self.captioner.model), s.batch_size, s.model, s.seed, s.draws,
+                   digest.hexdigest())
+
+            def run() -> tuple[list[list[str]], list[torch.Tensor]]:
+                captions, after_states = [], []
+                saved = gen.get()
+                try:
+                    for d in range(s.draws):
+                        gen.set(states[d] if states[d] is not None else gen.seeded(s.seed + d))
+                        captions.append(self.captioner.caption(batch.generated))
+                        after_states.append(gen.get())
+                finally:
+                    gen.set(saved)  # the rest of the process draws from where it was
+                return captions, after_states
+
+            return batch.shared(key, run)
+
+        if self.run_cache is not None and self.run_cache.enabled:
+            captions, states = self._stored(after, lambda _: [_pack_draws(*caption_all())])
+        else:
+            captions, states = caption_all()
+        self._states, self._states_at = list(states), after
+        return captions
+
+    def compute(self, batch: MetricBatch) -> tuple[np.ndarray, dict[str, list]]:
+        s: BLIPSettings = self.settings
+        n = len(batch)
+        cap = self.captioner
+        if s.mode == "released":
+            if n > s.batch_size:  # called outside the evaluator's groups: one captioning batch at a time
+                parts = [self.compute(_slice(batch, i, i + s.batch_size)) for i in range(0, n, s.batch_size)]
+                return (np.concatenate([p[0] for p in parts]),
+                        {k: [v for p in parts for v in p[1][k]] for k in parts[0][1]})
+            draws = self._released_captions(batch)
+        else:
+            # two columns with the same captioner and decoding (e.g. one reference text each) share
+            # the captions of a batch
+            draws = [batch.shared(("blip-captions", id(cap.model), cap.batch_size, cap.beam_search),
+                                  lambda: cap.caption(batch.generated))]
+        k = len(draws)
+        refs = list(batch.description if s.reference == "description" else batch.action)
+        if len(refs) != n:
+            raise ValueError(f"metric blip: {len(refs)} {s.reference} texts for {n} samples")
+        domains = list(batch.domain) if batch.domain else [""] * n
+        groups: dict[str, list[int]] = {}
+        for i, d in enumerate(domains):
+            groups.setdefault(self._encoder_domain(d), []).append(i)
+        per_draw = np.empty((k, n), dtype=np.float64)
+        for edomain, idx in groups.items():
+            encoder = self._text_encoder(domains[idx[0]])
+            cap_emb = np.asarray(encoder.embed([draws[d][i] for d in range(k) for i in idx]))
+            ref_texts = [refs[i] for i in idx]
+            # the reference side is the same for every method: cache it by text, domain and encoder weights
+            fp = self._encoder_fingerprint(encoder)
+            keys = [hashlib.sha256(f"{s.text_encoder}\n{fp}\n{edomain}\n{t}".encode()).hexdigest() for t in ref_texts]
+
+            def fill(missing: list[int], encoder=encoder, ref_texts=ref_texts) -> list[np.ndarray]:
+                emb = np.asarray(encoder.embed([ref_texts[j] for j in missing]))
+                return [emb[j] for j in range(len(missing))]
+
+            ref_emb = np.stack(self.cached("reference-text", keys, fill))
+            for d in range(k):
+                per_draw[d, idx] = cosine(cap_emb[d * len(idx) : (d + 1) * len(idx)], ref_emb)
+        extras: dict[str, list] = {"caption": list(draws[0])}
+        if k == 1:
+            return per_draw[0], extras
+        extras["draw_captions"] = [json.dumps([draws[d][i] for d in range(k)]) for i in range(n)]
+        extras["draw_scores"] = [json.dumps([float(per_draw[d, i]) for d in range(k)]) for i in range(n)]
+        return per_draw.mean(axis=0), extras
+
+    def summary(self, values: np.ndarray, extras: dict[str, list]) -> dict[str, Any]:
+        """Released mode: ``draws``; with more than one, each draw's split mean (``draw_values``) and
+        their standard deviation (``draw_std``, ddof 1): the captioner's noise floor on this split."""
+        s: BLIPSettings = self.settings
+        if s.mode != "released":
+            return {}
+        out: dict[str, Any] = {"draws": s.draws}
+        if s.draws > 1 and extras.get("draw_scores"):
+            per = np.array([json.loads(x) for x in extras["draw_scores"]], dtype=np.float64)
+            means = per.mean(axis=0)
+            out["draw_values"] = [float(m) for m in means]
+            out["draw_std"] = float(np.std(means, ddof=1))
+        return out
+
 
     @classmethod
     def artifacts(cls, settings: BLIPSettings) -> list[str]:
@@ -886,37 +1209,34 @@ class BLIPSimilarity(Metric):
             self._fingerprints[id(encoder)] = h.hexdigest()
         return self._fingerprints[id(encoder)]
 
-    def compute(self, batch: MetricBatch) -> tuple[np.ndarray, dict[str, list]]:
-        s: BLIPSettings = self.settings
-        n = len(batch)
-        # two columns with the same captioner and decoding (e.g. one reference text each) share
-        # the captions of a batch
-        cap = self.captioner
-        captions = batch.shared(("blip-captions", id(cap.model), cap.batch_size, cap.beam_search),
-                                lambda: cap.caption(batch.generated))
-        refs = list(batch.description if s.reference == "description" else batch.action)
-        if len(refs) != n:
-            raise ValueError(f"metric blip: {len(refs)} {s.reference} texts for {n} samples")
-        domains = list(batch.domain) if batch.domain else [""] * n
-        groups: dict[str, list[int]] = {}
-        for i, d in enumerate(domains):
-            groups.setdefault(self._encoder_domain(d), []).append(i)
-        scores = np.empty(n, dtype=np.float64)
-        for edomain, idx in groups.items():
-            encoder = self._text_encoder(domains[idx[0]])
-            cap_emb = np.asarray(encoder.embed([captions[i] for i in idx]))
-            ref_texts = [refs[i] for i in idx]
-            # the reference side is the same for every method: cache it by text, domain and encoder weights
-            fp = self._encoder_fingerprint(encoder)
-            keys = [hashlib.sha256(f"{s.text_encoder}\n{fp}\n{edomain}\n{t}".encode()).hexdigest() for t in ref_texts]
 
-            def fill(missing: list[int], encoder=encoder, ref_texts=ref_texts) -> list[np.ndarray]:
-                emb = np.asarray(encoder.embed([ref_texts[j] for j in missing]))
-                return [emb[j] for j in range(len(missing))]
+def _check_settings(s: BLIPSettings, where: str) -> None:
+    if s.batch_size < 1:
+        raise ConfigError(f"{where}: batch_size must be >= 1, got {s.batch_size}")
+    if s.draws < 1:
+        raise ConfigError(f"{where}: draws must be >= 1, got {s.draws}")
+    if s.mode == "eval" and s.draws != 1:
+        raise ConfigError(f"{where}: draws {s.draws} needs mode: released (mode eval is deterministic)")
+    if s.mode == "released" and s.beam_search != "released":
+        raise ConfigError(f"{where}: mode released needs beam_search: released (the search the released code ran)")
 
-            ref_emb = np.stack(self.cached("reference-text", keys, fill))
-            scores[idx] = cosine(cap_emb, ref_emb)
-        return scores, {"caption": captions}
+
+def _slice(batch: MetricBatch, start: int, stop: int) -> MetricBatch:
+    n = len(batch)
+    fields = {f.name: getattr(batch, f.name) for f in dataclasses.fields(MetricBatch) if f.name != "memo"}
+    return MetricBatch(**{k: (list(v[start:stop]) if len(v) == n else list(v)) for k, v in fields.items()})
+
+
+def _pack_draws(captions: list[list[str]], states: list[torch.Tensor]) -> np.ndarray:
+    """One run-cache entry: every draw's captions of a batch and its stream state after it."""
+    blob = {"captions": captions, "states": [base64.b64encode(bytes(st.numpy())).decode() for st in states]}
+    return np.frombuffer(json.dumps(blob).encode(), dtype=np.uint8).copy()
+
+
+def _unpack_draws(packed: np.ndarray) -> tuple[list[list[str]], list[torch.Tensor]]:
+    blob = json.loads(np.asarray(packed, dtype=np.uint8).tobytes().decode())
+    states = [torch.frombuffer(bytearray(base64.b64decode(st)), dtype=torch.uint8) for st in blob["states"]]
+    return blob["captions"], states
 
 
 # --- tiny stand-ins ---------------------------------------------------------------------------
