@@ -1,4 +1,4 @@
-"""``egobench bench``: all five measurements come back finite on the tiny profile, and
+"""``egobench bench``: all six measurements come back finite on the tiny profile, and
 the CLI prints them. Timings are never asserted (CI machines are noisy)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from egobench import bench as bench_mod
 from egobench.cli import main
 from egobench.errors import UserError
 
-KEYS = ["naive", "cache", "overhead", "pipeline", "memory"]
+KEYS = ["naive", "cache", "overhead", "pipeline", "memory", "startup"]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def report(tmp_path_factory):
     return rep
 
 
-def test_tiny_bench_returns_five_finite_measurements(report):
+def test_tiny_bench_returns_six_finite_measurements(report):
     assert [m.key for m in report.measurements] == KEYS
     for m in report.measurements:
         if m.key == "pipeline" and not m.available:
@@ -71,7 +71,7 @@ def test_not_available_pipeline_is_not_a_pass(monkeypatch, tmp_path):
     assert "not available yet" in m.value_text()
 
 
-def test_cli_prints_the_five_lines(report, monkeypatch, tmp_path):
+def test_cli_prints_the_six_lines(report, monkeypatch, tmp_path):
     seen = {}
 
     def fake_bench(profile, **kwargs):
@@ -113,7 +113,17 @@ def test_bench_items_skip_measurements_and_refuse_unknown_ones(tmp_path):
     with pytest.raises(UserError, match="unknown item"):
         bench_mod.bench("tiny", items=["metrics", "speed"], progress=False)
     rep = bench_mod.bench("tiny", items=["pipeline"], progress=False, workdir=tmp_path)
-    assert [m.key for m in rep.measurements] == ["naive", "cache", "overhead", "pipeline", "memory"]
+    assert [m.key for m in rep.measurements] == KEYS
     assert rep["pipeline"].available
-    for key in ("naive", "cache", "overhead", "memory"):
+    for key in ("naive", "cache", "overhead", "memory", "startup"):
         assert not rep[key].available and "skipped" in rep[key].value_text()
+
+
+def test_startup_item_times_every_listing_command_in_a_fresh_process():
+    rep = bench_mod.bench("tiny", items=["startup"], progress=False)
+    m = rep["startup"]
+    assert m.available and m.goal.unit == "s"
+    secs = m.details["seconds"]
+    assert set(secs) == {" ".join(c) for c in bench_mod.STARTUP_COMMANDS}
+    assert m.value == max(secs.values()) > 0
+    assert "--help" in m.summary and f"{m.value:.2f} s" in m.value_text()
