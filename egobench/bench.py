@@ -102,7 +102,9 @@ class Goal:
     target: float
     unit: str  # "x" or "MB"
 
-    def met(self, value: float) -> bool:
+    def met(self, value: float) -> bool | None:
+        if self.op == "info":
+            return None  # a figure to report, not a goal
         return value >= self.target if self.op == ">=" else value <= self.target
 
     def text(self) -> str:
@@ -110,6 +112,8 @@ class Goal:
             return f"{self.op} +{self.target:.0f} MB"
         if self.unit == "s":
             return f"{self.op} {self.target:.2f} s"
+        if self.op == "info":
+            return "(reported)"
         return f"{self.op} {self.target:.2f}x"
 
 
@@ -120,10 +124,13 @@ GOALS: dict[str, Goal] = {
     "pipeline": Goal("<=", 1.10, "x"),
     "memory": Goal("<=", 100.0, "MB"),
     "startup": Goal("<=", 1.0, "s"),
+    "blip-spread": Goal("info", 0.0, "pts"),
 }
 ORDER = ("naive", "cache", "overhead", "pipeline", "memory", "startup")
 #: what ``--items`` chooses from: items 1-3 come from one set of runs
 ITEMS = ("metrics", "pipeline", "memory", "startup")
+#: measured only when asked for (``--items blip-spread``): minutes of captioning on a CPU
+OPTIONAL_ITEMS = ("blip-spread",)
 TITLES = {
     "naive": "full suite: naive / egobench (cold)",
     "cache": "target cache: cold / warm",
@@ -131,6 +138,7 @@ TITLES = {
     "pipeline": "lego / diffusers InstructPix2Pix",
     "memory": "peak RSS growth",
     "startup": "CLI start (--help, --version, listings)",
+    "blip-spread": "BLIP-B/L spread across released-mode draws",
 }
 
 
@@ -159,6 +167,8 @@ class Measurement:
 
     @property
     def status(self) -> str:
+        if self.goal.op == "info":
+            return "" if self.available else "n/a"
         return {True: "pass", False: "miss", None: "n/a"}[self.passed]
 
     def value_text(self) -> str:
@@ -169,6 +179,8 @@ class Measurement:
             return f"{v:+.1f} MB"
         if self.goal.unit == "s":
             return f"{v:.2f} s"
+        if self.goal.unit == "pts":
+            return f"+-{v:.2f}"
         if self.key == "overhead":
             return f"{v:.2f}x ({(v - 1) * 100:+.0f}%)"
         return f"{v:.2f}x"
@@ -1585,9 +1597,10 @@ def bench(
     if domain not in DOMAINS:
         raise UserError(f"bench: unknown domain '{domain}'; use one of {', '.join(DOMAINS)}")
     chosen = set(items or ITEMS)
-    if not chosen or chosen - set(ITEMS):
-        raise UserError(f"bench: unknown item(s) {', '.join(sorted(chosen - set(ITEMS))) or '(none)'}; "
-                        f"choose from {', '.join(ITEMS)}")
+    known = set(ITEMS) | set(OPTIONAL_ITEMS)
+    if not chosen or chosen - known:
+        raise UserError(f"bench: unknown item(s) {', '.join(sorted(chosen - known)) or '(none)'}; "
+                        f"choose from {', '.join(ITEMS + OPTIONAL_ITEMS)}")
     proto = load_protocol(protocol)
     flush = flush_denormal and not device.startswith("cuda")
     t_start = time.perf_counter()
@@ -1648,6 +1661,10 @@ def bench(
             items_done(1)
         else:
             measurements.append(Measurement("startup", TITLES["startup"], None, note="skipped (--items)"))
+        if "blip-spread" in chosen:
+            with items_done.phase("blip-spread (lego-official BLIP, 3 released-mode draws, demo split)"):
+                measurements.append(_blip_spread_measurement(3, tmp, progress))
+            items_done(1)
         items_done.close()
     env["loadavg_end"] = _loadavg()
     report = BenchReport(profile, device, proto.name, n, batch_size, measurements, stages, env,
@@ -1655,6 +1672,28 @@ def bench(
     if out is not None:
         report.save(out)
     return report
+
+
+def _blip_spread_measurement(draws: int, workdir: Path, progress: bool) -> Measurement:
+    """``lego-official``'s BLIP-B/L in released mode with ``draws`` seeds on the demo split
+    (input-copy, tiny zoo): the standard deviation across draws of each column's split mean, x100.
+    With the tiny zoo's text towers this is the harness working, not the real noise floor."""
+    import dataclasses
+
+    from .protocol import load_protocol
+    from .runner import run
+
+    proto = load_protocol("lego-official")
+    specs = tuple(dataclasses.replace(m, settings={**m.settings, "draws": draws})
+                  for m in proto.metrics if m.metric == "blip")
+    proto = dataclasses.replace(proto, name="lego-official+blip-draws", metrics=specs)
+    res = run("input-copy", "demo", protocol=proto, out=workdir / "blip-spread", zoo="tiny", progress=progress)
+    stds = {n: float(res.metrics[n].get("draw_std", float("nan"))) * float(res.metrics[n].get("display_scale", 1.0))
+            for n in ("blip-b", "blip-l")}
+    summary = ", ".join(f"{n} +-{v:.4f}" for n, v in stds.items())
+    return Measurement("blip-spread", TITLES["blip-spread"], max(stds.values()),
+                       summary=f"{draws} draws (seeds 42..{41 + draws}) on the demo split, x100: {summary}; "
+                       "tiny-zoo text towers (not the real noise floor)", details={"std_x100": stds, "draws": draws})
 
 
 STARTUP_COMMANDS = (("--help",), ("--version",), ("methods",), ("metrics",), ("protocols",), ("datasets",))

@@ -510,7 +510,7 @@ def demo_cmd(method, protocol, runs_dir, out, steps, quiet):
 @click.option("--json", "json_path", default=None, help="also write the report as JSON")
 @click.option("--weights-dir", default=None, help="build full-arch stand-ins here and reuse them next time")
 @click.option("--items", default=None, metavar="LIST",
-              help="comma-separated subset of metrics (items 1-3), pipeline, memory, startup; default all")
+              help="comma-separated subset of metrics (items 1-3), pipeline, memory, startup (default: all of these), and blip-spread (only when named: lego-official BLIP-B/L spread over 3 draws)")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def bench_cmd(profile, device, n, batch_size, protocol, mem_sizes, json_path, weights_dir, items, quiet):
     """Speed and memory of the harness, each as a ratio next to its goal."""

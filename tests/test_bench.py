@@ -127,3 +127,27 @@ def test_startup_item_times_every_listing_command_in_a_fresh_process():
     assert set(secs) == {" ".join(c) for c in bench_mod.STARTUP_COMMANDS}
     assert m.value == max(secs.values()) > 0
     assert "--help" in m.summary and f"{m.value:.2f} s" in m.value_text()
+
+
+def test_blip_spread_item_reports_the_draw_std_x100(tmp_path, monkeypatch):
+    """Plumbing of the opt-in item (the captioning itself is tested in test_blip.py): it runs
+    lego-official's BLIP columns only, with draws=3, and reports each column's draw_std x100."""
+    import egobench.runner as runner_mod
+
+    seen = {}
+
+    class Fake:
+        metrics = {"blip-b": {"draw_std": 0.012, "display_scale": 100.0},
+                   "blip-l": {"draw_std": 0.034, "display_scale": 100.0}}
+
+    def fake_run(method, dataset, protocol, **kw):
+        seen["method"], seen["dataset"] = method, dataset
+        seen["metrics"] = [(m.name, m.settings.get("draws"), m.settings.get("mode")) for m in protocol.metrics]
+        return Fake()
+
+    monkeypatch.setattr(runner_mod, "run", fake_run)
+    m = bench_mod._blip_spread_measurement(3, tmp_path, False)
+    assert seen["method"] == "input-copy" and seen["dataset"] == "demo"
+    assert seen["metrics"] == [("blip-b", 3, "released"), ("blip-l", 3, "released")]
+    assert m.value == pytest.approx(3.4) and m.details["std_x100"]["blip-b"] == pytest.approx(1.2)
+    assert m.value_text() == "+-3.40" and m.status == "" and "blip-spread" not in bench_mod.ITEMS
