@@ -180,7 +180,7 @@ class Measurement:
         if self.goal.unit == "s":
             return f"{v:.2f} s"
         if self.goal.unit == "pts":
-            return f"+-{v:.2f}"
+            return f"+-{v:.4f}"
         if self.key == "overhead":
             return f"{v:.2f}x ({(v - 1) * 100:+.0f}%)"
         return f"{v:.2f}x"

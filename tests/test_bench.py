@@ -150,4 +150,4 @@ def test_blip_spread_item_reports_the_draw_std_x100(tmp_path, monkeypatch):
     assert seen["method"] == "input-copy" and seen["dataset"] == "demo"
     assert seen["metrics"] == [("blip-b", 3, "released"), ("blip-l", 3, "released")]
     assert m.value == pytest.approx(3.4) and m.details["std_x100"]["blip-b"] == pytest.approx(1.2)
-    assert m.value_text() == "+-3.40" and m.status == "" and "blip-spread" not in bench_mod.ITEMS
+    assert m.value_text() == "+-3.4000" and m.status == "" and "blip-spread" not in bench_mod.ITEMS
