@@ -540,7 +540,7 @@ def layout_cmd(dataset, data_root, limit, out):
 
     split = load_split(dataset, data_root, limit)
     res = write_layout(split, Path(out))
-    click.echo(f"{len(split)} samples: {res if res is not None else out}")
+    click.echo(f"{res.n_samples} samples: folders under {res.out_dir}, list in {res.samples_csv}")
     click.echo(f"fill it, then: egobench evaluate --images {out} --dataset {dataset}")
 
 
