@@ -52,7 +52,8 @@ class BaselineTrainSpec:
     limit: int | None = None
 
 
-def train_baseline(spec: BaselineTrainSpec, config: Any, *, on_step: Any = None, progress: bool = False) -> Any:
+def train_baseline(spec: BaselineTrainSpec, config: Any, *, on_step: Any = None, progress: bool = False,
+                   validation: Any = None) -> Any:
     """Finetune an IP2P or text-to-image LDM baseline; returns :class:`~egobench.training.TrainResult`."""
     from egobench._compat import ensure_torchvision
 
@@ -78,7 +79,8 @@ def train_baseline(spec: BaselineTrainSpec, config: Any, *, on_step: Any = None,
         "model": spec.model, "dataset": spec.dataset, "part": spec.part, "split_fingerprint": split.short_fingerprint,
         "init": str(spec.init), "init_folder": str(init), "text": "action",
     }
-    return train_loop(bundle, dataset, config, on_step=on_step, progress=progress, record=record)
+    return train_loop(bundle, dataset, config, on_step=on_step, progress=progress, record=record,
+                      validation=validation)
 
 
 def train_config(out: str | os.PathLike, **overrides: Any) -> Any:
@@ -118,6 +120,14 @@ def _options(default_init: str, init_help: str):
                          help="resolve --init artifacts in the real or the tiny zoo"),
             click.option("--weights", "weights", multiple=True, metavar="NAME=PATH",
                          help="explicit artifact path (repeatable)"),
+            click.option("--val-every", type=int, default=0, show_default=True,
+                         help="every N optimizer steps (and after the last), score the current weights on the "
+                         "first --val-limit samples of the dataset's test split (validation.jsonl); 0 = off. "
+                         "For monitoring only: choosing a checkpoint on it leaks the test set"),
+            click.option("--val-limit", type=int, default=8, show_default=True),
+            click.option("--val-metrics", default="psnr,lpips,clip", show_default=True,
+                         help="protocol columns to score (comma-separated)"),
+            click.option("--val-protocol", default="egobench-v1", show_default=True),
             click.option("--quiet", is_flag=True, help="no progress bar"),
         ]
         for opt in reversed(opts):
@@ -127,9 +137,23 @@ def _options(default_init: str, init_help: str):
     return deco
 
 
+def _validation(dataset: str, data_root: str, zoo: str, every: int, limit: int, metrics: str, protocol: str) -> Any:
+    """``--val-every``: a :class:`~egobench.training.Validation` scoring the test split's first samples."""
+    if every <= 0:
+        return None
+    if limit < 1:
+        raise UserError(f"--val-limit must be at least 1, got {limit}")
+    from egobench.scorer import Scorer
+    from egobench.training import Validation
+
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    scorer = Scorer(protocol, dataset, data_root=data_root, zoo=zoo, metrics=names or None, limit=limit)
+    return Validation(scorer, every=every, limit=limit)
+
+
 def _run(model: str, option: str, dataset, data_root, out, init, part, max_steps, batch_size, grad_accum, lr, seed,
          resolution, mixed_precision, checkpoint_every, no_ema, resume, num_workers, limit, zoo, weights,
-         quiet) -> None:
+         val_every, val_limit, val_metrics, val_protocol, quiet) -> None:
     spec = BaselineTrainSpec(model=model, dataset=dataset, data_root=data_root, init=init, part=part, zoo=zoo,
                              weights=parse_weight_overrides(weights), limit=limit)
     config = train_config(
@@ -137,8 +161,9 @@ def _run(model: str, option: str, dataset, data_root, out, init, part, max_steps
         resolution=resolution, mixed_precision=mixed_precision, checkpoint_every=checkpoint_every,
         use_ema=not no_ema, resume=resume, num_workers=num_workers,
     )
+    validation = _validation(dataset, data_root, zoo, val_every, val_limit, val_metrics, val_protocol)
     with library_output(quiet=quiet):
-        res = train_baseline(spec, config, progress=not quiet)
+        res = train_baseline(spec, config, progress=not quiet, validation=validation)
     short = {"ego4d": "ego4d", "epickitchens": "epic"}[dataset]
     where = f" (resumed at step {res.resumed_from})" if res.resumed_from is not None else ""
     click.echo(f"trained {res.steps} steps{where}: final loss {res.losses[-1]:.4f}; {model} folder "

@@ -498,3 +498,26 @@ def test_diffusion_progress_per_sample_and_step_and_quiet(monkeypatch, capfd, re
     assert bars == []
     assert capfd.readouterr().err == ""
     assert [w for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))] == []
+
+
+def test_train_cli_logs_validation_metrics_every_n_steps(tmp_path):
+    """`egobench train ip2p --val-every N`: the Scorer scores the current weights every N steps
+    (and after the last) and the numbers land in validation.jsonl."""
+    from click.testing import CliRunner
+
+    from baselines.cli import train_ip2p
+    from egobench.data.datasets import DEMO_ROOT
+
+    out = tmp_path / "ip2p"
+    args = ["--dataset", "epickitchens", "--data-root", str(DEMO_ROOT), "--out", str(out), "--part", "val",
+            "--zoo", "tiny", "--max-steps", "3", "--batch-size", "1", "--grad-accum", "1", "--resolution", "64",
+            "--limit", "2", "--no-ema", "--checkpoint-every", "0", "--quiet",
+            "--val-every", "2", "--val-limit", "2", "--val-metrics", "psnr"]
+    r = CliRunner().invoke(train_ip2p, args)
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in (out / "validation.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [2, 3]
+    assert all(x["n"] == 2 and set(x["metrics"]) == {"psnr"} and np.isfinite(x["metrics"]["psnr"]) for x in lines)
+    bad = CliRunner().invoke(train_ip2p, args[:-6] + ["--out", str(tmp_path / "b"), "--val-every", "1",
+                                                      "--val-limit", "0"])
+    assert bad.exit_code != 0 and "--val-limit must be at least 1" in (bad.output + str(bad.exception))
