@@ -6,6 +6,8 @@ import hashlib
 import json
 import math
 import pickle
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -822,7 +824,11 @@ def test_shipped_protocols_blip_modes():
 
     for name in ("lego-official", "egobench-v1"):
         text = (resources.files("protocols") / f"{name}.yaml").read_text()
-        assert "docs/protocols.md" in text and "FACTS.md" not in text
+        assert "docs/protocols.md" in text
+        # every document a protocol names is in the repository (a user has nothing else)
+        root = Path(__file__).resolve().parent.parent
+        for ref in re.findall(r"[\w./-]+\.md", text):
+            assert (root / ref).is_file() and not ref.startswith(".."), ref
 
 
 def test_report_notes_the_released_captioner_spread_under_table_2(tmp_path):

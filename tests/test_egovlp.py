@@ -107,7 +107,7 @@ def _parse_config_module():
 
 
 def _official_shapes(frames: int) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of the released checkpoints (FACTS.md), written out independently."""
+    """Key -> shape of the released checkpoints (docs/checkpoints.md), written out independently."""
     d, hid, vocab = 768, 3072, 30522
     s: dict[str, tuple[int, ...]] = {
         "text_model.embeddings.word_embeddings.weight": (vocab, d),
