@@ -665,13 +665,17 @@ def scan_external(images_dir: Path, split: Split) -> ExternalScan:
     def is_image(p: Path) -> bool:
         return p.suffix.lower() in IMAGE_EXTS
 
+    by_folder: dict[Path, list[Path]] = {}
+    for p in all_files:
+        if is_image(p):
+            by_folder.setdefault(p.parent, []).append(p)
     located: dict[str, Path | None] = {}
     for smp in split:
         cands = [images_dir / f"{smp.id}{ext}" for ext in IMAGE_EXTS]
         cands = [c for c in cands if c in all_files]
         folder = images_dir / smp.clip_id / smp.action_id
         if smp.clip_id and folder.is_dir() and _inside(folder, root_real):
-            files = sorted(p for p in all_files if p.parent == folder and is_image(p))
+            files = sorted(by_folder.get(folder, []))
             stem = Path(Path(str(smp.meta.get("image_1") or smp.target_path.name)).name).stem
             named = [p for p in files if p.stem == stem]
             if named:
