@@ -23,19 +23,12 @@ from egobench.metrics.fid import FID, INCEPTION_FILE, POOL3_LAYERS, clean_fid_in
 from egobench.metrics.kid import KID, KIDSettings, kernel_inception_distance
 from egobench.protocol import load_protocol
 from egobench.weights import WeightStore
+from tests.test_clip_fid import _frame
 
 #: lego-official's hash per version as it was before KID and clean-fid existed: adding them must not
 #: move it (a protocol's hash covers its YAML only, never a metric's defaults)
-LEGO_OFFICIAL_HASHES = {"1.0": "dccfdb421e2d4a4f6a3adcbf143bb8b61dbf3ced0a7db83cbd1d59709f68464f"}
-
-
-def _frame(seed: int, h: int = 64, w: int = 80) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
-    arr = np.array(Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC))
-    y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
-    arr[y : y + h // 3, x : x + w // 3] = rng.integers(0, 256, 3)
-    return arr
+LEGO_OFFICIAL_HASHES = {"1.0": "dccfdb421e2d4a4f6a3adcbf143bb8b61dbf3ced0a7db83cbd1d59709f68464f",
+                        "1.1": "3df5aa4997ebb86b628b0583111673a9fa35e2f5496a79617410502236ceda91"}
 
 
 def _batch(generated, target) -> MetricBatch:
@@ -200,7 +193,7 @@ def test_protocols_name_kid_and_lego_official_unchanged():
     lego = load_protocol("lego-official")
     assert "kid" not in [m.metric for m in lego.metrics]
     assert [m.settings.get("resize", "pytorch-fid") for m in lego.metrics if m.metric == "fid"] == ["pytorch-fid"]
-    if lego.version in LEGO_OFFICIAL_HASHES:
-        assert lego.hash == LEGO_OFFICIAL_HASHES[lego.version]
+    assert lego.version in LEGO_OFFICIAL_HASHES, "a new lego-official version: pin its hash here"
+    assert lego.hash == LEGO_OFFICIAL_HASHES[lego.version]
     assert "kid" in METRICS and METRICS.get("kid") is KID
     FID.parse_settings({"resize": "clean"}, "test")
