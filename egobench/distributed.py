@@ -31,6 +31,15 @@ class Dist:
     def active(self) -> bool:
         return self.world > 1
 
+    def cuda_device(self) -> str:
+        """This process's GPU: ``cuda:<local rank>``, wrapping round when processes outnumber GPUs
+        (several processes on one GPU need a backend that allows it: gloo, see ``backend_for``)."""
+        import torch
+
+        device = f"cuda:{self.local_rank % max(1, torch.cuda.device_count())}"
+        torch.cuda.set_device(device)  # NCCL's object collectives use the current device
+        return device
+
     def shard(self, items: list) -> list:
         return items[self.rank :: self.world] if self.active else items
 
@@ -78,7 +87,22 @@ def from_env(device: str) -> Dist:
 
     here = False
     if not td.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
+        backend = backend_for(device)
         td.init_process_group(backend=backend)
         here = True
     return Dist(rank, world, local_rank, here)
+
+
+def backend_for(device: str) -> str:
+    """The process-group backend: ``EGOBENCH_DIST_BACKEND`` when set (``gloo`` lets several
+    processes share one GPU, which NCCL refuses), else NCCL for CUDA and gloo for the CPU.
+    Only Python objects on the CPU cross processes (per-sample rows, FID features), so
+    either backend gives the same results."""
+    chosen = os.environ.get("EGOBENCH_DIST_BACKEND", "").strip().lower()
+    if chosen:
+        if chosen not in ("nccl", "gloo"):
+            from .errors import UserError
+
+            raise UserError(f"EGOBENCH_DIST_BACKEND={chosen!r} is not a backend; use nccl or gloo")
+        return chosen
+    return "nccl" if device.startswith("cuda") else "gloo"

@@ -278,7 +278,7 @@ def run(
 
     dist = from_env(device)
     if dist.active and device.startswith("cuda"):
-        device = f"cuda:{dist.local_rank}"
+        device = dist.cuda_device()
     try:
         return _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, device, options,
                        identity, run_id, zoo, batch_size, keep_going, progress, eval_batch_size)
