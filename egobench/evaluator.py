@@ -8,6 +8,7 @@ numbers are kept (two batches of pixels at most).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -24,6 +25,13 @@ from .data.split import Sample, file_digest
 from .images import BadImageError, read_rgb
 from .metrics import METRICS, Metric, MetricBatch
 from .protocol import MetricSpec, Protocol
+
+#: ``stage(name, items)``: a context manager around one decode ("decode") or one metric call (the column's name)
+Stage = Callable[[str, int], contextlib.AbstractContextManager[Any]]
+
+
+def _no_stage(name: str, items: int) -> contextlib.AbstractContextManager[Any]:
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -78,6 +86,7 @@ def evaluate_samples(
     status: dict[str, tuple[str, str]] | None = None,
     progress: Callable[[int], None] | None = None,
     run_cache: Any = None,
+    stage: Stage | None = None,
 ) -> Evaluation:
     """Score every sample whose generated image ``locate`` finds.
 
@@ -95,14 +104,19 @@ def evaluate_samples(
     of exactly that many consecutive scored samples in order, whatever ``batch_size`` is (its
     rows are filled in when a group is complete); its run-cache keys come from
     :meth:`~egobench.metrics.Metric.score_keys`.
+
+    ``stage`` (for ``egobench bench``, which reads per-stage times through it) wraps each image
+    decode (``stage("decode", 1)``, in the decoding thread) and each metric call
+    (``stage(column name, samples)``); it changes nothing else.
     """
+    stage = stage or _no_stage
     status = dict(status or {})
     if run_cache is not None and not run_cache.enabled:
         run_cache = None
     for c in columns:
         c.metric.run_cache = run_cache
         c.metric.begin()
-    groups = _Groups(columns)
+    groups = _Groups(columns, stage)
     needs = {n for c in columns for n in c.metric.needs}
     values: dict[str, list[float]] = {c.name: [] for c in columns}
     extras: dict[str, list[Any]] = {}
@@ -121,12 +135,14 @@ def evaluate_samples(
                 row_state.append(("missing", "no generated image"))
                 continue
             try:
-                g = read_rgb(path)
+                with stage("decode", 1):
+                    g = read_rgb(path)
             except BadImageError as e:
                 row_state.append(("failed", str(e)))
                 continue
-            t = read_rgb(s.target_path)
-            inp = read_rgb(s.input_path) if "input" in needs else None
+            with stage("decode", 2 if "input" in needs else 1):
+                t = read_rgb(s.target_path)
+                inp = read_rgb(s.input_path) if "input" in needs else None
             row_state.append(("ok", ""))
             if run_cache is not None:
                 gen_keys.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
@@ -193,9 +209,9 @@ def evaluate_samples(
     if set_names and phase is not None:
         n_ok = int((df["status"] == "ok").sum())
         with phase(f"set-level {', '.join(set_names)} over {n_ok} images"):
-            evaluation = aggregate(df, columns, stats)
+            evaluation = aggregate(df, columns, stats, stage)
     else:
-        evaluation = aggregate(df, columns, stats)
+        evaluation = aggregate(df, columns, stats, stage)
     if run_cache is not None:
         evaluation.reused = {"hits": run_cache.hits, "misses": run_cache.misses}
     return evaluation
@@ -208,6 +224,7 @@ def _score_batch(batch: MetricBatch, row_state: list[tuple[str, str]], columns: 
     of the chunk in order, scored or not). Metrics scored in fixed groups get placeholders, filled
     when ``groups`` has a full group."""
     groups = groups if groups is not None else _Groups([])
+    stage = groups.stage
     first_row = len(rows_status)
     score_keys = _score_keys(batch) if run_cache is not None and len(groups) < len(columns) else None
     per_col: dict[str, np.ndarray] = {}
@@ -216,14 +233,15 @@ def _score_batch(batch: MetricBatch, row_state: list[tuple[str, str]], columns: 
         if c in groups:
             continue
         if c.metric.kind == "sample":
-            res, more = _sample_scores(c.metric, batch, run_cache, score_keys)
+            with stage(c.name, len(batch)):
+                res, more = _sample_scores(c.metric, batch, run_cache, score_keys)
             for k, v in more.items():
                 per_extra[f"{c.name}_{k}"] = list(v)
             per_col[c.name] = np.asarray(res, dtype=np.float64)
             if len(per_col[c.name]) != len(batch):
                 raise RuntimeError(f"metric {c.name} returned {len(per_col[c.name])} values for {len(batch)}")
         elif len(batch):
-            with c.metric.autocast():
+            with stage(c.name, len(batch)), c.metric.autocast():
                 c.metric.update(batch)
     j = 0
     for st, err in row_state:
@@ -249,7 +267,8 @@ class _Groups:
     random stream), whatever the evaluation batch size: batches are buffered until a group is full,
     then the group is scored and its rows, left as placeholders, are filled in."""
 
-    def __init__(self, columns: list[MetricColumn]):
+    def __init__(self, columns: list[MetricColumn], stage: Stage = _no_stage):
+        self.stage = stage
         self.columns: dict[int, list[MetricColumn]] = {}
         for c in columns:
             size = c.metric.group_size if c.metric.kind == "sample" else None
@@ -287,7 +306,7 @@ class _Groups:
                     else:
                         pending.pop(0)
                         need -= len(idx)
-                _score_group(_merge_batches(parts), rows, cols, run_cache, values, extras)
+                _score_group(_merge_batches(parts), rows, cols, run_cache, values, extras, self.stage)
 
 
 def _merge_batches(parts: list[tuple[MetricBatch, list[int]]]) -> MetricBatch:
@@ -304,11 +323,12 @@ def _merge_batches(parts: list[tuple[MetricBatch, list[int]]]) -> MetricBatch:
 
 
 def _score_group(group: MetricBatch, rows: list[int], columns: list[MetricColumn], run_cache: Any,
-                 values: dict[str, list[float]], extras: dict[str, list[Any]]) -> None:
+                 values: dict[str, list[float]], extras: dict[str, list[Any]], stage: Stage = _no_stage) -> None:
     """Score one group with its metrics and fill in its rows."""
     keys = _score_keys(group) if run_cache is not None else None
     for c in columns:
-        res, more = _sample_scores(c.metric, group, run_cache, keys)
+        with stage(c.name, len(group)):
+            res, more = _sample_scores(c.metric, group, run_cache, keys)
         if len(res) != len(group):
             raise RuntimeError(f"metric {c.name} returned {len(res)} values for {len(group)}")
         n_rows = len(values[c.name])
@@ -379,7 +399,8 @@ def _sample_scores(metric: Metric, batch: MetricBatch, run_cache: Any,
     return np.array([float(v.reshape(-1)[0]) for v in values], dtype=np.float64), extras
 
 
-def aggregate(df: pd.DataFrame, columns: list[MetricColumn], cache_stats: dict[str, Any]) -> Evaluation:
+def aggregate(df: pd.DataFrame, columns: list[MetricColumn], cache_stats: dict[str, Any],
+              stage: Stage = _no_stage) -> Evaluation:
     """Split-level numbers from the per-sample table and the set metrics' state."""
     n_scored = int((df["status"] == "ok").sum())
     agg: dict[str, dict[str, Any]] = {}
@@ -404,7 +425,8 @@ def aggregate(df: pd.DataFrame, columns: list[MetricColumn], cache_stats: dict[s
                     if f"{c.name}_{k}" in df.columns}
             info.update(c.metric.summary(ok, more) if len(ok) else {})
         else:
-            res = c.metric.result() if n_scored else {}
+            with stage(c.name, 0):
+                res = c.metric.result() if n_scored else {}
             info.update(res)
             info.setdefault("n", n_scored)
         agg[c.name] = info
