@@ -7,6 +7,7 @@ result records the protocol's name, version and hash.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -85,13 +86,27 @@ class Protocol:
     metrics: tuple[MetricSpec, ...] = ()
     source: str = field(default="", compare=False)
 
-    @property
+    def resolved(self) -> dict[str, Any]:
+        """What the hash covers: name, version and every setting resolved through its typed
+        settings, defaults included (never the description, the comments or how the YAML is spelled)."""
+        where = self.source or self.name
+        return {
+            "name": self.name,
+            "version": self.version,
+            "generation": to_dict(self.generation),
+            "evaluation": to_dict(self.evaluation),
+            "metrics": [
+                {"name": m.name, "metric": m.metric,
+                 "settings": to_dict(from_dict(metric_settings_class(m.metric), m.settings,
+                                               f"{where}: metrics[{i}].settings"))}
+                for i, m in enumerate(self.metrics)
+            ],
+        }
+
+    @functools.cached_property
     def hash(self) -> str:
-        payload = to_dict(self)
-        payload.pop("source", None)
-        if payload.get("evaluation") == to_dict(EvaluationSettings()):
-            payload.pop("evaluation")  # the default (fp32) keeps the hashes protocols had before it existed
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        """sha256 of :meth:`resolved`: equal settings are one hash, a changed setting a new one."""
+        blob = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 
     @property
@@ -101,6 +116,17 @@ class Protocol:
     def record(self) -> dict[str, Any]:
         """What every result stores about its protocol."""
         return {"name": self.name, "version": self.version, "hash": self.hash}
+
+
+def metric_settings_class(metric: str) -> type:
+    """The typed settings of a registered metric; built-in ones without importing the metric module (torch)."""
+    from .metrics.settings import BUILTIN_SETTINGS
+
+    if metric in BUILTIN_SETTINGS:
+        return BUILTIN_SETTINGS[metric]
+    from .metrics import METRICS
+
+    return METRICS.get(metric).Settings
 
 
 def _shipped() -> dict[str, Any]:

@@ -25,10 +25,11 @@ from egobench.protocol import load_protocol
 from egobench.weights import WeightStore
 from tests.test_clip_fid import _frame
 
-#: lego-official's hash per version as it was before KID and clean-fid existed: adding them must not
-#: move it (a protocol's hash covers its YAML only, never a metric's defaults)
-LEGO_OFFICIAL_HASHES = {"1.0": "dccfdb421e2d4a4f6a3adcbf143bb8b61dbf3ced0a7db83cbd1d59709f68464f",
-                        "1.1": "3df5aa4997ebb86b628b0583111673a9fa35e2f5496a79617410502236ceda91"}
+#: lego-official's hash per version: the sha256 of its resolved settings (every metric's defaults included),
+#: so a changed setting or a new metric default moves it; adding KID and clean-fid (settings lego-official
+#: does not use) must not
+LEGO_OFFICIAL_HASHES = {"1.0": "a0030a5d00a1d3b4c1fd673de1ddb3df0266787d9d149b8810af14fdcbe1ca48",
+                        "1.1": "c0f460b6f1083936b084d7a97526fb42dbef7470bfca82d3369e9da999b8fd73"}
 
 
 def _batch(generated, target) -> MetricBatch:

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
+import types
+import typing
 from pathlib import Path
 
 import pytest
+import yaml
 
 from egobench.errors import ConfigError, UnknownNameError
-from egobench.protocol import available_protocols, load_protocol, parse_protocol
+from egobench.metrics import METRICS
+from egobench.metrics.settings import BUILTIN_SETTINGS
+from egobench.protocol import (
+    MetricSpec,
+    Protocol,
+    available_protocols,
+    load_protocol,
+    metric_settings_class,
+    parse_protocol,
+)
 from egobench.registry import Registry
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,6 +49,117 @@ def _text(**changes):
     for a, b in changes.items():
         text = text.replace(a, b)
     return text
+
+
+def _defaults(cls) -> dict:
+    return dataclasses.asdict(cls())
+
+
+@pytest.mark.parametrize("name", ["lego-official", "egobench-v1"])
+def test_hash_ignores_description_comments_and_spelled_out_defaults(name):
+    """The hash covers the resolved settings, not the YAML: the same settings written another way hash the same."""
+    text = (REPO / "protocols" / f"{name}.yaml").read_text()
+    base = parse_protocol(text, "p.yaml")
+    data = yaml.safe_load(text)
+    assert base.description and "\n#" in text
+    # no comments, keys sorted
+    assert parse_protocol(yaml.safe_dump(data, sort_keys=True), "a.yaml").hash == base.hash
+    # another description, or none
+    assert parse_protocol(yaml.safe_dump({**data, "description": "other words"}), "b.yaml").hash == base.hash
+    assert parse_protocol(yaml.safe_dump({k: v for k, v in data.items() if k != "description"}), "c.yaml").hash == (
+        base.hash)
+    # every default spelled out, floats written as integers where the value is whole
+    full = {**data, "generation": {**_defaults(type(base.generation)), **data["generation"]},
+            "evaluation": _defaults(type(base.evaluation)),
+            "metrics": [{**m, "settings": {**_defaults(metric_settings_class(m["metric"])), **m.get("settings", {})}}
+                        for m in data["metrics"]]}
+    for m in full["metrics"]:
+        for k, v in m["settings"].items():
+            if isinstance(v, float) and v.is_integer():
+                m["settings"][k] = int(v)
+    assert yaml.safe_dump(full) != yaml.safe_dump(data)
+    assert parse_protocol(yaml.safe_dump(full), "d.yaml").hash == base.hash
+    # every default left out
+    bare = {**data, "generation": {k: v for k, v in data["generation"].items()
+                                   if v != _defaults(type(base.generation))[k]},
+            "metrics": [{**m, "settings": {k: v for k, v in m.get("settings", {}).items()
+                                           if v != _defaults(metric_settings_class(m["metric"]))[k]}}
+                        for m in data["metrics"]]}
+    bare.pop("evaluation", None)
+    assert yaml.safe_dump(bare) != yaml.safe_dump(data)
+    assert parse_protocol(yaml.safe_dump(bare), "e.yaml").hash == base.hash
+
+
+def _other_value(value, tp):
+    """A valid value of type ``tp`` different from ``value`` (``_FIXED`` for a one-value ``Literal``)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return next((v for v in typing.get_args(tp) if v != value), _FIXED)
+    if origin in (typing.Union, types.UnionType):
+        return 0.5 if value is None else None
+    if tp is bool:
+        return not value
+    if tp is int:
+        return value + 1
+    if tp is float:
+        return value + 0.5
+    if tp is str:
+        return value + "x"
+    raise AssertionError(f"no other value for {tp}")
+
+
+_FIXED = object()
+
+
+def _changes(proto: Protocol):
+    """Every resolved setting of ``proto`` changed alone: (label, changed protocol)."""
+    for section in ("generation", "evaluation"):
+        obj = getattr(proto, section)
+        hints = typing.get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            new = dataclasses.replace(obj, **{f.name: _other_value(getattr(obj, f.name), hints[f.name])})
+            yield f"{section}.{f.name}", dataclasses.replace(proto, **{section: new})
+    for i, m in enumerate(proto.metrics):
+        cls = metric_settings_class(m.metric)
+        resolved = dataclasses.asdict(cls(**m.settings))
+        hints = typing.get_type_hints(cls)
+        for key, value in resolved.items():
+            other = _other_value(value, hints[key])
+            if other is _FIXED:  # e.g. clip's model: ViT-L-14 is the only value
+                continue
+            changed = list(proto.metrics)
+            changed[i] = MetricSpec(m.name, m.metric, {**m.settings, key: other})
+            yield f"{m.name}.{key}", dataclasses.replace(proto, metrics=tuple(changed))
+        renamed = list(proto.metrics)
+        renamed[i] = MetricSpec(m.name + "-x", m.metric, m.settings)
+        yield f"{m.name} renamed", dataclasses.replace(proto, metrics=tuple(renamed))
+    yield "metric order", dataclasses.replace(proto, metrics=tuple(reversed(proto.metrics)))
+    yield "metric dropped", dataclasses.replace(proto, metrics=proto.metrics[:-1])
+    yield "name", dataclasses.replace(proto, name=proto.name + "-x")
+    yield "version", dataclasses.replace(proto, version=proto.version + ".1")
+
+
+@pytest.mark.parametrize("name", ["lego-official", "egobench-v1"])
+def test_every_resolved_setting_moves_the_hash(name):
+    base = load_protocol(name)
+    seen = {base.hash: "base"}
+    changes = list(_changes(base))
+    assert len(changes) > 60  # generation, evaluation and every metric's every setting
+    for label, proto in changes:
+        assert proto.hash not in seen, f"{label} gives the hash of {seen.get(proto.hash)}"
+        seen[proto.hash] = label
+
+
+def test_builtin_settings_classes_are_the_metrics_own():
+    """The torch-free settings the hash resolves through agree with each metric class's ``Settings``."""
+    assert set(BUILTIN_SETTINGS) <= set(METRICS.names())
+    for name, light in BUILTIN_SETTINGS.items():
+        own = METRICS.get(name).Settings
+        if own is light:
+            continue
+        assert [(f.name, f.default) for f in dataclasses.fields(own)] == [
+            (f.name, f.default) for f in dataclasses.fields(light)], name
+        assert typing.get_type_hints(own) == typing.get_type_hints(light), name
 
 
 def test_unknown_and_mistyped_keys_are_errors():

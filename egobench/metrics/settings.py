@@ -1,0 +1,132 @@
+"""The built-in metrics' typed settings, importable without torch.
+
+A protocol's hash covers every metric's settings resolved through these classes
+(defaults included), and ``egobench protocols`` lists hashes without importing
+the metric modules; each metric class uses the class named here
+(tests/test_protocol_registry.py checks they agree).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import ConfigError
+
+#: all_metrics_in_one.py: seed_everything(42) before any metric
+RELEASED_SEED = 42
+
+#: the Inception input stage: pytorch-fid = float bilinear 299 + 2x-1 (released code);
+#: torch-fidelity = uint8 into torch-fidelity's extractor (TF1-style resize);
+#: clean = clean-fid's "clean" mode (PIL bicubic per channel in float, no quantisation)
+InputStage = Literal["pytorch-fid", "torch-fidelity", "clean"]
+
+
+@dataclass(frozen=True)
+class PSNRSettings:
+    data_range: float = 1.0
+    # how the generated image is brought to the target's size when they differ
+    resize_filter: Literal["bilinear", "bicubic"] = "bilinear"
+    antialias: bool = False
+
+
+@dataclass(frozen=True)
+class LPIPSSettings:
+    net: Literal["squeeze", "alex", "vgg"] = "squeeze"
+    input_range: Literal["unit", "signed"] = "signed"
+    resize_filter: Literal["bilinear", "bicubic"] = "bilinear"
+    antialias: bool = False
+
+
+@dataclass(frozen=True)
+class CLIPSettings:
+    #: open_clip architecture name; its OpenAI weights come from the registry
+    model: Literal["ViT-L-14"] = "ViT-L-14"
+    #: squash = straight to 224 x 224 (released code); shortside-crop = short side
+    #: to 224 then centre crop (CLIP's own preprocessing)
+    resize: Literal["squash", "shortside-crop"] = "squash"
+    #: antialias of the bicubic resize; the released code uses F.interpolate's default (False)
+    antialias: bool = False
+
+
+@dataclass(frozen=True)
+class FIDSettings:
+    #: the input stage (:data:`InputStage`)
+    resize: InputStage = "pytorch-fid"
+    #: tr sqrtm(S_t S_g): sqrtm = scipy as pytorch-fid; svd = exact, from the features
+    trace_sqrt: Literal["sqrtm", "svd"] = "sqrtm"
+
+
+@dataclass(frozen=True)
+class KIDSettings:
+    #: the Inception input stage, as FID's ``resize`` (pytorch-fid, torch-fidelity or clean)
+    resize: InputStage = "torch-fidelity"
+    #: torch-fidelity's kid_subsets / kid_subset_size / kid_kernel_poly_* / rng_seed defaults
+    subsets: int = 100
+    subset_size: int = 1000
+    degree: int = 3
+    gamma: float | None = None  # None: 1 / feature dimension
+    coef0: float = 1.0
+    seed: int = 2020
+
+    def __post_init__(self) -> None:
+        if self.subsets < 1 or self.subset_size < 2 or self.degree < 1:
+            raise ConfigError(f"KID settings: need subsets >= 1, subset_size >= 2 and degree >= 1, got "
+                              f"{self.subsets}, {self.subset_size} and {self.degree}")
+
+
+@dataclass(frozen=True)
+class BLIPSettings:
+    model: Literal["base", "large"] = "base"
+    weights_format: Literal["hf", "original"] = "hf"
+    text_encoder: Literal["egovlp", "clip"] = "egovlp"
+    reference: Literal["description", "action"] = "description"
+    batch_size: int = 30
+    beam_search: Literal["released", "transformers"] = "released"
+    # eval: the captioner in eval mode (deterministic); released: in training mode as the released
+    #   script runs it (dropout, BLIP-L drop path), batches of batch_size in split order drawing from
+    #   the device generator seeded with `seed` per captioning pass, leading space kept
+    mode: Literal["eval", "released"] = "eval"
+    seed: int = RELEASED_SEED
+    # released: repeat the captioning pass with seeds seed, seed + 1, ...; score = mean over draws
+    draws: int = 1
+
+
+@dataclass(frozen=True)
+class EgoVLPSettings:
+    #: clip length for Ego4D samples (egovlp.pth was trained with 4)
+    frames_ego4d: int = 4
+    #: clip length for EPIC-KITCHENS samples (epic_mir_plus.pth was trained with 16)
+    frames_epic: int = 16
+    #: antialias the bilinear resizes (torchvision 0.12, the released env, did not)
+    antialias: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("frames_ego4d", "frames_epic"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class EgoVLPPlusSettings(EgoVLPSettings):
+    #: resize the generated image to the input frame's size when they differ
+    resize_generated_to_input: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("frames_ego4d", "frames_epic"):
+            if getattr(self, name) < 2:
+                raise ConfigError(f"{name}: EgoVLP+ needs at least 2 frames (input + image), got {getattr(self, name)}")
+
+
+#: registered metric name -> its settings class (a plugin metric's come from its own class)
+BUILTIN_SETTINGS: dict[str, type] = {
+    "psnr": PSNRSettings,
+    "lpips": LPIPSSettings,
+    "clip": CLIPSettings,
+    "fid": FIDSettings,
+    "kid": KIDSettings,
+    "blip": BLIPSettings,
+    "egovlp": EgoVLPSettings,
+    "egovlp-plus": EgoVLPPlusSettings,
+}
