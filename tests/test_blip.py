@@ -16,6 +16,12 @@ import torch
 from egobench.errors import MissingArtifactError, UserError
 from egobench.metrics import MetricBatch
 from egobench.metrics import blip as B
+from egobench.metrics import blip_beam as BB
+from egobench.metrics import blip_captioner as BC
+from egobench.metrics import blip_convert as BV
+from egobench.metrics import blip_protocol as BP
+from egobench.metrics import blip_text as BT
+from egobench.metrics import blip_tiny as BY
 from egobench.metrics.cache import FeatureCache
 from egobench.weights import Resolved, WeightStore
 
@@ -38,12 +44,12 @@ def store(tmp_path_factory) -> WeightStore:
 
 @pytest.fixture(scope="session")
 def hf_base(store):
-    return B.load_blip_captioner(store.resolve("blip-base-caption"), "hf")
+    return BC.load_blip_captioner(store.resolve("blip-base-caption"), "hf")
 
 
 @pytest.fixture(scope="session")
 def original_base(store):
-    return B.load_blip_captioner(
+    return BC.load_blip_captioner(
         store.resolve("blip-base-caption-original"), "original", tokenizer_res=store.resolve("blip-bert-tokenizer")
     )
 
@@ -95,13 +101,13 @@ def _plain_tokenizer(folder):
 
 def test_preprocess_equals_released_transform():
     imgs = _images(4)
-    assert torch.equal(B.preprocess(imgs), _reference_pixels(imgs))
+    assert torch.equal(BC.preprocess(imgs), _reference_pixels(imgs))
 
 
 def test_captions_equal_transformers_generate(store, hf_base):
     model, tokenizer = hf_base
     imgs = _images(5)
-    got = B.BlipCaptioner(model, tokenizer, batch_size=30, beam_search="transformers").caption(imgs)
+    got = BC.BlipCaptioner(model, tokenizer, batch_size=30, beam_search="transformers").caption(imgs)
 
     tok = _plain_tokenizer(store.resolve("blip-base-caption").path)
     pixels = _reference_pixels(imgs)
@@ -119,7 +125,7 @@ def test_captions_equal_transformers_generate(store, hf_base):
 
 def test_prompt_ids_are_dec_a_picture_of(hf_base):
     model, tok = hf_base
-    ids = B.prompt_input_ids(tok, 2)
+    ids = BT.prompt_input_ids(tok, 2)
     assert ids.shape == (2, 4)
     assert ids[0, 0].item() == model.config.text_config.bos_token_id == tok.convert_tokens_to_ids("[DEC]")
     assert tok.convert_ids_to_tokens(ids[0, 1:].tolist()) == ["a", "picture", "of"]
@@ -131,12 +137,12 @@ def test_decode_matches_tokenizer_decode_with_cleanup(store, hf_base):
     rng = np.random.default_rng(3)
     for _ in range(200):
         ids = rng.integers(0, len(ref), rng.integers(1, 16)).tolist()
-        assert B.decode_released(tok, ids) == ref.decode(
+        assert BT.decode_released(tok, ids) == ref.decode(
             ids, skip_special_tokens=True, clean_up_tokenization_spaces=True
         )
     # the released stripping is by characters: "a picture of" + "##y" decodes to "a picture ofy"
-    ids = B.prompt_input_ids(tok, 1)[0].tolist() + tok.convert_tokens_to_ids(["##y", "man", "?"])
-    assert B.strip_prompt(B.decode_released(tok, ids)) == "y man?"
+    ids = BT.prompt_input_ids(tok, 1)[0].tolist() + tok.convert_tokens_to_ids(["##y", "man", "?"])
+    assert BT.strip_prompt(BT.decode_released(tok, ids)) == "y man?"
 
 
 # transformers 4.19.2 generate() (the LEGO environment) on a synthetic model whose
@@ -194,7 +200,7 @@ def test_released_beam_search_matches_transformers_4_19_2(lengths):
     def step(ids: torch.Tensor) -> torch.Tensor:
         return torch.tensor([_logits_for(r) for r in ids.tolist()], dtype=torch.float64).float()
 
-    got = B.released_beam_search(
+    got = BB.released_beam_search(
         step,
         lambda rows: None,
         prompt,
@@ -210,8 +216,8 @@ def test_released_beam_search_matches_transformers_4_19_2(lengths):
 def test_released_beam_search_with_cache_equals_without(hf_base):
     """The key/value cache reordering gives the same tokens as recomputing every prefix."""
     model, tok = hf_base
-    pixels = B.preprocess(_images(3))
-    cached = B.BlipCaptioner(model, tok).generate_ids(pixels)
+    pixels = BC.preprocess(_images(3))
+    cached = BC.BlipCaptioner(model, tok).generate_ids(pixels)
     with torch.no_grad():
         emb = model.vision_model(pixel_values=pixels)[0].repeat_interleave(3, dim=0)
         mask = torch.ones(emb.shape[:-1], dtype=torch.long)
@@ -228,10 +234,10 @@ def test_released_beam_search_with_cache_equals_without(hf_base):
             return out.logits[:, -1, :]
 
         cfg = model.config.text_config
-        plain = B.released_beam_search(
+        plain = BB.released_beam_search(
             step,
             lambda rows: None,
-            B.prompt_input_ids(tok, 3),
+            BT.prompt_input_ids(tok, 3),
             eos_token_id=cfg.sep_token_id,
             pad_token_id=cfg.pad_token_id,
         )
@@ -245,52 +251,52 @@ def test_released_beam_search_with_cache_equals_without(hf_base):
 def test_original_checkpoint_round_trip(store, model):
     """tiny .pth (original key names) -> converted model == the transformers model it came from."""
     res = store.resolve(f"blip-{model}-caption-original")
-    state = torch.load(res.file(B._ORIGINAL_FILES[model]), map_location="cpu", weights_only=True)["model"]
+    state = torch.load(res.file(BP.ORIGINAL_FILES[model]), map_location="cpu", weights_only=True)["model"]
     assert any(k.startswith("visual_encoder.blocks.0.attn.qkv") for k in state)
     assert (
         "text_decoder.cls.predictions.decoder.weight" in state and "text_decoder.bert.embeddings.position_ids" in state
     )
-    converted, tok = B.load_blip_captioner(res, "original", tokenizer_res=store.resolve("blip-bert-tokenizer"))
-    source = B.tiny_model(model)  # what the builder converted (vision LayerNorm eps 1e-6)
+    converted, tok = BC.load_blip_captioner(res, "original", tokenizer_res=store.resolve("blip-bert-tokenizer"))
+    source = BY.tiny_model(model)  # what the builder converted (vision LayerNorm eps 1e-6)
     assert converted.config.vision_config.layer_norm_eps == 1e-6
     a, b = converted.state_dict(), source.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    pixels = B.preprocess(_images(3, seed=5))
-    ids = B.prompt_input_ids(tok, 3)
+    pixels = BC.preprocess(_images(3, seed=5))
+    ids = BT.prompt_input_ids(tok, 3)
     with torch.no_grad():
         la = converted(pixel_values=pixels, input_ids=ids).logits
         lb = source(pixel_values=pixels, input_ids=ids).logits
     assert torch.equal(la, lb)
     imgs = _images(4, seed=6)
-    assert B.BlipCaptioner(converted, tok).caption(imgs) == B.BlipCaptioner(source, tok).caption(imgs)
+    assert BC.BlipCaptioner(converted, tok).caption(imgs) == BC.BlipCaptioner(source, tok).caption(imgs)
 
 
 def test_key_mapping_is_a_bijection():
     for model in ("base", "large"):
-        for key in B.tiny_model(model).state_dict():
-            orig = B.hf_to_original_key(key)
-            assert orig is not None and B.original_to_hf_key(orig) == key
+        for key in BY.tiny_model(model).state_dict():
+            orig = BV.hf_to_original_key(key)
+            assert orig is not None and BV.original_to_hf_key(orig) == key
 
 
 def _save_original(folder, state):
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": state}, folder / B._ORIGINAL_FILES["base"])
+    torch.save({"model": state}, folder / BP.ORIGINAL_FILES["base"])
     return Resolved("blip-base-caption-original", folder, "override", False)
 
 
 def test_original_checkpoint_with_missing_or_extra_key_fails_naming_the_file(store, tmp_path):
     res = store.resolve("blip-base-caption-original")
-    state = torch.load(res.file(B._ORIGINAL_FILES["base"]), map_location="cpu", weights_only=True)["model"]
+    state = torch.load(res.file(BP.ORIGINAL_FILES["base"]), map_location="cpu", weights_only=True)["model"]
     tok_res = store.resolve("blip-bert-tokenizer")
 
     broken = dict(state)
     del broken["visual_encoder.blocks.1.attn.proj.weight"]
     bad = _save_original(tmp_path / "missing", broken)
     with pytest.raises(UserError) as e:
-        B.load_blip_captioner(bad, "original", tokenizer_res=tok_res)
+        BC.load_blip_captioner(bad, "original", tokenizer_res=tok_res)
     msg = str(e.value)
     assert (
-        str(bad.file(B._ORIGINAL_FILES["base"])) in msg
+        str(bad.file(BP.ORIGINAL_FILES["base"])) in msg
         and "vision_model.encoder.layers.1.self_attn.projection.weight" in msg
     )
     assert "\n" not in msg
@@ -299,19 +305,19 @@ def test_original_checkpoint_with_missing_or_extra_key_fails_naming_the_file(sto
     extra["text_encoder.bert.embeddings.word_embeddings.weight"] = torch.zeros(3, 3)
     bad = _save_original(tmp_path / "extra", extra)
     with pytest.raises(UserError, match="unexpected 1 key.*text_encoder"):
-        B.load_blip_captioner(bad, "original", tokenizer_res=tok_res)
+        BC.load_blip_captioner(bad, "original", tokenizer_res=tok_res)
 
     bad = _save_original(tmp_path / "notblip", {"foo": torch.zeros(1)})
     with pytest.raises(UserError, match="not a BLIP caption checkpoint"):
-        B.load_blip_captioner(bad, "original", tokenizer_res=tok_res)
+        BC.load_blip_captioner(bad, "original", tokenizer_res=tok_res)
 
 
 def test_original_position_embedding_resized_like_blip(store, tmp_path):
     res = store.resolve("blip-base-caption-original")
-    state = torch.load(res.file(B._ORIGINAL_FILES["base"]), map_location="cpu", weights_only=True)["model"]
+    state = torch.load(res.file(BP.ORIGINAL_FILES["base"]), map_location="cpu", weights_only=True)["model"]
     pos = torch.randn(1, 1 + 4 * 4, state["visual_encoder.pos_embed"].shape[-1])  # a 256px checkpoint
     state["visual_encoder.pos_embed"] = pos
-    model, _ = B.load_blip_captioner(
+    model, _ = BC.load_blip_captioner(
         _save_original(tmp_path / "p", state), "original", tokenizer_res=store.resolve("blip-bert-tokenizer")
     )
     grid = pos[:, 1:].reshape(1, 4, 4, -1).permute(0, 3, 1, 2)
@@ -349,7 +355,7 @@ def test_config_inferred_from_real_blip_shapes():
         return st
 
     for width, depth, mlp, heads in ((768, 12, 3072, 12), (1024, 24, 4096, 16)):
-        cfg = B.infer_original_config(shapes(width, depth, mlp), Tok())
+        cfg = BV.infer_original_config(shapes(width, depth, mlp), Tok())
         v, t = cfg.vision_config, cfg.text_config
         assert (v.hidden_size, v.num_hidden_layers, v.num_attention_heads, v.intermediate_size) == (
             width,
@@ -490,7 +496,7 @@ def test_hf_port_preprocessor_config_is_checked(store, tmp_path):
     cfg["image_mean"] = [0.5, 0.5, 0.5]
     (folder / "preprocessor_config.json").write_text(json.dumps(cfg))
     with pytest.raises(UserError, match="preprocessing differs"):
-        B.load_blip_captioner(Resolved("blip-base-caption", folder, "override", True), "hf")
+        BC.load_blip_captioner(Resolved("blip-base-caption", folder, "override", True), "hf")
 
 
 def test_original_checkpoint_with_pickled_config_loads_without_running_code(store, tmp_path):
@@ -499,14 +505,14 @@ def test_original_checkpoint_with_pickled_config_loads_without_running_code(stor
     import argparse
 
     res = store.resolve("blip-base-caption-original")
-    state = torch.load(res.file(B._ORIGINAL_FILES["base"]), map_location="cpu", weights_only=True)["model"]
+    state = torch.load(res.file(BP.ORIGINAL_FILES["base"]), map_location="cpu", weights_only=True)["model"]
     folder = tmp_path / "with-config"
     folder.mkdir()
-    path = folder / B._ORIGINAL_FILES["base"]
+    path = folder / BP.ORIGINAL_FILES["base"]
     torch.save({"model": state, "config": argparse.Namespace(image_size=384), "epoch": 4}, path)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, map_location="cpu", weights_only=True)
-    loaded = B.load_original_checkpoint(path)
+    loaded = BV.load_original_checkpoint(path)
     assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
 
 
@@ -515,7 +521,7 @@ def test_original_checkpoint_with_pickled_config_loads_without_running_code(stor
 # metrics/blip/vit.py (BLIP's ViT with timm 0.9.5's DropPath), metrics/blip/med.py (BertLMHeadModel
 # with its dropout sites) and BLIP_Decoder.generate (prompt, 3 beams, key/value cache, decode,
 # caption[len(prompt):]) on the original checkpoint's tensors. The beam search itself draws nothing
-# and is B.released_beam_search, pinned to the transformers 4.19.2 wheel by the golden test above.
+# and is BB.released_beam_search, pinned to the transformers 4.19.2 wheel by the golden test above.
 
 _HIDDEN_P = _ATTN_P = 0.1  # the released med_config.json
 
@@ -641,7 +647,7 @@ def _released_generate(st, tok, pixels, drop_path_rate):
         box["past"] = tuple(tuple(t.index_select(0, rows) for t in layer) for layer in box["past"])
 
     with torch.no_grad():
-        outputs = B.released_beam_search(step, reorder, input_ids, num_beams=3, max_length=20, min_length=5,
+        outputs = BB.released_beam_search(step, reorder, input_ids, num_beams=3, max_length=20, min_length=5,
                                          eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
     # transformers 4.19.2 decode() cleaned up tokenization spaces by default
     return [tok.decode(o, skip_special_tokens=True, clean_up_tokenization_spaces=True)[len(PROMPT):] for o in outputs]
@@ -650,7 +656,7 @@ def _released_generate(st, tok, pixels, drop_path_rate):
 def _released_captions_of_the_script(store, model, images, seed=42, batch=30):
     """compute_blip_caption's loop: seed, then batches of ``batch`` in order from one stream."""
     res = store.resolve(f"blip-{model}-caption-original")
-    st = torch.load(res.file(B._ORIGINAL_FILES[model]), map_location="cpu", weights_only=True)["model"]
+    st = torch.load(res.file(BP.ORIGINAL_FILES[model]), map_location="cpu", weights_only=True)["model"]
     tok = _plain_tokenizer(store.resolve("blip-bert-tokenizer").path)
     torch.manual_seed(seed)  # seed_everything(42)
     out = []
@@ -680,7 +686,7 @@ def test_released_mode_captions_equal_the_released_code_on_cpu(store, fake_encod
     assert got == want
     assert sum(c.startswith(" ") for c in got) > len(got) // 2  # caption[len(prompt):] keeps the space
     # dropout is on: eval mode captions the same frames differently
-    plain = B.BlipCaptioner(m.captioner.model, m.captioner.tokenizer).caption(images)
+    plain = BC.BlipCaptioner(m.captioner.model, m.captioner.tokenizer).caption(images)
     assert sum(a.strip() != b for a, b in zip(got, plain)) > len(images) // 4
 
 
@@ -767,8 +773,8 @@ def test_released_run_killed_mid_way_resumes_to_identical_captions(store, fake_e
     with pytest.raises(KeyboardInterrupt):
         _evaluate(store, proto, samples, locate, batch_size=3, run_cache=FeatureCache(cache), progress=killed)
     calls = []
-    real = B.BlipCaptioner.caption
-    monkeypatch.setattr(B.BlipCaptioner, "caption", lambda self, ims: calls.append(len(ims)) or real(self, ims))
+    real = BC.BlipCaptioner.caption
+    monkeypatch.setattr(BC.BlipCaptioner, "caption", lambda self, ims: calls.append(len(ims)) or real(self, ims))
     resumed = _evaluate(store, proto, samples, locate, batch_size=5, run_cache=FeatureCache(cache))
     assert calls == [2, 2, 2]  # the last group only: BLIP-B's two draws, BLIP-L's one
     pd.testing.assert_frame_equal(resumed.samples, whole.samples)
