@@ -147,7 +147,7 @@ def test_decode_matches_tokenizer_decode_with_cleanup(store, hf_base):
 
 # transformers 4.19.2 generate() (the LEGO environment) on a synthetic model whose
 # logits are logits_for(sequence); 8 items, 3 beams, prompts of 4 tokens, eos 3, pad 0.
-# Produced once with the released transformers wheel (scripted, not hand-written).
+# Produced with the transformers 4.19.2 wheel by scripts/blip_goldens/make_goldens.py (README.md there says how).
 _V, _EOS, _PAD = 11, 3, 0
 _GOLDEN_4_19_2 = {
     (20, 5): [
