@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from diffusion_core.feedback import StepProgress, library_output
 from egobench.config import from_dict
 from egobench.data import Sample, Split
 from egobench.errors import ConfigError, MissingArtifactError
 from egobench.methods import Method, load_rgb
 from egobench.weights import TINY_MARKER, WeightStore, refuse_remote_code
-from lego.feedback import StepProgress, library_output
 
 #: sample domain -> short name used in artifact names (as LEGO's artifacts)
 DOMAINS = {"ego4d": "ego4d", "epickitchens": "epic"}
@@ -130,14 +130,14 @@ def explicit_folder(path: str, what: str) -> tuple[Path, bool]:
 
 
 def make_scheduler(kind: str, config: Any) -> Any:
-    """The protocol's sampler (the same table LEGO uses: ``euler-ancestral`` is
+    """The protocol's sampler (the table LEGO uses: ``euler-ancestral`` is
     k-diffusion's sampler as the released code, so baselines and LEGO differ in
     their models, not in how they are sampled)."""
-    from lego.method import make_scheduler as lego_make_scheduler
+    from diffusion_core.scheduler import make_scheduler as core_make_scheduler
 
     if kind == "euler-ancestral":  # k-diffusion's schedule is linspace by definition; SD folders say "leading"
         config = {**dict(config), "timestep_spacing": "linspace"}
-    return lego_make_scheduler(kind, config)
+    return core_make_scheduler(kind, config)
 
 
 def sampler_name(kind: str) -> str:

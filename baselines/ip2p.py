@@ -17,7 +17,7 @@ Weights (one diffusers folder per dataset):
     already 8 input channels), or
   - Stable Diffusion 1.5 with the UNet's input convolution widened from 4 to 8
     channels, the 4 new channels zero-initialised
-    (:func:`egobench.training.widen_conv_in`; the InstructPix2Pix recipe, also
+    (:func:`diffusion_core.unet.widen_conv_in`; the InstructPix2Pix recipe, also
     LEGO's), artifact ``sd15``.
 - ``-o model=PATH``: any InstructPix2Pix diffusers folder;
   ``-o finetuned=false``: the off-the-shelf ``ip2p-init`` (no finetuning).

@@ -82,9 +82,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from diffusion_core.feedback import StepProgress, library_output
 from egobench.data import Sample
 from egobench.errors import ConfigError
-from lego.feedback import StepProgress, library_output
 
 from . import sdedit  # noqa: F401  (declares the ldm-* artifacts)
 from ._common import PipelineMethod, action_prompt, check_seeds, domain_of, load_input

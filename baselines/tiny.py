@@ -5,7 +5,7 @@
 ``build_tiny_ldm`` a ``StableDiffusionPipeline`` folder (4-channel UNet), which
 ``StableDiffusionImg2ImgPipeline`` (SDEdit) and ProxEdit load. The VAE, the CLIP
 text encoder and the hand-written byte-level tokenizer come from
-:func:`lego.tiny.tiny_components`, so the baselines' tiny zoo has the same
+:func:`diffusion_core.tiny.tiny_components`, as LEGO's, so the baselines' tiny zoo has the same
 latent geometry as LEGO's (256 x 256 frames -> 32 x 32 latents, scale 0.18215).
 
 The tiny VAE is LEGO's with two changes that make it behave like SD's where
@@ -26,13 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-#: SD 1.5's UNet layout, shrunk (the input channel count is set per model)
-TINY_UNET = dict(
-    sample_size=32, out_channels=4, layers_per_block=1,
-    block_out_channels=(16, 32), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-    attention_head_dim=8, norm_num_groups=8, flip_sin_to_cos=True, freq_shift=0,
-)
+from diffusion_core.tiny import write_slow_tokenizer_files
 
 #: 1 / std of the tiny VAE's posterior means on the demo frames (0.229)
 TINY_VAE_SCALE = 4.37
@@ -52,9 +46,10 @@ def tiny_components(in_channels: int, seed: int = 0) -> dict[str, Any]:
     import torch
     from diffusers import DDIMScheduler, UNet2DConditionModel
 
-    from lego.tiny import tiny_components as lego_components
+    from diffusion_core.tiny import TINY_UNET
+    from diffusion_core.tiny import tiny_components as sd_components
 
-    parts = lego_components("desc", seed)  # VAE, CLIP text, tokenizer (no VLLM conditioning)
+    parts = sd_components(seed)  # VAE, CLIP text, tokenizer (the UNet is replaced)
     vae = parts["vae"]
     with torch.no_grad():
         half = vae.quant_conv.out_channels // 2  # DiagonalGaussian: [mean | logvar] channels
@@ -86,23 +81,11 @@ def tiny_ldm_pipeline(seed: int = 0) -> Any:
     )
 
 
-def _write_slow_tokenizer_files(folder: Path) -> None:
-    """``vocab.json`` / ``merges.txt`` / ``special_tokens_map.json`` beside the fast tokenizer
-    file, as Hub SD folders ship them (transformers 5 writes ``tokenizer.json`` instead)."""
-    from egobench.io import atomic_write_json
-    from lego.tiny import write_tiny_tokenizer
-
-    write_tiny_tokenizer(folder / "tokenizer")
-    atomic_write_json(folder / "tokenizer" / "special_tokens_map.json", {
-        "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-        "unk_token": "<|endoftext|>"})
-
-
 def build_tiny_ip2p(folder: str | os.PathLike) -> Path:
     """An InstructPix2Pix diffusers folder (``ip2p-init``, ``ip2p-ego4d``, ``ip2p-epic``)."""
     folder = Path(folder)
     tiny_ip2p_pipeline().save_pretrained(folder)
-    _write_slow_tokenizer_files(folder)
+    write_slow_tokenizer_files(folder)
     return folder
 
 
@@ -110,5 +93,5 @@ def build_tiny_ldm(folder: str | os.PathLike) -> Path:
     """A Stable Diffusion text-to-image diffusers folder (``ldm-ego4d``, ``ldm-epic``)."""
     folder = Path(folder)
     tiny_ldm_pipeline().save_pretrained(folder)
-    _write_slow_tokenizer_files(folder)
+    write_slow_tokenizer_files(folder)
     return folder

@@ -7,11 +7,13 @@ modules (torch, diffusers, transformers) load inside the commands.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import click
 
+from diffusion_core.feedback import library_output
+from diffusion_core.options import click_options, from_click, option
 from egobench.weights import parse_weight_overrides
-
-from .feedback import library_output
 
 
 def _ensure_heavy_imports() -> None:
@@ -20,69 +22,84 @@ def _ensure_heavy_imports() -> None:
     ensure_torchvision()
 
 
-@click.command("lego")
-@click.option("--dataset", "-d", required=True, type=click.Choice(["ego4d", "epickitchens", "demo"]),
-              help="which training set of the LEGO release (demo: the embedded synthetic split, for smoke tests)")
-@click.option("--data-root", default=None, help="LEGO release folder (EgoGen/<dataset>/<part>, <prefix>_<part>.json)")
-@click.option("--features-root", default=None,
-              help="VLLM features: vllm_image_feature/<tag>/<part>/..., vllm_text_feature/<tag>/<part>/...")
-@click.option("--out", required=True, help="output folder: the LEGO diffusers folder (and checkpoints/)")
-@click.option("--variant", type=click.Choice(["full", "desc", "img", "txt"]), default="full", show_default=True,
-              help="full = descriptions + VLLM image and text embeddings; desc/img/txt = the paper's ablations")
-@click.option("--init", default="sd15", show_default=True,
-              help="diffusers SD 1.5 folder, or an artifact name (sd15 = stable-diffusion-v1-5)")
-@click.option("--part", default="train", show_default=True, help="split part of the release layout to train on")
-@click.option("--model-tag", default=None, help="VLLM feature tag (default: the released finetuned one per dataset)")
-@click.option("--text", type=click.Choice(["description", "action"]), default="description", show_default=True,
-              help="CLIP prompt: the enriched description (LEGO) or the action label")
-@click.option("--max-steps", type=int, default=10000, show_default=True, help="optimizer steps")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="micro-batch per process (released: 32)")
-@click.option("--grad-accum", type=int, default=4, show_default=True, help="gradient accumulation (released: 4)")
-@click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--seed", type=int, default=23, show_default=True)
-@click.option("--resolution", type=int, default=256, show_default=True)
-@click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default="no", show_default=True)
-@click.option("--checkpoint-every", type=int, default=1000, show_default=True, help="optimizer steps; 0 = none")
-@click.option("--no-ema", is_flag=True, help="save the raw weights instead of the EMA")
-@click.option("--released-behaviour", is_flag=True,
-              help="as the released code: projections and text mixer stay frozen at init, EMA per micro-batch")
-@click.option("--resume", is_flag=True, help="continue from the newest checkpoint in --out")
-@click.option("--num-workers", type=int, default=0, show_default=True)
-@click.option("--limit", type=int, default=None, help="only the first N samples (smoke tests)")
-@click.option("--zoo", type=click.Choice(["real", "tiny"]), default="real", show_default=True,
-              help="resolve --init artifacts in the real or the tiny zoo")
-@click.option("--weights", "weights", multiple=True, metavar="NAME=PATH", help="explicit artifact path (repeatable)")
-@click.option("--quiet", is_flag=True, help="no progress bar")
-def train_lego(dataset, data_root, features_root, out, variant, init, part, model_tag, text, max_steps, batch_size,
-               grad_accum, lr, seed, resolution, mixed_precision, checkpoint_every, no_ema, released_behaviour,
-               resume, num_workers, limit, zoo, weights, quiet):
-    """Finetune LEGO's LDM (SD 1.5 -> 8-channel UNet + VLLM context) on cached VLLM features."""
+@dataclass(kw_only=True)
+class LEGOTrainOptions:
+    """``egobench train lego``: one field per command-line option (``--field-name``)."""
+
+    dataset: str = option(short="-d", choices=["ego4d", "epickitchens", "demo"],
+                          help="which training set of the LEGO release (demo: the embedded synthetic split, for "
+                          "smoke tests)")
+    data_root: str | None = option(None, help="LEGO release folder (EgoGen/<dataset>/<part>, <prefix>_<part>.json)")
+    features_root: str | None = option(
+        None, help="VLLM features: vllm_image_feature/<tag>/<part>/..., vllm_text_feature/<tag>/<part>/...")
+    out: str = option(help="output folder: the LEGO diffusers folder (and checkpoints/)")
+    variant: str = option("full", choices=["full", "desc", "img", "txt"],
+                          help="full = descriptions + VLLM image and text embeddings; desc/img/txt = the paper's "
+                          "ablations")
+    init: str = option("sd15", help="diffusers SD 1.5 folder, or an artifact name (sd15 = stable-diffusion-v1-5)")
+    part: str = option("train", help="split part of the release layout to train on")
+    model_tag: str | None = option(None, help="VLLM feature tag (default: the released finetuned one per dataset)")
+    text: str = option("description", choices=["description", "action"],
+                       help="CLIP prompt: the enriched description (LEGO) or the action label")
+    max_steps: int = option(10000, help="optimizer steps")
+    batch_size: int = option(32, help="micro-batch per process (released: 32)")
+    grad_accum: int = option(4, help="gradient accumulation (released: 4)")
+    lr: float = option(1e-4)
+    seed: int = option(23)
+    resolution: int = option(256)
+    mixed_precision: str = option("no", choices=["no", "fp16", "bf16"])
+    checkpoint_every: int = option(1000, help="optimizer steps; 0 = none")
+    no_ema: bool = option(False, is_flag=True, help="save the raw weights instead of the EMA")
+    released_behaviour: bool = option(
+        False, is_flag=True,
+        help="as the released code: projections and text mixer stay frozen at init, EMA per micro-batch")
+    resume: bool = option(False, is_flag=True, help="continue from the newest checkpoint in --out")
+    num_workers: int = option(0)
+    limit: int | None = option(None, help="only the first N samples (smoke tests)")
+    zoo: str = option("real", choices=["real", "tiny"], help="resolve --init artifacts in the real or the tiny zoo")
+    weights: tuple[str, ...] = option((), multiple=True, metavar="NAME=PATH",
+                                      help="explicit artifact path (repeatable)")
+    quiet: bool = option(False, is_flag=True, help="no progress bar")
+
+
+def run_train_lego(options: LEGOTrainOptions) -> None:
+    """What ``egobench train lego`` does with its options: train, then print the losses and the folder."""
     _ensure_heavy_imports()
     from .train import LEGOTrainSpec, lego_train_config
     from .train import train_lego as run
 
-    if dataset == "demo":
+    o = options
+    part, zoo = o.part, o.zoo
+    if o.dataset == "demo":
         part = "val"  # the demo split's only part
-        if zoo == "real" and init == "sd15":
+        if zoo == "real" and o.init == "sd15":
             zoo = "tiny"  # the synthetic split pairs with the tiny zoo, as `egobench run` does
     spec = LEGOTrainSpec(
-        dataset=dataset, data_root=data_root, out=out, features_root=features_root, variant=variant, init=init,
-        part=part, model_tag=model_tag, text=text, released_behaviour=released_behaviour, zoo=zoo,
-        weights=parse_weight_overrides(weights), limit=limit,
+        dataset=o.dataset, data_root=o.data_root, out=o.out, features_root=o.features_root, variant=o.variant,
+        init=o.init, part=part, model_tag=o.model_tag, text=o.text, released_behaviour=o.released_behaviour, zoo=zoo,
+        weights=parse_weight_overrides(o.weights), limit=o.limit,
     )
     config = lego_train_config(
-        out, released_behaviour=released_behaviour, max_steps=max_steps, batch_size=batch_size,
-        grad_accum=grad_accum, learning_rate=lr, seed=seed, resolution=resolution, mixed_precision=mixed_precision,
-        checkpoint_every=checkpoint_every, use_ema=not no_ema, resume=resume, num_workers=num_workers,
+        o.out, released_behaviour=o.released_behaviour, max_steps=o.max_steps, batch_size=o.batch_size,
+        grad_accum=o.grad_accum, learning_rate=o.lr, seed=o.seed, resolution=o.resolution,
+        mixed_precision=o.mixed_precision, checkpoint_every=o.checkpoint_every, use_ema=not o.no_ema,
+        resume=o.resume, num_workers=o.num_workers,
     )
-    with library_output(quiet=quiet):
-        res = run(spec, config, progress=not quiet)
+    with library_output(quiet=o.quiet):
+        res = run(spec, config, progress=not o.quiet)
     every = max(1, config.log_every)
     for i in range(every - 1, len(res.losses), every):
         click.echo(f"step {i + 1}: loss {res.losses[i]:.4f}")
     where = f" (resumed at step {res.resumed_from})" if res.resumed_from is not None else ""
     click.echo(f"trained {res.steps} steps{where}: final loss {res.losses[-1]:.4f}; LEGO folder {res.output_dir} "
                f"(use with -o ldm={res.output_dir})")
+
+
+@click.command("lego")
+@click_options(LEGOTrainOptions)
+def train_lego(**kwargs):
+    """Finetune LEGO's LDM (SD 1.5 -> 8-channel UNet + VLLM context) on cached VLLM features."""
+    run_train_lego(from_click(LEGOTrainOptions, kwargs))
 
 
 @click.command("vllm")
@@ -147,10 +164,10 @@ def convert() -> None:
 def convert_lego(ckpt, out, variant, no_ema, template, heads, image_tokens, overwrite, zoo, weights):
     """Released LEGO .ckpt -> LEGO diffusers folder (lego methods: -o ldm=DIR)."""
     _ensure_heavy_imports()
+    from diffusion_core.folders import resolve_folder
     from egobench.weights import WeightStore
 
     from .convert import convert_lego_checkpoint
-    from .train import resolve_folder
 
     tpl, _ = resolve_folder(template, WeightStore(zoo=zoo, overrides=parse_weight_overrides(weights) or None))
     rep = convert_lego_checkpoint(ckpt, out, template=tpl, variant=variant, use_ema=not no_ema, overwrite=overwrite,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from diffusion_core.feedback import StepProgress, library_output
 from egobench.config import from_dict
 from egobench.data import Sample, Split
 from egobench.errors import ConfigError, DataError, MissingArtifactError
@@ -36,7 +37,6 @@ from egobench.weights import (
 )
 
 from .features import RELEASED_TAG, feature_paths, has_features, load_features
-from .feedback import StepProgress, library_output
 
 #: the released VLLM feature folders (``vllm_*_feature/<tag>/val``) per dataset
 RELEASED_TAGS = {
@@ -255,6 +255,8 @@ class LEGO(Method):
         ensure_torchvision()
         import torch
 
+        from diffusion_core.scheduler import make_scheduler
+
         from .pipeline import LEGOPipeline
 
         folder, _ = self.ldm_folder(domain)
@@ -430,22 +432,4 @@ class LEGOTxt(LEGO):
     summary = "LEGO ablation: enriched description + VLLM text embeddings"
     variant = "txt"
     artifacts = ("lego-ego4d-ldm-txt", "lego-epic-ldm-txt")
-
-
-def make_scheduler(kind: str, config: Any) -> Any:
-    """The protocol's sampler from the folder's scheduler config."""
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
-
-    from .pipeline import KDiffusionEulerAncestralScheduler
-
-    table = {
-        "euler-ancestral": KDiffusionEulerAncestralScheduler,  # the released sampler
-        "euler": EulerDiscreteScheduler,
-        "ddim": DDIMScheduler,
-        "dpm-solver": DPMSolverMultistepScheduler,
-    }
-    if kind not in table:
-        raise ConfigError(f"LEGO: unknown scheduler '{kind}'; use one of {', '.join(table)}")
-    return table[kind].from_config(config)
-
 

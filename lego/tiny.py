@@ -1,7 +1,8 @@
 """Tiny LEGO stand-ins: a diffusers-format LDM folder and VLLM feature files.
 
 Same formats as the real thing (a ``LEGOPipeline.save_pretrained`` folder; the
-release's ``.npy`` feature layout), random deterministic weights, small enough
+release's ``.npy`` feature layout), random deterministic weights (the Stable Diffusion
+parts from :mod:`diffusion_core.tiny`), small enough
 to run on a CPU in well under a second per step. Results made with them are
 not comparable with anything.
 """
@@ -9,7 +10,6 @@ not comparable with anything.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,71 +43,24 @@ SCHEDULER_CONFIG = dict(
 )
 
 
-def _bytes_to_unicode() -> list[str]:
-    """GPT-2 / CLIP byte-level alphabet, in CLIP's vocabulary order."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
-#: a few merges so BPE does something (CLIP's real file has 48,894)
-_MERGES = [("t", "h"), ("th", "e</w>"), ("i", "n"), ("e", "r"), ("a", "n"), ("o", "n</w>"), ("in", "g</w>")]
-
-
-def write_tiny_tokenizer(folder: str | os.PathLike) -> None:
-    """``vocab.json`` + ``merges.txt`` for a byte-level CLIPTokenizer (vocabulary 521)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = _bytes_to_unicode()
-    tokens = chars + [c + "</w>" for c in chars] + ["".join(m) for m in _MERGES]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in _MERGES) + "\n")
-
-
 def tiny_components(variant: str = "full", seed: int = 0) -> dict:
-    """The tiny pipeline's components (deterministic, global RNG untouched)."""
-    import tempfile
-
+    """The tiny pipeline's components (deterministic, global RNG untouched): the tiny SD parts of
+    :mod:`diffusion_core.tiny`, then the VLLM conditioning drawn from the same seeded stream."""
     import torch
-    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    from diffusion_core.tiny import draw_tiny_models, tiny_tokenizer
 
     from .conditioning import LEGOConditioning
 
     if variant not in VARIANT_FLAGS:
         raise ValueError(f"unknown LEGO variant {variant!r}; use one of {', '.join(VARIANT_FLAGS)}")
     use_image, use_text = VARIANT_FLAGS[variant]
-    with tempfile.TemporaryDirectory() as tmp:
-        write_tiny_tokenizer(tmp)
-        tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=77)
+    tokenizer = tiny_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        # SD 1.5's UNet layout, shrunk: 8 input channels (noise + image latent)
-        unet = UNet2DConditionModel(
-            sample_size=32, in_channels=8, out_channels=4, layers_per_block=1,
-            block_out_channels=(16, 32), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-            attention_head_dim=8, norm_num_groups=8, flip_sin_to_cos=True, freq_shift=0,
-        )
-        # downsamples by 8 like SD's VAE, so 256 x 256 frames give 32 x 32 latents
-        vae = AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=4,
-            block_out_channels=(4, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4, sample_size=256, scaling_factor=0.18215,
-        )
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-            num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        ))
+        models = draw_tiny_models(tokenizer)
+        unet, vae, text_encoder = models["unet"], models["vae"], models["text_encoder"]
         conditioning = (
             LEGOConditioning(**TINY_CONDITIONING, use_image=use_image, use_text=use_text)
             if (use_image or use_text) else None

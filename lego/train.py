@@ -9,7 +9,7 @@ and what :func:`train_lego` does:
   ``input_weight.zero_(); input_weight[:, :4].copy_(sd[key])``). Here: a
   diffusers SD 1.5 folder (artifact ``sd15``, HF
   ``stable-diffusion-v1-5/stable-diffusion-v1-5``, whose default weights are
-  the EMA ones) through :func:`egobench.training.load_sd_bundle`.
+  the EMA ones) through :func:`diffusion_core.bundle.load_sd_bundle`.
 * **Conditioning.** ``projection_img`` / ``projection_txt`` / ``self_attn_mix``
   (:class:`~lego.conditioning.LEGOConditioning`) on the cached VLLM features
   (:mod:`lego.features`); text features truncated or zero-padded to 77 tokens
@@ -39,13 +39,14 @@ the settings.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from diffusion_core.folders import resolve_folder
 from egobench.data import Sample, Split
 from egobench.errors import ConfigError, DataError, UserError
 from egobench.weights import Artifact, WeightStore, register_artifact
@@ -82,7 +83,7 @@ register_artifact(Artifact(
     files=SD15_FILES,
     license="CreativeML OpenRAIL-M",
     hf_repo=SD15_REPO,
-    tiny="lego.train:build_tiny_sd15",
+    tiny="diffusion_core.tiny:build_tiny_sd15",
 ))
 register_artifact(Artifact(
     name=SD15_CONFIG,
@@ -91,64 +92,8 @@ register_artifact(Artifact(
     files=SD15_CONFIG_FILES,
     license="CreativeML OpenRAIL-M",
     hf_repo=SD15_REPO,
-    tiny="lego.train:build_tiny_sd15",
+    tiny="diffusion_core.tiny:build_tiny_sd15",
 ))
-
-
-# ---------------------------------------------------------------------------
-# tiny SD 1.5
-# ---------------------------------------------------------------------------
-def build_tiny_sd15(folder: Path) -> None:
-    """A tiny SD 1.5 folder: the tiny LEGO components with a 4-channel UNet, PNDM scheduler as SD's."""
-    import torch
-    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-
-    from .tiny import tiny_components
-
-    comps = tiny_components("desc", seed=15)
-    cfg = {k: v for k, v in dict(comps["unet"].config).items() if not k.startswith("_")}
-    cfg["in_channels"] = 4
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(15)
-        unet = UNet2DConditionModel(**cfg)
-    unet.load_state_dict({k: v for k, v in comps["unet"].state_dict().items() if not k.startswith("conv_in.weight")},
-                         strict=False)
-    with torch.no_grad():
-        unet.conv_in.weight.copy_(comps["unet"].conv_in.weight[:, :4])
-    scheduler = PNDMScheduler(
-        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-        set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1,
-    )
-    pipe = StableDiffusionPipeline(
-        vae=comps["vae"], text_encoder=comps["text_encoder"], tokenizer=comps["tokenizer"], unet=unet.eval(),
-        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.save_pretrained(folder)
-    # the HF repo's tokenizer files (transformers 5 writes tokenizer.json instead)
-    from egobench.io import atomic_write_json
-
-    from .tiny import write_tiny_tokenizer
-
-    write_tiny_tokenizer(Path(folder) / "tokenizer")
-    atomic_write_json(Path(folder) / "tokenizer" / "special_tokens_map.json", {
-        "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
-        "unk_token": "<|endoftext|>"})
-
-
-def resolve_folder(ref: str | os.PathLike, store: WeightStore) -> tuple[Path, bool]:
-    """``(folder, tiny)`` for a path or an artifact name."""
-    from egobench.weights import ARTIFACTS, TINY_MARKER, refuse_remote_code
-
-    p = Path(ref).expanduser()
-    if p.exists():
-        if not p.is_dir():
-            raise UserError(f"{p}: expected a diffusers folder (a CompVis .ckpt needs 'egobench convert lego' first)")
-        refuse_remote_code(p, f"folder {p}")
-        return p, (p / TINY_MARKER).is_file()
-    if str(ref) not in ARTIFACTS.names():
-        raise UserError(f"--init {ref}: no such folder and no artifact of that name (e.g. {SD15})")
-    res = store.resolve(str(ref))
-    return res.path, res.tiny
 
 
 # ---------------------------------------------------------------------------
@@ -174,7 +119,7 @@ def pad_text(arr: np.ndarray, tokens: int = TEXT_TOKENS) -> np.ndarray:
 
 def lego_extras(features_root: str | os.PathLike, model_tag: str | Callable[[Sample], str], part: str,
                 use_image: bool, use_text: bool) -> Callable[[Sample], dict[str, np.ndarray]]:
-    """Per-sample VLLM features for :class:`egobench.training.PairDataset` (float32; text padded to 77)."""
+    """Per-sample VLLM features for :class:`diffusion_core.data.PairDataset` (float32; text padded to 77)."""
 
     def extras(s: Sample) -> dict[str, np.ndarray]:
         tag = model_tag(s) if callable(model_tag) else model_tag
@@ -218,7 +163,7 @@ def build_lego_bundle(
     released_behaviour: bool = False,
     seed: int = 23,
 ) -> Any:
-    """A :class:`~egobench.training.ModelBundle` for LEGO from a diffusers SD folder.
+    """A :class:`~diffusion_core.bundle.ModelBundle` for LEGO from a diffusers SD folder.
 
     The UNet is widened to 8 input channels (zero-initialized extra channels);
     for variants with VLLM features a :class:`~lego.conditioning.LEGOConditioning`
@@ -228,7 +173,7 @@ def build_lego_bundle(
     """
     import torch
 
-    from egobench.training import load_sd_bundle
+    from diffusion_core.bundle import load_sd_bundle
 
     from .conditioning import LEGOConditioning
 
@@ -272,9 +217,9 @@ class LEGOTrainSpec:
 
 
 def lego_train_config(out: str | os.PathLike, released_behaviour: bool = False, **overrides: Any) -> Any:
-    """LEGO's :class:`~egobench.training.TrainConfig` (no gradient clipping, seed 23; EMA per micro-batch
+    """LEGO's :class:`~diffusion_core.training.TrainConfig` (no gradient clipping, seed 23; EMA per micro-batch
     when ``released_behaviour``)."""
-    from egobench.training import TrainConfig
+    from diffusion_core.training import TrainConfig
 
     base: dict[str, Any] = dict(output_dir=out, max_grad_norm=None, seed=23, learning_rate=1e-4)
     if released_behaviour:
@@ -302,8 +247,9 @@ def _feature_shape(root: Path, samples: Sequence[Sample], tag: Callable[[Sample]
 
 
 def train_lego(spec: LEGOTrainSpec, config: Any, *, on_step: Any = None, progress: bool = False) -> Any:
-    """Train a LEGO LDM variant; returns :class:`~egobench.training.TrainResult`."""
-    from egobench.training import PairDataset, train_loop
+    """Train a LEGO LDM variant; returns :class:`~diffusion_core.training.TrainResult`."""
+    from diffusion_core.data import PairDataset
+    from diffusion_core.training import train_loop
 
     from .features import feature_paths
     from .method import RELEASED_TAGS
@@ -387,13 +333,11 @@ __all__ = [
     "SD15_CONFIG",
     "LEGOTrainSpec",
     "build_lego_bundle",
-    "build_tiny_sd15",
     "lego_condition_fn",
     "lego_extras",
     "lego_pipeline",
     "lego_train_config",
     "pad_text",
-    "resolve_folder",
     "train_lego",
 ]
 
@@ -662,9 +606,9 @@ def train_vllm(
     from egobench._compat import ensure_torchvision
 
     ensure_torchvision()
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
     from transformers import get_scheduler
+
+    from diffusion_core.loop import OptimizerSteps, progress_bar, reset_accelerate_state, start_accelerator
 
     from .vllm import ARTIFACT_SUBDIR, ClipPreprocess, _load_tokenizer, build_llava_model
 
@@ -681,11 +625,7 @@ def train_vllm(
     if (out / "pytorch_model.bin.index.json").exists():
         raise UserError(f"{out} already holds a model; choose another --out")
 
-    from egobench.training import _reset_accelerate_state
-
-    _reset_accelerate_state()
-    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision=config.mixed_precision)
-    set_seed(config.seed)
+    accelerator = start_accelerator(config.grad_accum, config.mixed_precision, config.seed)
     model, report = build_llava_model(llava_dir, vision_dir, device=accelerator.device, dtype=torch.float32)
     tokenizer = _load_tokenizer(llava_dir)
     pad_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id  # LLaVA: unk
@@ -709,40 +649,28 @@ def train_vllm(
 
     losses: list[float] = []
     lrs: list[float] = []
-    step, micro, acc = 0, 0, []
-    bar = None
-    if progress and accelerator.is_local_main_process:
-        from tqdm.auto import tqdm
+    bar = progress_bar(accelerator, progress, total, 0, "train vllm")
 
-        bar = tqdm(total=total, desc="train vllm", unit="step")
-    epoch = 0
-    while step < total:
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed + epoch)).tolist()
-        order = order[accelerator.process_index::world]
-        for b in range(0, len(order), config.batch_size):
-            batch = _llava_batch(core, [data[i] for i in order[b : b + config.batch_size]], pad_id,
-                                 accelerator.device)
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                acc.append(accelerator.gather(loss.detach().reshape(1)).mean().item())
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm is not None:
-                    accelerator.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            micro += 1
-            if accelerator.sync_gradients:
-                step += 1
-                losses.append(float(np.mean(acc)))
-                lrs.append(float(scheduler.get_last_lr()[0]))
-                acc = []
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{losses[-1]:.4f}")
-                if step >= total:
-                    break
-        epoch += 1
+    def micro_batches() -> Iterator[dict[str, Any]]:
+        """This process's share of one seeded permutation per epoch, endlessly (built on demand)."""
+        epoch = 0
+        while True:
+            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed + epoch)).tolist()
+            order = order[accelerator.process_index::world]
+            for b in range(0, len(order), config.batch_size):
+                yield _llava_batch(core, [data[i] for i in order[b : b + config.batch_size]], pad_id,
+                                   accelerator.device)
+            epoch += 1
+
+    def after_step(step: int, loss: float) -> None:
+        losses.append(loss)
+        lrs.append(float(scheduler.get_last_lr()[0]))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+
+    steps = OptimizerSteps(accelerator, [model], params, optimizer, scheduler, max_grad_norm=config.max_grad_norm)
+    step = steps.run(micro_batches(), lambda batch: model(**batch).loss, step=0, max_steps=total, on_step=after_step)
     if bar is not None:
         bar.close()
     accelerator.wait_for_everyone()
@@ -760,6 +688,6 @@ def train_vllm(
             "init": str(llava_dir), "vision": str(vision_dir), "conversations": str(conversations),
         })
     accelerator.wait_for_everyone()
-    _reset_accelerate_state()
+    reset_accelerate_state()
     return VLLMTrainResult(model_dir=out, steps=step, losses=losses, learning_rates=lrs, examples=len(data),
                            seconds=time.monotonic() - t0)

@@ -61,13 +61,27 @@ def _z_independent(pipe):
 # ---------------------------------------------------------------------------
 # ip2p
 # ---------------------------------------------------------------------------
-def test_ip2p_equals_diffusers_pipeline_called_directly(samples):
-    from diffusers import StableDiffusionInstructPix2PixPipeline
+@pytest.mark.parametrize("scheduler, diffusers_class", [("ddim", "DDIMScheduler"), ("euler", "EulerDiscreteScheduler")])
+def test_ip2p_equals_diffusers_pipeline_called_directly(samples, scheduler, diffusers_class):
+    """The ip2p method against diffusers' own InstructPix2Pix pipeline on the same tiny-zoo folder.
 
-    from baselines._common import load_input, make_scheduler
+    The reference side uses nothing of the project: diffusers loads the folder, the sampler is
+    diffusers' class built from the folder's scheduler config, and the input frame is opened with
+    PIL and squashed to 256 x 256 by the pipeline's own ``VaeImageProcessor.resize`` (its default
+    resample, LANCZOS), then normalized by the pipeline. The protocol names a diffusers sampler
+    (``ddim``, ``euler``), so the method is meant to run exactly this computation: same weights,
+    same classes and settings, fp32 on the same CPU kernels with the same batch shapes. The
+    tolerance is therefore zero; any difference means the method changed a step (a resize, a
+    scheduler setting, the text, the guidance). (``euler-ancestral`` is k-diffusion's sampler, not
+    diffusers'; test_lego_pipeline compares it with k-diffusion's equations.)
+    """
+    import diffusers
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+    from PIL import Image
+
     from baselines.ip2p import IP2P
 
-    proto = _protocol(steps=3)
+    proto = _protocol(steps=3, scheduler=scheduler)
     method = IP2P(proto, weights=WeightStore(zoo="tiny"))
     method.prepare(load_split("demo", None, 2))
     ours = method.generate(samples, [11, 12])
@@ -76,34 +90,37 @@ def test_ip2p_equals_diffusers_pipeline_called_directly(samples):
     assert tiny
     pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
         str(folder), safety_checker=None, requires_safety_checker=False, local_files_only=True)
-    pipe.scheduler = make_scheduler("euler-ancestral", pipe.scheduler.config)
+    pipe.scheduler = getattr(diffusers, diffusers_class).from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     gen = proto.generation
 
-    def direct(group, seeds):
+    def frame(s):
+        with Image.open(s.input_path) as im:
+            return pipe.image_processor.resize(im.convert("RGB"), 256, 256)
+
+    def direct(group, seeds=None):
+        generator = None if seeds is None else [torch.Generator().manual_seed(k) for k in seeds]
         return pipe(
-            prompt=[s.action for s in group], image=[load_input(s, 256) for s in group],
-            num_inference_steps=3, guidance_scale=gen.text_guidance, image_guidance_scale=gen.image_guidance,
-            generator=[torch.Generator().manual_seed(k) for k in seeds], output_type="pt",
+            prompt=[s.action for s in group], image=[frame(s) for s in group], num_inference_steps=3,
+            guidance_scale=gen.text_guidance, image_guidance_scale=gen.image_guidance, generator=generator,
+            output_type="pt",
         ).images
 
     # per-sample seeds: one pipeline call per sample by default (batch-size independent)
     ref = [direct([s], [k])[0] for s, k in zip(samples, (11, 12))]
     assert [o.shape for o in ours] == [(3, 256, 256)] * 2
     for a, b in zip(ours, ref):
-        assert np.array_equal(a, b.numpy())
+        assert np.array_equal(a, b.numpy()), np.abs(a - b.numpy()).max()
     # -o batch_size=2: one call for both
     batched = IP2P(proto, weights=WeightStore(zoo="tiny"), batch_size=2).generate(samples, [11, 12])
     for a, b in zip(batched, direct(samples, [11, 12])):
-        assert np.array_equal(a, b.numpy())
+        assert np.array_equal(a, b.numpy()), np.abs(a - b.numpy()).max()
 
     # global RNG: one sample at a time, in order, from the global generator
     torch.manual_seed(5)
     glob = method.generate(samples, [None, None])
     torch.manual_seed(5)
-    ref0 = pipe(prompt=[samples[0].action], image=[load_input(samples[0], 256)], num_inference_steps=3,
-                guidance_scale=gen.text_guidance, image_guidance_scale=gen.image_guidance, output_type="pt").images
-    assert np.array_equal(glob[0], ref0[0].numpy())
+    assert np.array_equal(glob[0], direct(samples[:1])[0].numpy())
 
 
 # ---------------------------------------------------------------------------
@@ -369,7 +386,8 @@ RES = 64  # training crops (8 x 8 latents)
 
 
 def _fixed_batch_loss(folder, batch, n=4):
-    from egobench.training import diffusion_loss, load_sd_bundle
+    from diffusion_core.bundle import load_sd_bundle
+    from diffusion_core.loss import diffusion_loss
 
     bundle = load_sd_bundle(folder)
     with torch.no_grad():
@@ -385,9 +403,9 @@ def test_finetuning_lowers_the_loss_and_loads_back(tmp_path, model, init):
     from baselines.ip2p import IP2P
     from baselines.proxedit import ProxEdit
     from baselines.sdedit import SDEdit
+    from diffusion_core.data import PairDataset, collate
     from egobench.data.datasets import DEMO_ROOT
     from egobench.data.lego_release import load_release
-    from egobench.training import PairDataset, collate
     from egobench.weights import TINY_MARKER
 
     split = load_release(DEMO_ROOT, "epickitchens", part="val")  # the demo's EPIC part as training data

@@ -22,9 +22,10 @@ from diffusers.loaders.single_file_utils import (
     convert_ldm_vae_checkpoint,
 )
 
+from diffusion_core.scheduler import KDiffusionEulerAncestralScheduler
 from egobench.errors import DataError, UserError
 from lego.cli import convert
-from lego.pipeline import KDiffusionEulerAncestralScheduler, LEGOPipeline
+from lego.pipeline import LEGOPipeline
 from lego.tiny import tiny_components
 
 SIZE = 64
@@ -309,7 +310,7 @@ def test_convert_errors_are_one_line(tiny, tmp_path, monkeypatch):
     assert isinstance(r.exception, DataError) and "projection_img.weight" in str(r.exception)
 
     # a template whose UNet does not fit: one line naming the first bad key
-    from lego.train import build_tiny_sd15
+    from diffusion_core.tiny import build_tiny_sd15
 
     tpl = tmp_path / "tpl"
     build_tiny_sd15(tpl)

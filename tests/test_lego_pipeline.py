@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from diffusion_core.scheduler import KDiffusionEulerAncestralScheduler
 from lego.conditioning import LEGOConditioning
-from lego.pipeline import KDiffusionEulerAncestralScheduler, LEGOPipeline
+from lego.pipeline import LEGOPipeline
 from lego.tiny import SCHEDULER_CONFIG, TINY_CONDITIONING, tiny_components
 
 SIZE = 64  # test images (tiny VAE: 8x down -> 8 x 8 latents)

@@ -1,4 +1,4 @@
-"""Finetuning (egobench.training, lego.train, lego.cli): tiny models on the demo split, CPU."""
+"""Finetuning (diffusion_core, lego.train, lego.cli): tiny models on the demo split, CPU."""
 
 from __future__ import annotations
 
@@ -11,19 +11,15 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
+from diffusion_core.bundle import load_sd_bundle
+from diffusion_core.data import PairDataset
+from diffusion_core.ema import EMA
+from diffusion_core.loss import CFGDropout, diffusion_loss
+from diffusion_core.noise import NoiseSchedule
+from diffusion_core.training import TrainConfig, train_loop
 from egobench.data.datasets import DEMO_ROOT
 from egobench.data.lego_release import load_release
 from egobench.errors import DataError, UserError
-from egobench.training import (
-    EMA,
-    CFGDropout,
-    NoiseSchedule,
-    PairDataset,
-    TrainConfig,
-    diffusion_loss,
-    load_sd_bundle,
-    train_loop,
-)
 from egobench.weights import TINY_MARKER, WeightStore
 from lego.conditioning import LEGOConditioning
 from lego.train import (
@@ -197,7 +193,8 @@ def test_loss_applies_dropout_to_text_image_and_vllm_tokens(split, features, sd1
     """Dropped text: CLIP("") and zero VLLM tokens; dropped image: zero image latent."""
     bundle = build_lego_bundle(sd15, "full", vllm_hidden=64, image_tokens=16)
     ds = PairDataset(split, resolution=RES, extras=lego_extras(features, TAG, "val", True, True))
-    from egobench.training import collate, encode_prompts
+    from diffusion_core.bundle import encode_prompts
+    from diffusion_core.data import collate
 
     batch = collate([ds.item(i) for i in range(4)])
 
@@ -245,12 +242,12 @@ def _fixed_batch_loss(folder, batch, n=4):
 
 
 def test_finetuning_lowers_the_loss_on_a_fixed_batch(split, features, sd15, tmp_path):
-    from egobench.training import collate
+    from diffusion_core.data import collate
 
     spec = _spec(tmp_path / "out", features, limit=2)
     ds = PairDataset(list(split)[:2], resolution=RES, extras=lego_extras(features, TAG, "val", True, True))
     batch = collate([ds.item(0), ds.item(1)])
-    from egobench.training import inference_scheduler
+    from diffusion_core.scheduler import inference_scheduler
     from lego.train import lego_pipeline
 
     init = tmp_path / "init"
@@ -505,7 +502,7 @@ def test_kill_9_during_a_checkpoint_save_then_resume(tmp_path, tiny_zoo, where, 
     import subprocess
     import sys
 
-    from egobench.training import STATE_FILE
+    from diffusion_core.checkpoints import STATE_FILE
 
     script = _KILLED_TRAINING.replace("**KW", f"**{_KILL_CFG!r}")
     env = {**os.environ, "EGOBENCH_TINY_ZOO": str(tiny_zoo)}
