@@ -122,6 +122,8 @@ def select_metrics(proto: Any, dataset: str | None) -> tuple[list[str], dict[str
         extra = sorted(set(cls.needs) - PAIR_NEEDS)
         if extra:
             skipped[spec.name] = f"needs {'+'.join(extra)}"
+        elif cls.needs_split:
+            skipped[spec.name] = "needs the split's labels (scores a run of a dataset, not a folder pair)"
         elif spec.metric in DOMAIN_METRICS and dataset is None:
             skipped[spec.name] = "needs --dataset ego4d|epickitchens for its checkpoint"
         else:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .data.split import Sample, file_digest
+from .errors import ConfigError
 from .images import BadImageError, read_rgb
 from .metrics import METRICS, Metric, MetricBatch
 from .protocol import MetricSpec, Protocol
@@ -59,8 +60,12 @@ class Evaluation:
 
 
 def build_metrics(
-    protocol: Protocol, weights: Any, device: str, only: Sequence[str] | None = None, cache: Any = "default"
+    protocol: Protocol, weights: Any, device: str, only: Sequence[str] | None = None, cache: Any = "default",
+    split: Sequence[Sample] | None = None,
 ) -> list[MetricColumn]:
+    """The protocol's metric columns (``only``: those named). ``split``: every sample that will be
+    scored (all shards'), handed to the metrics that read the whole split (a label vocabulary);
+    such a metric without it is refused here, before any work."""
     from .metrics.cache import FeatureCache, default_cache_dir
 
     if cache == "default":
@@ -73,6 +78,11 @@ def build_metrics(
         settings = cls.parse_settings(spec.settings, f"{protocol.source}: metrics[{i}].settings")
         metric = cls(settings, weights=weights, device=device, cache=cache)
         metric.precision = protocol.evaluation.precision
+        if metric.needs_split:
+            if split is None:
+                raise ConfigError(f"metric {spec.name!r} ({spec.metric}) reads the whole split (its label "
+                                  "vocabulary); this caller scores images without a split")
+            metric.bind_split(split)
         cols.append(MetricColumn(spec, metric))
     return cols
 

@@ -107,7 +107,8 @@ class Scorer:
         self.device = pick_device(device)
         self.store = WeightStore(zoo=self.zoo, overrides=parse_weight_overrides(weights))
         preflight_artifacts(self._scored_protocol(metrics), self.store, self.split)
-        self.columns = build_metrics(self.protocol, self.store, self.device, only=metrics, cache=cache)
+        self.columns = build_metrics(self.protocol, self.store, self.device, only=metrics, cache=cache,
+                                     split=self.split)
         self.batch_size = batch_size
         self._samples = {s.id: s for s in self.split}
         self._order = [s.id for s in self.split]

@@ -87,6 +87,9 @@ class Metric:
     #: exactly this many consecutive scored samples in order (the last one shorter), whatever its own
     #: batch size. None: any batch the evaluator forms.
     group_size: int | None = None
+    #: True: the metric reads the whole split being scored (a label vocabulary, exemplar frames)
+    #: through :meth:`bind_split`, which ``build_metrics(..., split=...)`` calls before any batch
+    needs_split: ClassVar[bool] = False
 
     def __init__(self, settings: Any, *, weights: Any = None, device: str = "cpu", cache: Any = None):
         self.settings = settings
@@ -178,6 +181,10 @@ class Metric:
     def settings_record(self) -> dict[str, Any]:
         return dataclasses.asdict(self.settings)
 
+    def bind_split(self, samples: Sequence[Any]) -> None:
+        """Called once with every sample of the split being scored (all shards' samples, in split
+        order) before the first batch, for metrics with :attr:`needs_split`."""
+
     def begin(self) -> None:
         """Called by the evaluator before it scores the first batch of an evaluation (a pass over
         the samples in order): metrics with state across batches reset it here."""
@@ -243,6 +250,8 @@ _BUILTIN = (
     ("fid", "egobench.metrics.fid:FID", "set", _GEN_TGT, False, "1"),
     ("kid", "egobench.metrics.kid:KID", "set", _GEN_TGT, False, "1"),
     ("blip", "egobench.metrics.blip:BLIPSimilarity", "sample", ("generated", "description", "action"), True, "1"),
+    ("action-acc", "egobench.metrics.action:ActionAccuracy", "sample", ("generated",), True, "1"),
+    ("action-sim", "egobench.metrics.action:ActionSimilarity", "sample", ("generated",), True, "1"),
 )
 for _name, _ref, _kind, _needs, _hib, _ver in _BUILTIN:
     METRICS.add(_name, _ref, meta={"kind": _kind, "needs": _needs, "higher_is_better": _hib, "version": _ver})
