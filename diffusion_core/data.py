@@ -47,13 +47,14 @@ class PairDataset:
         self.extras = extras
         if text in ("description", "action"):
             for s in self.samples:
-                if not self._text(s):
+                if not self.text_of(s):
                     raise DataError(f"sample {s.id}: empty {text} (no training text)")
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _text(self, s: Sample) -> str:
+    def text_of(self, s: Sample) -> str:
+        """The training text of sample ``s`` (what the CLIP encoder sees)."""
         if callable(self.text):
             return self.text(s)
         if self.text == "description":
@@ -83,7 +84,7 @@ class PairDataset:
         if rng is not None and rng.random() < self.flip_prob:
             both = both.flip(-1)
         out: dict[str, Any] = {"input": both[:3].contiguous(), "target": both[3:].contiguous(),
-                               "text": self._text(s), "index": index}
+                               "text": self.text_of(s), "index": index}
         if self.extras is not None:
             for k, v in self.extras(s).items():
                 if k in out:

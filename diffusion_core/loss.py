@@ -59,7 +59,7 @@ def diffusion_loss(
     device: torch.device | str | None = None,
     weight_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """The epsilon-prediction loss of one batch (see the module docstring for the recipe).
+    """The epsilon-prediction loss of one batch (the recipe: :mod:`diffusion_core.training`'s docstring).
 
     ``unet`` / ``extra`` default to the bundle's (pass accelerate-prepared
     ones in training). ``dropout=None`` disables CFG dropout; ``generator``

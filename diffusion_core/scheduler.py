@@ -10,7 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import EulerAncestralDiscreteScheduler
+
+# SchedulerMixin must be a name of this module: a pipeline folder saved with the k-diffusion scheduler
+# names this module, and diffusers' from_pretrained looks the loading base classes up in it
+from diffusers import EulerAncestralDiscreteScheduler, SchedulerMixin
 from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteSchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -114,7 +117,7 @@ def _sigma_to_t(sigma: torch.Tensor, log_sigmas: torch.Tensor) -> torch.Tensor:
     return ((1 - w) * low_idx + w * high_idx).view(sigma.shape)
 
 
-def make_scheduler(kind: str, config: Any) -> Any:
+def make_scheduler(kind: str, config: Any) -> SchedulerMixin:
     """The protocol's sampler from a folder's scheduler config."""
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
@@ -129,7 +132,7 @@ def make_scheduler(kind: str, config: Any) -> Any:
     return table[kind].from_config(config)
 
 
-def inference_scheduler(noise: NoiseSchedule, k_diffusion: bool = True) -> Any:
+def inference_scheduler(noise: NoiseSchedule, k_diffusion: bool = True) -> SchedulerMixin:
     """Euler ancestral on the training schedule (the sampler InstructPix2Pix and LEGO use).
 
     ``k_diffusion=True``: ``timestep_spacing="linspace"``, no offset (k-diffusion's

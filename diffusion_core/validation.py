@@ -101,7 +101,7 @@ def validate(validation: Validation, step: int, bundle: ModelBundle, accelerator
         for m in modules:
             m.eval()
         with accelerator.autocast():
-            rec = validation.run(step, bundle.build_pipeline(components), dataset._text, resolution, out)
+            rec = validation.run(step, bundle.build_pipeline(components), dataset.text_of, resolution, out)
     finally:
         for m, training in zip(modules, was_training):
             m.train(training)

@@ -151,6 +151,9 @@ def test_pipeline_folder_round_trips(tmp_path, pipe):
     again = LEGOPipeline.from_pretrained(tmp_path / "ldm", local_files_only=True)
     assert isinstance(again.conditioning, LEGOConditioning)
     assert _public(again.conditioning.config) == _public(pipe.conditioning.config)
+    # the k-diffusion sampler is saved by its module and loads back as itself
+    assert index["scheduler"] == ["diffusion_core.scheduler", "KDiffusionEulerAncestralScheduler"]
+    assert type(again.scheduler) is KDiffusionEulerAncestralScheduler
 
 
 # ---------------------------------------------------------------------------
