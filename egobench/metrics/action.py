@@ -36,8 +36,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -47,8 +46,7 @@ from ..images import read_rgb
 from . import MetricBatch
 from .clip_metric import CLIPImage
 from .egovlp import ARTIFACT_OF, TOKENIZER_ARTIFACT, EgoVLP, EgoVLPTextEncoder, model_family
-
-Vocabulary = Literal["action", "verb", "noun"]
+from .settings import ActionAccSettings, ActionSimSettings
 
 
 # ---------------------------------------------------------------------------
@@ -150,42 +148,6 @@ def _labelled_summary(values: np.ndarray) -> dict[str, Any]:
     finite = np.isfinite(values)
     return {"value": float(values[finite].mean()) if finite.any() else None, "n": int(finite.sum()),
             "n_unlabelled": int((~finite).sum())}
-
-
-# ---------------------------------------------------------------------------
-# settings
-# ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ActionAccSettings:
-    #: what is recognised: the action label, its verb or its noun
-    vocabulary: Vocabulary = "action"
-    #: a sample counts when its label is among the k best
-    k: int = 1
-    #: the EgoVLP clip of the generated frame, as the egovlp metric builds it
-    frames_ego4d: int = 4
-    frames_epic: int = 16
-    antialias: bool = True
-
-    def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ConfigError(f"k: must be at least 1, got {self.k}")
-        for name in ("frames_ego4d", "frames_epic"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
-
-
-@dataclass(frozen=True)
-class ActionSimSettings:
-    #: exemplars per side (same verb, other verbs)
-    k: int = 5
-    #: the CLIP image encoder and its preprocessing (as the clip metric's settings)
-    model: Literal["ViT-L-14"] = "ViT-L-14"
-    resize: Literal["squash", "shortside-crop"] = "squash"
-    antialias: bool = True
-
-    def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ConfigError(f"k: must be at least 1, got {self.k}")
 
 
 # ---------------------------------------------------------------------------

@@ -119,6 +119,40 @@ class EgoVLPPlusSettings(EgoVLPSettings):
                 raise ConfigError(f"{name}: EgoVLP+ needs at least 2 frames (input + image), got {getattr(self, name)}")
 
 
+# action faithfulness (egobench-v2; egobench/metrics/action.py says what they compute)
+@dataclass(frozen=True)
+class ActionAccSettings:
+    #: what is recognised: the action label, its verb or its noun
+    vocabulary: Literal["action", "verb", "noun"] = "action"
+    #: a sample counts when its label is among the k best
+    k: int = 1
+    #: the EgoVLP clip of the generated frame, as the egovlp metric builds it
+    frames_ego4d: int = 4
+    frames_epic: int = 16
+    antialias: bool = True
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ConfigError(f"k: must be at least 1, got {self.k}")
+        for name in ("frames_ego4d", "frames_epic"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class ActionSimSettings:
+    #: exemplars per side (same verb, other verbs)
+    k: int = 5
+    #: the CLIP image encoder and its preprocessing (as the clip metric's settings)
+    model: Literal["ViT-L-14"] = "ViT-L-14"
+    resize: Literal["squash", "shortside-crop"] = "squash"
+    antialias: bool = True
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ConfigError(f"k: must be at least 1, got {self.k}")
+
+
 #: registered metric name -> its settings class (a plugin metric's come from its own class)
 BUILTIN_SETTINGS: dict[str, type] = {
     "psnr": PSNRSettings,
@@ -129,4 +163,6 @@ BUILTIN_SETTINGS: dict[str, type] = {
     "blip": BLIPSettings,
     "egovlp": EgoVLPSettings,
     "egovlp-plus": EgoVLPPlusSettings,
+    "action-acc": ActionAccSettings,
+    "action-sim": ActionSimSettings,
 }
