@@ -18,11 +18,11 @@ from typing import Any
 
 import click
 
+from diffusion_core.feedback import library_output
 from egobench.data import Sample, Split
 from egobench.images import open_rgb
 
 from .features import has_features, save_features
-from .feedback import library_output
 
 #: sample domain -> LegoVLLM variant of the finetuned model
 FINETUNED_VARIANT = {"ego4d": "ego4d", "epickitchens": "epic"}

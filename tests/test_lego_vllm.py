@@ -16,6 +16,10 @@ from egobench.data import Sample
 from egobench.errors import DataError, MissingArtifactError, UserError
 from egobench.weights import ARTIFACTS, TINY_MARKER, WeightStore, build_tiny
 from lego import vllm as V
+from lego import vllm_artifacts as VA
+from lego import vllm_convert as VC
+from lego import vllm_preprocess as VP
+from lego import vllm_prompt as VQ
 from lego.features import feature_paths, load_features, save_features
 from lego.lemmatize import backend, lemmatize_verb, release_strip, strip_and_lemmatize
 
@@ -53,7 +57,7 @@ def _images() -> list[Image.Image]:
 
 def _llava_dir(store: WeightStore, name: str) -> Path:
     res = store.resolve(name)
-    return res.file(V.ARTIFACT_SUBDIR[name]) if V.ARTIFACT_SUBDIR[name] else res.path
+    return res.file(VA.ARTIFACT_SUBDIR[name]) if VA.ARTIFACT_SUBDIR[name] else res.path
 
 
 # --- artifacts ---------------------------------------------------------------------------------------
@@ -112,7 +116,7 @@ def test_variants_load_through_the_same_loader(store, variant):
     assert (m.temperature, m.top_k, m.top_p, m.max_new_tokens) == (0.2, 50, 1.0, 1024)
     assert m.report.projector == "linear"
     assert sum("rotary_emb.inv_freq" in k for k in m.report.dropped) == 2
-    assert isinstance(m.model.model.multi_modal_projector, V.LinearProjector)
+    assert isinstance(m.model.model.multi_modal_projector, VC.LinearProjector)
     assert m.model.model.language_model.config._attn_implementation == "eager"
 
 
@@ -137,32 +141,32 @@ def test_bad_variant_and_dataset(store):
     with pytest.raises(UserError, match="variant"):
         V.LegoVLLM.from_artifacts(store, "ego5d")
     with pytest.raises(UserError, match="dataset"):
-        V.action_phrase("open drawer", "kinetics")
+        VQ.action_phrase("open drawer", "kinetics")
 
 
 # --- conversion ----------------------------------------------------------------------------------
 
 
 def test_key_mapping(store):
-    raw = V.load_original_state_dict(_llava_dir(store, "lego-vllm-ego4d"))
-    names = V.TargetNames("model.language_model.", "lm_head.", "model.multi_modal_projector.", "model.vision_tower.")
-    out = V.convert_llava_state_dict(raw, names)
+    raw = VC.load_original_state_dict(_llava_dir(store, "lego-vllm-ego4d"))
+    names = VC.TargetNames("model.language_model.", "lm_head.", "model.multi_modal_projector.", "model.vision_tower.")
+    out = VC.convert_llava_state_dict(raw, names)
     assert out["model.language_model.layers.1.mlp.down_proj.weight"] is raw["model.layers.1.mlp.down_proj.weight"]
     assert out["model.multi_modal_projector.linear_1.weight"] is raw["model.mm_projector.weight"]
     assert out["lm_head.weight"] is raw["lm_head.weight"]
     assert not any("inv_freq" in k for k in out)
     assert len(out) == len(raw) - 2
     raw2 = dict(raw, **{"model.vision_tower.vision_tower.vision_model.post_layernorm.weight": torch.ones(2)})
-    assert len(V.convert_llava_state_dict(raw2, names)) == len(out)  # the frozen CLIP copy is ignored
+    assert len(VC.convert_llava_state_dict(raw2, names)) == len(out)  # the frozen CLIP copy is ignored
     mlp = {"model.mm_projector.0.weight": torch.ones(1), "model.mm_projector.2.bias": torch.ones(1)}
-    assert set(V.convert_llava_state_dict(mlp, names, "mlp2x_gelu")) == {
+    assert set(VC.convert_llava_state_dict(mlp, names, "mlp2x_gelu")) == {
         "model.multi_modal_projector.linear_1.weight",
         "model.multi_modal_projector.linear_2.bias",
     }
     with pytest.raises(DataError, match="unexpected key"):
-        V.convert_llava_state_dict({"vision.foo": torch.ones(1)}, names)
+        VC.convert_llava_state_dict({"vision.foo": torch.ones(1)}, names)
     with pytest.raises(DataError, match="projector key"):
-        V.convert_llava_state_dict(mlp, names, "linear")
+        VC.convert_llava_state_dict(mlp, names, "linear")
 
 
 def test_conversion_equivalent_to_original_weights(store, vllm):
@@ -171,7 +175,7 @@ def test_conversion_equivalent_to_original_weights(store, vllm):
 
     llava_dir = _llava_dir(store, "lego-vllm-ego4d")
     vis_dir = store.resolve("llava-vision-tower").path
-    raw = {k: v.float() for k, v in V.load_original_state_dict(llava_dir).items()}
+    raw = {k: v.float() for k, v in VC.load_original_state_dict(llava_dir).items()}
     pixels = vllm.pixel_values(_images()[0])
 
     # vision: transformers' own loader of the CLIP repo; hidden_states[-2] == output of all but the last layer
@@ -192,7 +196,7 @@ def test_conversion_equivalent_to_original_weights(store, vllm):
     torch.testing.assert_close(got_image, ref_image, atol=1e-5, rtol=1e-5)
 
     # language: LLaVA's LlavaLlamaForCausalLM is LlamaForCausalLM with the same keys
-    ocfg = V.read_original_config(llava_dir)
+    ocfg = VC.read_original_config(llava_dir)
     llama = LlamaForCausalLM(
         LlamaConfig(
             vocab_size=ocfg["vocab_size"], hidden_size=ocfg["hidden_size"], intermediate_size=ocfg["intermediate_size"],
@@ -205,7 +209,7 @@ def test_conversion_equivalent_to_original_weights(store, vllm):
     llama.load_state_dict(text_sd, strict=True)
     prompt = vllm.prompt("#C C opens the drawer", "ego4d")
     ids = vllm.prompt_ids(prompt)
-    cut = ids.index(V.IMAGE_TOKEN_INDEX)
+    cut = ids.index(VQ.IMAGE_TOKEN_INDEX)
     embed = raw["model.embed_tokens.weight"]
     ref_embeds = torch.cat([embed[ids[:cut]], ref_image, embed[ids[cut + 1 :]]]).unsqueeze(0)
     with torch.no_grad():
@@ -217,16 +221,16 @@ def test_conversion_equivalent_to_original_weights(store, vllm):
 
 
 def test_llava_config_mapping(store):
-    cfg = V.llava_config_from_original(
-        V.read_original_config(_llava_dir(store, "lego-vllm-ego4d")),
-        V.read_clip_vision_config(store.resolve("llava-vision-tower").path),
+    cfg = VC.llava_config_from_original(
+        VC.read_original_config(_llava_dir(store, "lego-vllm-ego4d")),
+        VC.read_clip_vision_config(store.resolve("llava-vision-tower").path),
     )
     assert cfg.vision_feature_layer == -2 and cfg.vision_feature_select_strategy == "default"
     assert cfg.vision_config.hidden_act == "quick_gelu" and cfg.vision_config.image_size == 32
     assert cfg.image_seq_length == 16 and not cfg.tie_word_embeddings
-    bad = dict(V.read_original_config(_llava_dir(store, "lego-vllm-ego4d")), mm_hidden_size=1024)
+    bad = dict(VC.read_original_config(_llava_dir(store, "lego-vllm-ego4d")), mm_hidden_size=1024)
     with pytest.raises(UserError, match="vision tower"):
-        V.llava_config_from_original(bad, V.read_clip_vision_config(store.resolve("llava-vision-tower").path))
+        VC.llava_config_from_original(bad, VC.read_clip_vision_config(store.resolve("llava-vision-tower").path))
 
 
 # --- prompt and preprocessing --------------------------------------------------------------------
@@ -255,7 +259,7 @@ def test_prompt_epic_exact(vllm):
 def test_prompt_ids_bos_once_image_placeholder(vllm):
     ids = vllm.prompt_ids(vllm.prompt("take plate", "epickitchens"))
     bos = vllm.tokenizer.bos_token_id
-    assert ids[0] == bos and ids.count(bos) == 1 and ids.count(V.IMAGE_TOKEN_INDEX) == 1
+    assert ids[0] == bos and ids.count(bos) == 1 and ids.count(VQ.IMAGE_TOKEN_INDEX) == 1
     toks = vllm.tokenizer.convert_ids_to_tokens([i for i in ids if i >= 0])
     assert toks[-4:] == ["?", "[/", "INST", "]"]
 
@@ -263,7 +267,7 @@ def test_prompt_ids_bos_once_image_placeholder(vllm):
 def test_preprocess_matches_clip_processor():
     pil = pytest.importorskip("transformers.models.clip.image_processing_pil_clip")
     proc = pil.CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}, resample=3)
-    pp = V.ClipPreprocess()
+    pp = VP.ClipPreprocess()
     rng = np.random.default_rng(1)
     for h, w in ((256, 456), (256, 341), (300, 200)):
         img = Image.fromarray(rng.integers(0, 256, (8, 12, 3), dtype=np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
@@ -275,7 +279,7 @@ def test_preprocess_resize_rule():
     """Short side to 224 (long side truncated), then a centred 224 crop."""
     arr = np.zeros((256, 456, 3), np.uint8)
     arr[:, 228:] = 255  # right half white: after resize 224 x 399 and crop at left=87
-    x = V.ClipPreprocess(do_normalize=False)(Image.fromarray(arr))
+    x = VP.ClipPreprocess(do_normalize=False)(Image.fromarray(arr))
     assert x.shape == (3, 224, 224)
     assert x[0, 0, 0] == 0 and x[0, 0, -1] == 1
 
