@@ -1,8 +1,13 @@
-"""CLIP image similarity and FID against open_clip / torch-fidelity on the same tiny weights.
+"""CLIP image similarity and FID against open_clip, pytorch-fid and torch-fidelity on the same tiny weights.
 
 The tiny zoo is built once per session (the Inception stand-in has the real
-architecture, ~95 MB); Inception forwards are the cost here, so every FID test
-uses 2 images per side and the target features go through the feature cache.
+architecture, ~95 MB). Each reference builds its own network from the same
+weight file: open_clip's ``create_model(..., pretrained=<file>)``, pytorch-fid's
+``InceptionV3`` (its download pointed at the local file), torch-fidelity's
+``inception-v3-compat``. Pool3 activations are compared on a few images; Fréchet
+distances on 64-dimensional features (the first max pool, averaged: pytorch-fid's
+``dims=64`` and torch-fidelity's ``"64"`` layer) of enough images for full-rank
+covariances, since with fewer images than dimensions the distance is ill-conditioned.
 """
 
 from __future__ import annotations
@@ -16,13 +21,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from egobench import _compat
 from egobench.errors import MissingArtifactError
 from egobench.metrics import MetricBatch
+from egobench.metrics import fid as fid_module
 from egobench.metrics.cache import FeatureCache
 from egobench.metrics.clip_metric import (
     CLIP_MEAN,
     CLIP_STD,
     CONFIG_FILE,
+    WEIGHTS_FILE,
     CLIPImage,
     CLIPTextEncoder,
     build_clip,
@@ -83,13 +91,28 @@ def _fid(store, cache=None, **settings) -> FID:
 # ---------------------------------------------------------------------------
 # CLIP
 # ---------------------------------------------------------------------------
-def test_clip_equals_open_clip_encode_image_by_hand(store):
-    """Reference: open_clip's own ``local-dir:`` loader on the tiny artifact and the
-    released code's preprocessing written out by hand."""
+@pytest.fixture(scope="module")
+def open_clip_reference(store, tmp_path_factory):
+    """open_clip's own model from the artifact's weight file: the artifact's architecture registered as
+    an open_clip model config, then ``create_model(name, pretrained=<the same file>)``."""
+    _compat.ensure_torchvision()
     import open_clip
 
     folder = store.resolve("clip-vit-l-14").path
-    ref = open_clip.create_model(f"local-dir:{folder}").eval()
+    configs = tmp_path_factory.mktemp("open-clip-configs")
+    cfg = json.loads((folder / CONFIG_FILE).read_text())["model_cfg"]
+    (configs / "egobench-tiny-ViT-L-14.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(configs)
+    model = open_clip.create_model("egobench-tiny-ViT-L-14", pretrained=str(folder / WEIGHTS_FILE))
+    return model.eval()
+
+
+def test_clip_equals_open_clip_encode_image_by_hand(store, open_clip_reference):
+    """Reference: open_clip's model built from the same checkpoint file, and the released code's
+    preprocessing written out by hand."""
+    import open_clip
+
+    ref = open_clip_reference
     gens = [_frame(i, 48, 90) for i in range(3)]
     tgts = [_frame(10 + i, 64, 80) for i in range(3)]
 
@@ -106,6 +129,7 @@ def test_clip_equals_open_clip_encode_image_by_hand(store):
     want = [float(F.cosine_similarity(emb(g), emb(t))[0]) for g, t in zip(gens, tgts)]
     got = _clip(store).compute(_batch(gens, tgts))
     np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not np.allclose(want, want[0], atol=1e-3)  # the images are told apart: the check can fail
     assert (CLIP_MEAN, CLIP_STD) == (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
 
 
@@ -152,7 +176,7 @@ def test_clip_real_architecture_is_vit_l_14_with_quick_gelu(tmp_path):
         build_clip("ViT-L-14", None, bad, device="meta")
 
 
-def test_clip_text_encoder_normalised_and_matches_open_clip(store):
+def test_clip_text_encoder_normalised_and_matches_open_clip(store, open_clip_reference):
     import open_clip
 
     enc = CLIPTextEncoder(store)
@@ -163,7 +187,7 @@ def test_clip_text_encoder_normalised_and_matches_open_clip(store):
     tokens = open_clip.tokenize(texts)
     assert tokens.shape == (3, 77) and int(tokens[2, -1]) == 49407  # truncated, ends with <end_of_text>
     with torch.no_grad():
-        ref = enc.model.encode_text(tokens)
+        ref = open_clip_reference.encode_text(tokens)
     ref = (ref / ref.norm(dim=1, keepdim=True)).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-6)
     assert enc.embed([]).shape == (0, 32)
@@ -172,28 +196,25 @@ def test_clip_text_encoder_normalised_and_matches_open_clip(store):
 # ---------------------------------------------------------------------------
 # FID
 # ---------------------------------------------------------------------------
-def _scipy_fid(f1: np.ndarray, f2: np.ndarray) -> float:
-    """pytorch-fid's calculate_frechet_distance, written out on float64 statistics."""
-    from scipy import linalg
+def _pytorch_fid_distance(f1: np.ndarray, f2: np.ndarray) -> float:
+    """pytorch-fid's own statistics and ``calculate_frechet_distance`` on two feature sets."""
+    _compat.ensure_torchvision()  # before pytorch-fid imports torchvision
+    from pytorch_fid.fid_score import calculate_frechet_distance
 
     a1, a2 = f1.astype(np.float64), f2.astype(np.float64)
-    mu1, mu2 = a1.mean(0), a2.mean(0)
-    s1, s2 = np.cov(a1, rowvar=False), np.cov(a2, rowvar=False)
-    covmean = linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():
-        off = np.eye(len(s1)) * 1e-6
-        covmean = linalg.sqrtm((s1 + off) @ (s2 + off))
-    return float((mu1 - mu2) @ (mu1 - mu2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real))
+    return float(calculate_frechet_distance(a1.mean(0), np.cov(a1, rowvar=False), a2.mean(0), np.cov(a2, rowvar=False)))
 
 
-@pytest.mark.parametrize("n1,n2", [(3, 4), (20, 30), (200, 150)])
-def test_frechet_formulas_match_scipy(n1, n2):
+@pytest.mark.parametrize("n1,n2", [(80, 90), (200, 150)])
+def test_frechet_formulas_match_pytorch_fid(n1, n2):
+    """Full-rank 64-d covariances (N > d), where the distance is well conditioned: both traces agree
+    with pytorch-fid's to float64 rounding of 64 x 64 products."""
     rng = np.random.default_rng(n1)
     d = 64
     mix = rng.standard_normal((d, d)) / 4
     f1 = (rng.standard_normal((n1, d)) @ mix + 0.3).astype(np.float32)
     f2 = (rng.standard_normal((n2, d)) @ (mix + 0.05) + rng.standard_normal(d) * 0.2).astype(np.float32)
-    ref = _scipy_fid(f1, f2)
+    ref = _pytorch_fid_distance(f1, f2)
     got_sqrtm, _ = frechet_distance(f1, f2, "sqrtm")
     got_svd, _ = frechet_distance(f1, f2, "svd")
     assert got_sqrtm == pytest.approx(ref, rel=1e-9, abs=1e-9)
@@ -211,32 +232,154 @@ def test_pytorch_fid_input_stage():
     torch.testing.assert_close(got[:1], want, atol=0, rtol=0)
 
 
-def test_fid_torch_fidelity_mode_equals_calculate_metrics(store, targets, tmp_path):
-    from torch_fidelity import calculate_metrics
-    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+#: images per side for the Fréchet distances: more than the 64 feature dimensions (full-rank covariances)
+N_FULL_RANK = 68
+#: the first max pool of the Inception network averaged over space: pytorch-fid's dims=64 block and
+#: torch-fidelity's "64" feature, on the same weights (egobench's layer walk stopped there)
+FIRST_POOL_LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "AvgPool")
 
-    gens = [_frame(200 + i) for i in range(2)]
-    for name, imgs in (("t", targets), ("g", gens)):
-        (tmp_path / name).mkdir()
+
+@pytest.fixture(scope="module")
+def full_rank_sets(tmp_path_factory):
+    """(generated, targets, folders): two visibly different sets of N_FULL_RANK small frames, as PNG files too."""
+    targets = [_frame(2000 + i, 32, 40) for i in range(N_FULL_RANK)]
+    generated = [(_frame(1000 + i, 32, 40).astype(np.int32) * 3 // 4 + 40).astype(np.uint8) for i in range(N_FULL_RANK)]
+    root = tmp_path_factory.mktemp("full-rank")
+    folders = {}
+    for name, imgs in (("g", generated), ("t", targets)):
+        folders[name] = root / name
+        folders[name].mkdir()
         for i, a in enumerate(imgs):
-            Image.fromarray(a).save(tmp_path / name / f"{i:03d}.png")
+            Image.fromarray(a).save(folders[name] / f"{i:03d}.png")
+    return generated, targets, folders
+
+
+def _assert_full_rank(features: np.ndarray) -> None:
+    cov = np.cov(features.astype(np.float64), rowvar=False)
+    assert np.linalg.matrix_rank(cov) == features.shape[1], "the test needs full-rank covariances"
+
+
+def _first_pool_fid(store, monkeypatch, **settings) -> FID:
+    """egobench's FID computing on the first-max-pool features (64-d) instead of pool3."""
+    monkeypatch.setattr(fid_module, "FEATURE_DIM", 64)
+    monkeypatch.setattr(fid_module, "POOL3_LAYERS", FIRST_POOL_LAYERS)
+    return _fid(store, **settings)  # no feature cache: these features are not pool3's
+
+
+def test_fid_torch_fidelity_mode_equals_calculate_metrics(store, full_rank_sets, monkeypatch):
+    """torch-fidelity's calculate_metrics on the files, with its own extractor class on the same weights file."""
+    from torch_fidelity import calculate_metrics
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    generated, targets, folders = full_rank_sets
     weights_file = store.resolve("inception-fid").file(INCEPTION_FILE)
     ref = calculate_metrics(
-        input1=str(tmp_path / "t"), input2=str(tmp_path / "g"), fid=True,
+        input1=str(folders["t"]), input2=str(folders["g"]), fid=True, feature_layer_fid="64",
         feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(weights_file),
         cuda=False, cache=False, verbose=False, save_cpu_ram=True,
     )["frechet_inception_distance"]  # fmt: skip
-    m = _fid(store, resize="torch-fidelity", trace_sqrt="svd")
-    m.update(_batch(gens, targets))
+    m = _first_pool_fid(store, monkeypatch, resize="torch-fidelity", trace_sqrt="svd")
+    # torch-fidelity's mode runs the extractor's own forward: the same class asked for its "64" feature
+    m.model = FeatureExtractorInceptionV3(name="inception-v3-compat", features_list=["64"],
+                                          feature_extractor_weights_path=str(weights_file)).eval()
+    m.update(_batch(generated, targets))
     res = m.result()
-    assert res["value"] == pytest.approx(ref, rel=1e-3)
-    assert (res["n"], res["n_generated"], res["n_target"]) == (2, 2, 2)
-    assert res["rank_deficient"] and "2048" in res["note"]
-    # the layer walk used by the pytorch-fid mode equals the extractor's forward
+    t_feats, g_feats = m.feature_matrices()
+    _assert_full_rank(t_feats)
+    _assert_full_rank(g_feats)
+    assert (res["n"], res["feature_dim"]) == (N_FULL_RANK, 64) and "rank_deficient" not in res
+    # torch-fidelity takes the means in float32 (np.mean of float32 features) where egobench uses float64:
+    # ~1e-7 relative on each mean, a few 1e-7 on the distance (measured 4e-7); the rest is float64
+    assert res["value"] == pytest.approx(ref, rel=1e-5)
+    assert res["value"] > 0.1  # two different sets: a distance far from 0, so a wrong one shows
+
+
+def test_fid_torch_fidelity_mode_pool3_walk_equals_the_extractor(store, targets):
+    """The layer walk used by the pytorch-fid and clean modes equals torch-fidelity's extractor forward."""
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    m = _fid(store, resize="torch-fidelity", trace_sqrt="svd")
+    m.update(_batch(targets, targets))
     t_feats, _ = m.feature_matrices()
     x = torch.from_numpy(targets[0]).permute(2, 0, 1)[None].float()
     x = (interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False) - 128) / 128
     np.testing.assert_allclose(pool3_from_normalized(m.model, x).numpy()[0], t_feats[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def pytorch_fid_inception(store):
+    """pytorch-fid's InceptionV3 (its FIDInceptionA/C/E graph) loading the tiny artifact's file where
+    it would download pt_inception-2015-12-05 (no network): ``make(blocks)`` builds one."""
+    _compat.ensure_torchvision()  # before pytorch-fid imports torchvision
+    import pytorch_fid.inception as pfi
+
+    weights_file = store.resolve("inception-fid").file(INCEPTION_FILE)
+    asked = []
+
+    def local(url, progress=True, **kwargs):
+        asked.append(url)
+        return torch.load(weights_file, map_location="cpu", weights_only=True)
+
+    def make(blocks):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(pfi, "load_state_dict_from_url", local)
+            net = pfi.InceptionV3(blocks, use_fid_inception=True).eval()  # load_state_dict is strict
+        assert asked[-1] == pfi.FID_WEIGHTS_URL
+        return net
+
+    return make
+
+
+def test_lego_official_fid_activations_equal_pytorch_fid(store, pytorch_fid_inception, tmp_path):
+    """pool3 activations of lego-official's FID (pytorch-fid input stage) against pytorch-fid's
+    get_activations on the same files (its loading, ToTensor, resize, 2x - 1 and network)."""
+    from pytorch_fid.fid_score import get_activations
+
+    from egobench.protocol import load_protocol
+
+    settings = {m.name: m for m in load_protocol("lego-official").metrics}["fid"].settings
+    assert settings["resize"] == "pytorch-fid"
+    images = [_frame(700 + i, 45, 80) for i in range(3)]
+    files = []
+    for i, a in enumerate(images):
+        Image.fromarray(a).save(tmp_path / f"{i}.png")
+        files.append(str(tmp_path / f"{i}.png"))
+    ref = get_activations(files, pytorch_fid_inception([3]), batch_size=3, dims=2048, device="cpu", num_workers=0)
+    m = _fid(store, **settings)
+    got = m.features(images)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+    assert np.std(ref, axis=0).max() > 1e-3  # the images give different activations
+
+
+def test_lego_official_fid_equals_pytorch_fid_calculate_frechet_distance(
+    store, pytorch_fid_inception, full_rank_sets, monkeypatch
+):
+    """lego-official's FID (pytorch-fid input stage, scipy sqrtm) against pytorch-fid's
+    calculate_activation_statistics + calculate_frechet_distance on the same files, at pytorch-fid's
+    dims=64 (full-rank covariances with N_FULL_RANK images)."""
+    from pytorch_fid.fid_score import calculate_activation_statistics, calculate_frechet_distance
+
+    from egobench.protocol import load_protocol
+
+    generated, targets, folders = full_rank_sets
+    net = pytorch_fid_inception([0])  # block 0: the first max pool; get_activations averages it to 64-d
+    stats = {side: calculate_activation_statistics(sorted(str(p) for p in folders[side].iterdir()), net,
+                                                   batch_size=34, dims=64, device="cpu", num_workers=0)
+             for side in ("t", "g")}  # fmt: skip
+    ref = calculate_frechet_distance(*stats["t"], *stats["g"])
+    settings = {m.name: m for m in load_protocol("lego-official").metrics}["fid"].settings
+    m = _first_pool_fid(store, monkeypatch, **settings)
+    m.update(_batch(generated, targets))
+    res = m.result()
+    t_feats, g_feats = m.feature_matrices()
+    _assert_full_rank(t_feats)
+    _assert_full_rank(g_feats)
+    assert (res["trace_sqrt"], res["n"], res["feature_dim"]) == ("sqrtm", N_FULL_RANK, 64)
+    np.testing.assert_allclose(t_feats.mean(0), stats["t"][0], rtol=1e-5, atol=1e-6)
+    # the same float32 activations (up to the rounding of batched convolutions), float64 statistics
+    # and the same scipy sqrtm on a full-rank 64 x 64 product: equal to ~1e-7 relative
+    assert res["value"] == pytest.approx(ref, rel=1e-5)
+    assert res["value"] > 0.1
 
 
 def test_fid_target_cache_identity_and_batch_invariance(store, targets, tmp_path):
