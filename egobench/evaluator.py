@@ -97,6 +97,7 @@ def evaluate_samples(
     progress: Callable[[int], None] | None = None,
     run_cache: Any = None,
     stage: Stage | None = None,
+    counterfactual: Callable[[Sample], Path | None] | None = None,
 ) -> Evaluation:
     """Score every sample whose generated image ``locate`` finds.
 
@@ -118,6 +119,10 @@ def evaluate_samples(
     ``stage`` (for ``egobench bench``, which reads per-stage times through it) wraps each image
     decode (``stage("decode", 1)``, in the decoding thread) and each metric call
     (``stage(column name, samples)``); it changes nothing else.
+
+    ``counterfactual`` locates each sample's image made for a counterfactual action (the
+    action-sensitivity probe's, ``<run>/probes/counterfactual/``), read only when a metric needs
+    it; only such a metric sees it (a sample without one is scored by every other metric).
     """
     stage = stage or _no_stage
     status = dict(status or {})
@@ -134,7 +139,7 @@ def evaluate_samples(
     rows_error: list[str] = []
     def load(chunk: Sequence[Sample]) -> tuple[list[tuple[str, str]], MetricBatch]:
         """Decode one batch (every image once) and key its files."""
-        gens, tgts, inps, gen_keys = [], [], [], []
+        gens, tgts, inps, gen_keys, cfs, cf_keys = [], [], [], [], [], []
         row_state = []
         for s in chunk:
             if s.id in status:
@@ -160,6 +165,10 @@ def evaluate_samples(
             tgts.append(t)
             if inp is not None:
                 inps.append(inp)
+            if "counterfactual" in needs:
+                cf, key = _read_counterfactual(counterfactual(s) if counterfactual else None)
+                cfs.append(cf)
+                cf_keys.append(key)
         ok_samples = [chunk[i] for i in range(len(chunk)) if row_state[i][0] == "ok"]
         return row_state, MetricBatch(
             ids=[s.id for s in ok_samples],
@@ -172,6 +181,8 @@ def evaluate_samples(
             target_keys=[file_digest(s.target_path) for s in ok_samples],
             input_keys=[file_digest(s.input_path) for s in ok_samples] if "input" in needs else [],
             generated_keys=gen_keys,
+            counterfactual=cfs,
+            counterfactual_keys=cf_keys,
         )
 
     chunks = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
@@ -225,6 +236,17 @@ def evaluate_samples(
     if run_cache is not None:
         evaluation.reused = {"hits": run_cache.hits, "misses": run_cache.misses}
     return evaluation
+
+
+def _read_counterfactual(path: Path | None) -> tuple[np.ndarray | None, str]:
+    """(the counterfactual image, the sha256 of its file), or (None, "") when there is none or it
+    cannot be read (its metric then leaves the sample out)."""
+    if path is None or not Path(path).is_file():
+        return None, ""
+    try:
+        return read_rgb(path), hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except BadImageError:
+        return None, ""
 
 
 def _score_batch(batch: MetricBatch, row_state: list[tuple[str, str]], columns: list[MetricColumn],

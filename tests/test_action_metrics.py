@@ -13,12 +13,16 @@ from egobench.metrics import MetricBatch
 from egobench.metrics.action import (
     ActionAccSettings,
     ActionAccuracy,
+    ActionSensitivity,
+    ActionSensitivitySettings,
     ActionSimilarity,
     ActionSimSettings,
     action_similarity,
+    counterfactual_prompts,
     label_of,
     label_text,
     pick_exemplars,
+    sensitivity_outcome,
     topk_hits,
     vocabularies,
 )
@@ -166,3 +170,84 @@ def test_egobench_v2_action_metrics_on_the_demo_split(tiny_zoo):
                 assert 0.0 <= v <= 1.0
         assert metrics["action-top5"]["value"] >= metrics["action-top1"]["value"]
         assert metrics["action-top1"]["n"] == 12 and metrics["action-sim"]["n"] >= 1
+
+
+# ---------------------------------------------------------------------------
+# counterfactual action sensitivity
+# ---------------------------------------------------------------------------
+def test_counterfactual_prompts_keep_the_object_change_the_verb_and_do_not_depend_on_order():
+    samples = [
+        _sample(0, "#C C opens the drawer", "a"),
+        _sample(1, "#C C closes the drawer", "b"),
+        _sample(2, "#C C turns on the tap", "c"),
+        _sample(3, "#C C picks up the cup", "d"),
+        _sample(4, "open fridge", "e", dataset="epickitchens", verb="open", noun="fridge"),
+        _sample(5, "put down plate", "f", dataset="epickitchens", verb="put-down", noun="plate"),
+    ]
+    cf = counterfactual_prompts(samples)
+    assert cf == counterfactual_prompts(list(reversed(samples)))
+    assert cf["s0"] == {"prompt": "#C C closes the drawer", "verb": "close", "source": "same-noun"}
+    assert cf["s1"]["prompt"] == "#C C opens the drawer"
+    # no other verb with "tap": a verb of the Ego4D vocabulary, written as its sample writes it;
+    # the particle after the sample's own verb goes with it
+    assert cf["s2"]["source"] == "vocabulary" and cf["s2"]["verb"] in ("open", "close", "pick")
+    assert cf["s2"]["prompt"].startswith("#C C ") and cf["s2"]["prompt"].endswith(" the tap")
+    assert " on " not in cf["s2"]["prompt"]
+    # EPIC: only EPIC verbs, no narrator prefix, the particle verb replaced whole
+    assert cf["s5"] == {"prompt": "open plate", "verb": "open", "source": "vocabulary"}
+    assert cf["s4"]["prompt"] == "put down fridge"
+    for sid, c in cf.items():
+        assert c["verb"] != next(s.verb for s in samples if s.id == sid)
+
+
+def test_sensitivity_outcome_and_summary():
+    assert sensitivity_outcome(0.9, 0.5, identical=False) == 1.0
+    assert sensitivity_outcome(0.5, 0.9, identical=False) == 0.0
+    assert sensitivity_outcome(0.7, 0.7, identical=False) == 0.5
+    assert sensitivity_outcome(0.9, 0.1, identical=True) == 0.5     # identical images always tie
+    metric = ActionSensitivity(ActionSensitivitySettings(), weights=None, device="cpu")
+    s = metric.summary(np.array([1.0, 0.0, 1.0, 1.0, np.nan]), {})
+    assert s["value"] == 0.75 and s["n"] == 4 and s["n_without_counterfactual"] == 1
+    assert s["se"] == pytest.approx(np.sqrt(0.75 * 0.25 / 4))
+
+
+def _sensitivity_eval(tmp_path, true_side: str, cf_side: str | None, limit: int = 6):
+    """action-sensitivity through the evaluator on the demo split: the 'generated' image is each
+    sample's ``true_side`` frame and the counterfactual its ``cf_side`` frame (None: no probe)."""
+    import shutil
+
+    from egobench.data import load_split
+    from egobench.evaluator import build_metrics, evaluate_samples
+    from egobench.metrics.cache import FeatureCache
+    from egobench.protocol import load_protocol
+    from egobench.weights import WeightStore
+
+    split = load_split("demo", None, limit)
+    folder = tmp_path / f"{true_side}-{cf_side}"
+    gen, cf = folder / "gen", folder / "cf"
+    gen.mkdir(parents=True)
+    cf.mkdir()
+    for s in split:
+        shutil.copyfile(getattr(s, true_side), gen / f"{s.id}.img")
+        if cf_side:
+            shutil.copyfile(getattr(s, cf_side), cf / f"{s.id}.img")
+    cols = build_metrics(load_protocol("egobench-v2"), WeightStore(zoo="tiny"), "cpu",
+                         only=["action-sensitivity", "psnr"], cache=FeatureCache(None), split=split)
+    return evaluate_samples(split, lambda s: gen / f"{s.id}.img", cols, batch_size=4,
+                            counterfactual=lambda s: cf / f"{s.id}.img" if cf_side else None)
+
+
+def test_input_copy_scores_exactly_one_half_and_a_perfect_method_one(tmp_path, tiny_zoo):
+    ev = _sensitivity_eval(tmp_path, "input_path", "input_path")
+    assert ev.metrics["action-sensitivity"]["value"] == 0.5
+    assert set(ev.samples["action-sensitivity"]) == {0.5}
+    # the target for the true action, the input for the counterfactual: always closer
+    ev = _sensitivity_eval(tmp_path, "target_path", "input_path")
+    assert ev.metrics["action-sensitivity"]["value"] == 1.0 and ev.metrics["action-sensitivity"]["se"] == 0.0
+    # the reverse: never
+    assert _sensitivity_eval(tmp_path, "input_path", "target_path").metrics["action-sensitivity"]["value"] == 0.0
+    # without the probe's images the metric has no value, and the other metrics are untouched
+    ev = _sensitivity_eval(tmp_path, "input_path", None)
+    assert ev.metrics["action-sensitivity"]["value"] is None
+    assert ev.metrics["action-sensitivity"]["n_without_counterfactual"] == 6 and ev.n_scored == 6
+    assert np.isfinite(ev.metrics["psnr"]["value"])

@@ -21,7 +21,7 @@ import numpy as np
 from ..config import from_dict
 from ..registry import Registry
 
-NEEDS = ("generated", "target", "input", "description", "action")
+NEEDS = ("generated", "target", "input", "description", "action", "counterfactual")
 
 
 @dataclass
@@ -43,6 +43,10 @@ class MetricBatch:
     input_keys: list[str] = field(default_factory=list)
     #: sha256 of each generated file (filled when the evaluation has a run cache)
     generated_keys: list[str] = field(default_factory=list)
+    #: each sample's image made for a counterfactual action (the action-sensitivity probe; None
+    #: where it has none) and its file's sha256 ("" for none), when a metric needs them
+    counterfactual: list[np.ndarray | None] = field(default_factory=list)
+    counterfactual_keys: list[str] = field(default_factory=list)
     #: per-batch scratch space shared by the metrics scoring this batch (preprocessed
     #: frames, captions): work two metrics would both do is done once. Dropped with the batch.
     memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -252,6 +256,8 @@ _BUILTIN = (
     ("blip", "egobench.metrics.blip:BLIPSimilarity", "sample", ("generated", "description", "action"), True, "1"),
     ("action-acc", "egobench.metrics.action:ActionAccuracy", "sample", ("generated",), True, "1"),
     ("action-sim", "egobench.metrics.action:ActionSimilarity", "sample", ("generated",), True, "1"),
+    ("action-sensitivity", "egobench.metrics.action:ActionSensitivity", "sample",
+     ("generated", "target", "counterfactual"), True, "1"),
 )
 for _name, _ref, _kind, _needs, _hib, _ver in _BUILTIN:
     METRICS.add(_name, _ref, meta={"kind": _kind, "needs": _needs, "higher_is_better": _hib, "version": _ver})

@@ -46,7 +46,7 @@ from ..images import read_rgb
 from . import MetricBatch
 from .clip_metric import CLIPImage
 from .egovlp import ARTIFACT_OF, TOKENIZER_ARTIFACT, EgoVLP, EgoVLPTextEncoder, model_family
-from .settings import ActionAccSettings, ActionSimSettings
+from .settings import ActionAccSettings, ActionSensitivitySettings, ActionSimSettings
 
 
 # ---------------------------------------------------------------------------
@@ -315,3 +315,116 @@ class ActionSimilarity(_NeedsSplit, CLIPImage):
 
     def summary(self, values: np.ndarray, extras: dict[str, list]) -> dict[str, Any]:
         return _labelled_summary(values)
+
+
+# ---------------------------------------------------------------------------
+# counterfactual action sensitivity
+# ---------------------------------------------------------------------------
+def _split_narration(sample: Any) -> tuple[str, list[str], list[str]]:
+    """(narrator prefix as written, e.g. ``#C C``, or ""; the verb's words with the particles that
+    follow it; the rest), lower-cased: ``#C C turns on the tap`` -> ("#C C", [turns, on], [the, tap]);
+    EPIC's ``put-down`` takes two words."""
+    from ..data.actions import _PREFIX, PARTICLES, strip_narrator
+
+    m = _PREFIX.match(sample.action.strip())
+    words = strip_narrator(sample.action).split()
+    n = max(1, len([w for w in sample.verb.split("-") if w])) if sample.verb else 1
+    while n < len(words) and words[n] in PARTICLES:
+        n += 1
+    return (m.group(0).strip() if m else ""), words[:n], words[n:]
+
+
+def counterfactual_prompts(samples: Sequence[Any], domain_of: Any = None) -> dict[str, dict[str, str]]:
+    """Per sample id: a counterfactual action with the same object and another verb, as
+    ``{"prompt", "verb", "source"}``.
+
+    The verb is drawn from the samples of the same dataset whose noun is the sample's and whose
+    verb differs (``source: "same-noun"``), the candidate first in the order of sha256(sample
+    id, candidate id); the prompt is the sample's own narration with its verb words replaced by
+    that candidate's, particles included (``#C C opens the drawer`` -> ``#C C closes the drawer``;
+    ``#C C turns on the tap`` -> ``#C C washes the tap``). Without such a
+    candidate (or without a noun) a verb of the dataset's vocabulary other than the sample's is
+    drawn the same way (``source: "vocabulary"``) and written as a sample with that verb writes it.
+    Deterministic:
+    the same split gives the same prompts whatever its order, batch size or sharding. A sample
+    whose dataset has a single verb gets no counterfactual (absent from the result)."""
+    domain_of = domain_of or _group
+    by_group: dict[str, list[Any]] = {}
+    for s in samples:
+        by_group.setdefault(domain_of(s), []).append(s)
+    out: dict[str, dict[str, str]] = {}
+    for s in samples:
+        group = by_group[domain_of(s)]
+        prefix, _, head = _split_narration(s)
+        same_noun = sorted((c for c in group if s.noun and c.noun == s.noun and c.verb and c.verb != s.verb),
+                           key=lambda c, sid=s.id: _order_key(sid, c.id))
+        if same_noun:
+            c = same_noun[0]
+            verb_text = _split_narration(c)[1]
+            source, verb = "same-noun", c.verb
+        else:
+            verbs = sorted({c.verb for c in group if c.verb and c.verb != s.verb},
+                           key=lambda v, sid=s.id: _order_key(sid, v))
+            if not verbs:
+                continue
+            verb, source = verbs[0], "vocabulary"
+            c = min((c for c in group if c.verb == verb), key=lambda c, sid=s.id: _order_key(sid, c.id))
+            verb_text = _split_narration(c)[1]
+        prompt = " ".join([*([prefix] if prefix else []), *verb_text, *head])
+        out[s.id] = {"prompt": prompt, "verb": verb, "source": source}
+    return out
+
+
+def sensitivity_outcome(true_score: float, counterfactual_score: float, identical: bool) -> float:
+    """1 when the true-action output is closer to the ground truth than the counterfactual output,
+    0 when farther, 0.5 on a tie (identical images always tie)."""
+    if identical or true_score == counterfactual_score:
+        return 0.5
+    return 1.0 if true_score > counterfactual_score else 0.0
+
+
+class ActionSensitivity(EgoVLP):
+    """Share of samples whose true-action image is closer to the ground truth than the image made
+    for a counterfactual action (same object, another verb): 0.5 = the action is ignored."""
+
+    name = "action-sensitivity"
+    needs: ClassVar[tuple[str, ...]] = ("generated", "target", "counterfactual")
+    higher_is_better = True
+    version = "1"
+    kind = "sample"
+    Settings = ActionSensitivitySettings
+    uses_input = False
+
+    def score_keys(self, batch: MetricBatch, keys: list[str]) -> list[str]:
+        # a row depends on the counterfactual image too
+        return [hashlib.sha256(f"{k}|{c}".encode()).hexdigest()
+                for k, c in zip(keys, batch.counterfactual_keys or [""] * len(keys), strict=True)]
+
+    def compute(self, batch: MetricBatch) -> np.ndarray:
+        n = len(batch)
+        out = np.full(n, np.nan)
+        have = [i for i in range(n) if i < len(batch.counterfactual) and batch.counterfactual[i] is not None]
+        if not have:
+            return out
+        gt = self._embed(batch, have, generated=False)
+        gen = self._embed(batch, have, generated=True)
+        cf_batch = MetricBatch(ids=[batch.ids[i] for i in have], generated=[batch.counterfactual[i] for i in have],
+                               target=[batch.target[i] for i in have], domain=[batch.domain[i] for i in have])
+        cf = self._embed(cf_batch, list(range(len(have))), generated=True)
+        for j, i in enumerate(have):
+            identical = np.array_equal(batch.generated[i], batch.counterfactual[i])
+            out[i] = sensitivity_outcome(self._score(gen[j], gt[j]), self._score(cf[j], gt[j]), identical)
+        return out
+
+    def _score(self, a: np.ndarray, b: np.ndarray) -> float:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if self.settings.distance == "euclidean":
+            return -float(np.linalg.norm(a - b))
+        return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+
+    def summary(self, values: np.ndarray, extras: dict[str, list]) -> dict[str, Any]:
+        out = _labelled_summary(values)
+        out["n_without_counterfactual"] = out.pop("n_unlabelled")
+        p, k = out["value"], out["n"]
+        out["se"] = float(np.sqrt(p * (1 - p) / k)) if k else None  # binomial standard error
+        return out

@@ -153,6 +153,16 @@ class ActionSimSettings:
             raise ConfigError(f"k: must be at least 1, got {self.k}")
 
 
+@dataclass(frozen=True)
+class ActionSensitivitySettings:
+    #: how close each image's EgoVLP clip embedding is to the ground truth's: cosine, or minus the
+    #: euclidean distance
+    distance: Literal["cosine", "euclidean"] = "cosine"
+    frames_ego4d: int = 4
+    frames_epic: int = 16
+    antialias: bool = True
+
+
 #: registered metric name -> its settings class (a plugin metric's come from its own class)
 BUILTIN_SETTINGS: dict[str, type] = {
     "psnr": PSNRSettings,
@@ -165,4 +175,5 @@ BUILTIN_SETTINGS: dict[str, type] = {
     "egovlp-plus": EgoVLPPlusSettings,
     "action-acc": ActionAccSettings,
     "action-sim": ActionSimSettings,
+    "action-sensitivity": ActionSensitivitySettings,
 }
