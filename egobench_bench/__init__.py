@@ -1,0 +1,15 @@
+"""``egobench bench``: the harness's speed and memory, each measured as a ratio next to its goal.
+
+Items (a missed goal prints its number and "miss"; nothing is tuned to pass): 1-3 the naive pipeline,
+the target cache and the harness overhead (:mod:`.suite`), 4 the LEGO pipeline against diffusers'
+InstructPix2Pix (:mod:`.pipeline`), 5 peak memory at two split sizes (:mod:`.memory`), 6 CLI start-up
+and, when named, BLIP's spread across draws (:mod:`.extras`). Profiles: ``tiny`` uses the tiny zoo;
+``full-arch`` builds real-size architectures with random weights (:mod:`.stand_ins`). Every timed part
+runs after an untimed warm-up; on a CPU denormals are flushed to zero while benchmarking (both sides
+alike). This package sits outside ``egobench``: the harness imports none of it.
+"""
+
+from .options import BenchOptions
+from .run import bench
+
+__all__ = ["BenchOptions", "bench"]
