@@ -258,6 +258,7 @@ _BUILTIN = (
     ("action-sim", "egobench.metrics.action:ActionSimilarity", "sample", ("generated",), True, "1"),
     ("action-sensitivity", "egobench.metrics.action:ActionSensitivity", "sample",
      ("generated", "target", "counterfactual"), True, "1"),
+    ("vlm-judge", "egobench.metrics.vlm_judge:VLMJudge", "sample", ("generated", "input", "action"), True, "1"),
 )
 for _name, _ref, _kind, _needs, _hib, _ver in _BUILTIN:
     METRICS.add(_name, _ref, meta={"kind": _kind, "needs": _needs, "higher_is_better": _hib, "version": _ver})

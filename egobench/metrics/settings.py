@@ -163,6 +163,26 @@ class ActionSensitivitySettings:
     antialias: bool = True
 
 
+# the VLM judge (egobench/metrics/vlm_judge.py says what it asks and how answers are scored)
+@dataclass(frozen=True)
+class VLMJudgeSettings:
+    #: the judge (each name is one weights artifact)
+    model: Literal["qwen2-vl-2b-instruct"] = "qwen2-vl-2b-instruct"
+    #: the version of the question texts (vlm_judge.PROMPTS); new wording = new version
+    prompt_version: Literal["1"] = "1"
+    #: greedy decoding stops after this many new tokens (an answer cut short is a parse failure)
+    max_new_tokens: int = 160
+    #: samples per generate call (left padding; changes answers by float rounding at most)
+    batch_size: int = 4
+    #: both frames are shrunk (PIL bicubic, aspect kept) so their longer side is at most this
+    max_image_side: int = 448
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.batch_size < 1 or self.max_image_side < 28:
+            raise ConfigError(f"vlm-judge settings: need max_new_tokens >= 1, batch_size >= 1 and max_image_side "
+                              f">= 28, got {self.max_new_tokens}, {self.batch_size} and {self.max_image_side}")
+
+
 #: registered metric name -> its settings class (a plugin metric's come from its own class)
 BUILTIN_SETTINGS: dict[str, type] = {
     "psnr": PSNRSettings,
@@ -176,4 +196,5 @@ BUILTIN_SETTINGS: dict[str, type] = {
     "action-acc": ActionAccSettings,
     "action-sim": ActionSimSettings,
     "action-sensitivity": ActionSensitivitySettings,
+    "vlm-judge": VLMJudgeSettings,
 }
