@@ -539,3 +539,34 @@ def test_train_cli_logs_validation_metrics_every_n_steps(tmp_path):
     bad = CliRunner().invoke(train_ip2p, args[:-6] + ["--out", str(tmp_path / "b"), "--val-every", "1",
                                                       "--val-limit", "0"])
     assert bad.exit_code != 0 and "--val-limit must be at least 1" in (bad.output + str(bad.exception))
+
+
+def test_train_commands_are_their_options_dataclasses():
+    """`train ip2p|ldm` options come from IP2PTrainOptions / LDMTrainOptions fields: the flags and defaults
+    stay the ones users have (pinned here), and the command builds the dataclass the API takes."""
+    from unittest import mock
+
+    from click.testing import CliRunner
+
+    from baselines import cli
+
+    pinned = {
+        "--dataset": None, "--data-root": None, "--out": None, "--init": "", "--part": "train", "--max-steps": 10000,
+        "--batch-size": 32, "--grad-accum": 4, "--lr": 1e-4, "--seed": 23, "--resolution": 256,
+        "--mixed-precision": "no", "--checkpoint-every": 1000, "--no-ema": "flag", "--resume": "flag",
+        "--num-workers": 0, "--limit": None, "--zoo": "real", "--weights": "multiple", "--val-every": 0, "--val-limit": 8,
+        "--val-metrics": "psnr,lpips,clip", "--val-protocol": "egobench-v1", "--quiet": "flag",
+    }
+    for cmd, init in ((cli.train_ip2p, "ip2p-init"), (cli.train_ldm, "sd15")):
+        got = {p.opts[0]: "flag" if p.is_flag else ("multiple" if p.multiple else p.default) for p in cmd.params}
+        assert list(got) == list(pinned)
+        assert {k: v for k, v in got.items() if k not in ("--dataset", "--data-root", "--out")} == {
+            k: v for k, v in {**pinned, "--init": init}.items() if k not in ("--dataset", "--data-root", "--out")}
+        assert [p.name for p in cmd.params if p.required] == ["dataset", "data_root", "out"]
+    with mock.patch.object(cli, "run_train") as run:
+        r = CliRunner().invoke(cli.train_ldm, ["-d", "ego4d", "--data-root", "R", "--out", "O", "--lr", "0.5",
+                                               "--weights", "a=b", "--no-ema"])
+    assert r.exit_code == 0, r.output
+    (opts,), _ = run.call_args
+    assert opts == cli.LDMTrainOptions(dataset="ego4d", data_root="R", out="O", lr=0.5, weights=("a=b",), no_ema=True)
+    assert opts.model == "ldm" and opts.folder_option == "ldm" and opts.init == "sd15"
