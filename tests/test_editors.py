@@ -1,0 +1,169 @@
+"""Today's image editors as methods (editors/): presets and diffusers-edit on tiny stand-ins, CPU."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from egobench.cli import main
+from egobench.data import load_split
+
+PROTOCOL = """
+name: editors-small
+version: "1.0"
+generation:
+  resolution: 64
+  steps: 2
+  scheduler: ddim
+  seed: 0
+  seed_policy: per-sample
+  output_format: png
+  value_map: clamp
+  output_layout: flat
+metrics:
+  - name: psnr
+    metric: psnr
+"""
+
+PRESETS = {
+    "ip2p-hub": ("IP2PHub", "instruct-pix2pix"),
+    "magicbrush": ("MagicBrush", "instruct-pix2pix"),
+    "sdxl-ip2p": ("SDXLIP2P", "sdxl-instruct-pix2pix"),
+    "ledits-pp": ("LEditsPP", "ledits-pp"),
+    "flux-kontext": ("FluxKontext", "flux-kontext"),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the tiny models gain nothing from more on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def protocol(tmp_path: Path) -> Path:
+    path = tmp_path / "editors-small.yaml"
+    path.write_text(PROTOCOL)
+    return path
+
+
+def _run(method: str, out: Path, protocol: Path, *options: str):
+    args = ["run", "-m", method, "-d", "demo", "--zoo", "tiny", "--limit", "2", "-p", str(protocol),
+            "--out", str(out), "--quiet"]
+    for o in options:
+        args += ["-o", o]
+    return CliRunner().invoke(main, args)
+
+
+def _images(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((run_dir / "images").iterdir())}
+
+
+def _tiny_folder(artifact: str) -> Path:
+    from egobench.weights import WeightStore
+
+    return WeightStore(zoo="tiny").resolve(artifact).path
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_preset_runs_on_the_demo_split_with_its_tiny_stand_in(tmp_path, protocol, preset):
+    cls, family = PRESETS[preset]
+    out = tmp_path / preset
+    r = _run(f"editors.presets:{cls}", out, protocol, "steps=2", "size=64")
+    assert r.exit_code == 0, r.output
+    images = _images(out)
+    assert len(images) == 2
+    config = json.loads((out / "manifest.json").read_text())["method"]["config"]
+    assert config["name"] == preset and config["family"] == family and config["steps"] == 2
+    assert config["finetuned_on_benchmark"] is False  # zero-shot: these weights never saw the benchmark
+    assert config["hf_repo"] and config["license"]
+
+
+def test_ip2p_baseline_and_diffusers_edit_give_identical_images(tmp_path, protocol):
+    """The baseline's off-the-shelf mode and diffusers-edit on the same InstructPix2Pix folder: same weights,
+    text (the raw label), input, sampler, guidance and per-sample generators, so the same PNG bytes."""
+    folder = _tiny_folder("ip2p-init")
+    a = _run("ip2p", tmp_path / "ip2p", protocol, "finetuned=false")
+    assert a.exit_code == 0, a.output
+    b = _run("editors.diffusers_edit:DiffusersEdit", tmp_path / "edit", protocol, f"pipeline={folder}",
+             "prompt={label}", "scheduler=protocol")
+    assert b.exit_code == 0, b.output
+    assert _images(tmp_path / "ip2p") == _images(tmp_path / "edit")
+    config = json.loads((tmp_path / "edit" / "manifest.json").read_text())["method"]["config"]
+    assert config["pipeline"] == "diffusers StableDiffusionInstructPix2PixPipeline"
+    assert config["finetuned_on_benchmark"] is False
+    # the default text differs (the '#C C' prefix stripped), so an Ego4D sample's image changes
+    c = _run("editors.diffusers_edit:DiffusersEdit", tmp_path / "stripped", protocol, f"pipeline={folder}",
+             "scheduler=protocol")
+    assert c.exit_code == 0, c.output
+    assert _images(tmp_path / "stripped") != _images(tmp_path / "edit")
+
+
+def _refused(tmp_path: Path, protocol: Path, method: str, *options: str) -> str:
+    out = tmp_path / "never"
+    r = _run(method, out, protocol, *options)
+    assert r.exit_code != 0
+    assert not out.exists()  # refused before any run directory exists
+    text = r.output + (str(r.exception) if r.exception and not isinstance(r.exception, SystemExit) else "")
+    return text
+
+
+def test_a_non_editing_pipeline_is_refused_with_the_supported_list(tmp_path, protocol):
+    folder = tmp_path / "sd-t2i"
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    text = _refused(tmp_path, protocol, "editors.diffusers_edit:DiffusersEdit", f"pipeline={folder}")
+    assert "'StableDiffusionPipeline' is not a supported diffusers editing pipeline" in text
+    assert "StableDiffusionInstructPix2PixPipeline" in text and "FluxKontextPipeline" in text
+    text = _refused(tmp_path, protocol, "editors.diffusers_edit:DiffusersEdit", f"pipeline={folder}",
+                    "class=StableDiffusionImg2ImgPipeline")
+    assert "'StableDiffusionImg2ImgPipeline' is not a supported" in text
+    text = _refused(tmp_path, protocol, "editors.diffusers_edit:DiffusersEdit", "pipeline=nobody/not-cached-editor")
+    assert "nor in the local Hugging Face cache" in text and "hf download nobody/not-cached-editor" in text
+
+
+def test_a_missing_component_is_refused(tmp_path, protocol):
+    folder = tmp_path / "no-unet"
+    shutil.copytree(_tiny_folder("ip2p-init"), folder)
+    shutil.rmtree(folder / "unet")
+    text = _refused(tmp_path, protocol, "editors.diffusers_edit:DiffusersEdit", f"pipeline={folder}")
+    assert "component 'unet' (UNet2DConditionModel)" in text and "is missing" in text
+
+
+def test_offload_without_accelerate_is_refused(tmp_path, protocol, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a))
+    text = _refused(tmp_path, protocol, "editors.presets:IP2PHub", "offload=model")
+    assert "offload=model needs the 'accelerate' package" in text
+
+
+def test_options_that_do_not_fit_the_family_are_refused(tmp_path, protocol):
+    text = _refused(tmp_path, protocol, "editors.presets:FluxKontext", "image_guidance=1.5")
+    assert "image_guidance applies to InstructPix2Pix pipelines" in text
+    text = _refused(tmp_path, protocol, "editors.presets:LEditsPP", "batch_size=2")
+    assert "one image per call" in text
+    text = _refused(tmp_path, protocol, "editors.presets:IP2PHub", "prompt={verb} the {object}")
+    assert "{object} is unknown" in text
+    text = _refused(tmp_path, protocol, "editors.presets:MagicBrush", "finetuned=true")
+    assert "off-the-shelf" in text
+
+
+def test_prompt_templates():
+    from editors.prompts import render, strip_narrator
+
+    samples = list(load_split("demo", None, None))
+    ego = next(s for s in samples if s.action.startswith("#C C"))
+    assert strip_narrator("#C C opens the drawer") == "opens the drawer"
+    assert render(None, ego) == ego.action[len("#C C "):]
+    assert render("{verb}|{noun}|{label}", ego) == f"{ego.verb}|{ego.noun}|{ego.action}"
+    assert render("{description}", ego) == ego.description
