@@ -287,10 +287,11 @@ def test_the_prompt_version_and_decoding_settings_key_the_cache(scripted):
 # ---------------------------------------------------------------------------
 # the tiny judge end to end
 # ---------------------------------------------------------------------------
-def test_tiny_judge_on_the_demo_split_through_the_evaluator(tmp_path, tiny_zoo):
-    """egobench-v2's vlm-judge column with the tiny zoo's random Qwen2-VL: the real loader, the
-    real processor and chat template, greedy generation; each sample is a finite score in [0, 1]
-    or a recorded parse failure (NaN with its raw answer), never a crash."""
+def _judge_run(tmp_path, device: str = "cpu", precision: str | None = None):
+    """(metric, Evaluation) of egobench-v2's vlm-judge column with the tiny zoo on the demo split's first
+    3 samples, the ground-truth frames as the 'generated' images; answers cut at 12 new tokens (the random
+    judge never stops by itself, and 160 greedy steps would dominate the test's time)."""
+    import dataclasses
     import shutil
     from importlib import resources
 
@@ -298,37 +299,30 @@ def test_tiny_judge_on_the_demo_split_through_the_evaluator(tmp_path, tiny_zoo):
     from egobench.evaluator import build_metrics, evaluate_samples
     from egobench.metrics.cache import FeatureCache
     from egobench.protocol import load_protocol
-    from egobench.weights import TINY_MARKER, WeightStore
+    from egobench.weights import WeightStore
 
-    # egobench-v2 with its judge column's answers cut at 12 new tokens (the random judge never stops by
-    # itself, and 160 greedy steps would dominate the test's time); everything else as shipped
     v2 = (resources.files("protocols") / "egobench-v2.yaml").read_text()
     assert v2.count("max_new_tokens: 160") == 1
     path = tmp_path / "judge-e2e.yaml"
     path.write_text(v2.replace("name: egobench-v2", "name: judge-e2e").replace("max_new_tokens: 160", "max_new_tokens: 12"))
+    protocol = load_protocol(path)
+    if precision is not None:
+        protocol = dataclasses.replace(protocol, evaluation=dataclasses.replace(protocol.evaluation, precision=precision))
     split = load_split("demo", None, 3)
     gen = tmp_path / "gen"
     gen.mkdir()
     for s in split:
         shutil.copyfile(s.target_path, gen / f"{s.id}.img")
-    store = WeightStore(zoo="tiny")
-    cols = build_metrics(load_protocol(path), store, "cpu", only=["vlm-judge"], cache=FeatureCache(None),
-                         split=split)
-    (col,) = cols
-    metric = col.metric
-    assert isinstance(metric, VLMJudge)
-    res = store.resolve(QWEN2_VL_2B.name)
-    assert res.tiny and (res.path / TINY_MARKER).is_file()
-    assert all((res.path / f).is_file() for f in QWEN2_VL_2B.files)  # the real repo's file names
-    model, processor = metric.judge()
-    assert type(model).__name__ == "Qwen2VLForConditionalGeneration"
-    assert processor.tokenizer.padding_side == "left"
-    text = processor.apply_chat_template(judge_messages("opens the drawer", "1"), add_generation_prompt=True,
-                                         tokenize=False)
-    assert text.count("<|vision_start|><|image_pad|><|vision_end|>") == 2 and text.endswith("<|im_start|>assistant\n")
-    assert PROMPTS["1"].before in text and '"opens the drawer"' in text
+    (col,) = build_metrics(protocol, WeightStore(zoo="tiny"), device, only=["vlm-judge"], cache=FeatureCache(None),
+                           split=split)
+    assert isinstance(col.metric, VLMJudge)
+    ev = evaluate_samples(split, lambda s: gen / f"{s.id}.img", [col], batch_size=4,
+                          run_cache=FeatureCache(tmp_path / "run"))
+    return col.metric, ev
 
-    ev = evaluate_samples(split, lambda s: gen / f"{s.id}.img", cols, batch_size=4, run_cache=FeatureCache(tmp_path / "run"))
+
+def _check_rows(metric: VLMJudge, ev) -> None:
+    """Every sample a score in [0, 1] or a recorded parse failure (NaN, its raw answer, why)."""
     info = ev.metrics["vlm-judge"]
     rows = ev.samples
     assert len(rows) == 3 and metric.generate_calls == 1  # 3 samples, batch_size 4: one generate call
@@ -339,3 +333,43 @@ def test_tiny_judge_on_the_demo_split_through_the_evaluator(tmp_path, tiny_zoo):
     assert (info["value"] is None) == bool(failed.all())
     assert all(isinstance(a, str) for a in rows["vlm-judge_answer"])
     assert all(e for e, f in zip(rows["vlm-judge_parse-error"], failed, strict=True) if f)
+
+
+def test_tiny_judge_on_the_demo_split_through_the_evaluator(tmp_path, tiny_zoo):
+    """The real loader, processor and chat template and greedy generation on the tiny zoo's random
+    Qwen2-VL (in the real repo's file layout): scores or recorded parse failures, never a crash."""
+    from egobench.weights import TINY_MARKER
+
+    metric, ev = _judge_run(tmp_path)
+    res = metric.weights.resolve(QWEN2_VL_2B.name)
+    assert res.tiny and (res.path / TINY_MARKER).is_file()
+    assert all((res.path / f).is_file() for f in QWEN2_VL_2B.files)  # the real repo's file names
+    model, processor = metric.judge()
+    assert type(model).__name__ == "Qwen2VLForConditionalGeneration"
+    assert processor.tokenizer.padding_side == "left"
+    text = processor.apply_chat_template(judge_messages("opens the drawer", "1"), add_generation_prompt=True,
+                                         tokenize=False)
+    assert text.count("<|vision_start|><|image_pad|><|vision_end|>") == 2 and text.endswith("<|im_start|>assistant\n")
+    assert PROMPTS["1"].before in text and '"opens the drawer"' in text
+    assert ev.metrics["vlm-judge"]["precision"] == "fp32"
+    _check_rows(metric, ev)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA device: torch.cuda.is_available() is False on this machine")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_tiny_judge_on_cuda_loads_and_runs_in_the_protocols_reduced_precision(tmp_path, tiny_zoo, precision):
+    import torch
+
+    metric, ev = _judge_run(tmp_path, "cuda", precision)
+    model, _ = metric.judge()
+    assert model.dtype == {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    assert next(model.parameters()).device.type == "cuda"
+    assert ev.metrics["vlm-judge"]["precision"] == precision  # the record says the judge ran reduced
+    _check_rows(metric, ev)

@@ -33,9 +33,9 @@ Default judge: Qwen2-VL-2B-Instruct (artifact ``vlm-judge-qwen2-vl-2b``). Why: A
 and 7B Qwen2-VL weights; the 72B has the more restrictive Qwen license), so scores made with it can
 be published; its class ``Qwen2VLForConditionalGeneration`` ships with transformers and loads
 through ``AutoModelForImageTextToText`` without remote code; it sees frames at their own aspect
-ratio (dynamic resolution, no crop); two billion parameters fit one GPU in fp16/bf16; it is small
-enough that a split of a few thousand samples is an evening's work. A stronger judge is a new
-``model`` value (and a new protocol version), never a silent swap.
+ratio (dynamic resolution, no crop); at two billion parameters (about 4.4 GB in bf16) it runs on
+one GPU beside the other metrics. A stronger judge is a new ``model`` value (and a new protocol
+version), never a silent swap.
 """
 
 from __future__ import annotations
