@@ -105,7 +105,15 @@ from .features import VLLMFeatures
 from .vllm_artifacts import ARTIFACT_SUBDIR, RELEASE_TAGS, VARIANT_ARTIFACTS, VISION_ARTIFACT, Variant
 from .vllm_convert import LoadReport, build_llava_model, read_json
 from .vllm_preprocess import ClipPreprocess
-from .vllm_prompt import IMAGE_TOKEN_INDEX, QUERY, STOP_STR, action_phrase, llava_llama_2_prompt, tokenize_with_image
+from .vllm_prompt import (
+    IMAGE_TOKEN_INDEX,
+    QUERY,
+    STOP_STR,
+    action_lemmatizer,
+    action_phrase,
+    llava_llama_2_prompt,
+    tokenize_with_image,
+)
 
 __all__ = ["LegoVLLM", "VLLMOutput"]
 
@@ -126,6 +134,7 @@ class VLLMOutput:
     prompt: str  # the full prompt text (with <image>)
     prompt_ids: list[int]  # LLaVA token list (IMAGE_TOKEN_INDEX at the image)
     generated_ids: list[int]  # new tokens, EOS included when generated
+    lemmatizer: str  # what lemmatized the action: "nltk-wordnet" | "builtin-morphy" | "none" (EPIC, verbatim)
 
 
 def _load_tokenizer(folder: Path) -> Any:
@@ -345,7 +354,7 @@ class LegoVLLM:
         img = self.image_features(self.pixel_values(image))
         gen, text = self._generate(self.inputs_embeds(ids, img))
         feats = VLLMFeatures(image=_to_numpy(img), text=_to_numpy(text), description=self.decode(gen))
-        return VLLMOutput(feats, phrase, prompt, ids, gen)
+        return VLLMOutput(feats, phrase, prompt, ids, gen, action_lemmatizer(dataset))
 
     def run(
         self,

