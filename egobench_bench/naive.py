@@ -6,6 +6,9 @@ torch-fidelity's Inception and FID / KID, pytorch-fid for the released input sta
 ``BlipForConditionalGeneration``), loaded from the weight files the evaluator resolves. EgoVLP has no
 reference library: its model and clip preprocessing are the project's (egobench.metrics.egovlp*).
 The project's metric classes are never called here; their parsed settings and artifact names are read.
+BLIP's released mode (dropout while captioning, the 4.19.2 beam search) has no library form: the naive
+side captions in eval mode with transformers' ``generate``, so under ``lego-official`` its captions differ
+(the work per image is the same).
 """
 
 from __future__ import annotations
@@ -148,7 +151,7 @@ def _blip(s: Any, store: Any, device: str) -> Callable:
 
     res = store.resolve(METRICS.get("blip").artifacts(s)[0])
     if s.weights_format != "hf":  # no library reads the original .pth: the project's converter loads it
-        from egobench.metrics.blip import load_blip_captioner
+        from egobench.metrics.blip_captioner import load_blip_captioner
 
         model, tok = load_blip_captioner(res, "original", device, tokenizer_res=store.resolve("blip-bert-tokenizer"))
         processor = None

@@ -97,7 +97,7 @@ def _egovlp(name: str, folder: Path) -> None:
 
 
 def _blip_vocab() -> list[str]:
-    from egobench.metrics.blip import tiny_vocab
+    from egobench.metrics.blip_tiny import tiny_vocab
 
     words = tiny_vocab()
     return words + [f"[unused{i}]" for i in range(BERT_VOCAB - len(words))]
@@ -107,7 +107,7 @@ def _blip_model(model: str, seed: int) -> Any:
     """BLIP's captioner at real size: ViT-B/16 or ViT-L/16 at 384, BERT-base decoder, random weights."""
     from transformers import BlipConfig, BlipForConditionalGeneration
 
-    from egobench.metrics.blip import HEAD_DIM, IMAGE_SIZE, VISION_LN_EPS
+    from egobench.metrics.blip_protocol import HEAD_DIM, IMAGE_SIZE, VISION_LN_EPS
 
     vocab = _blip_vocab()
     width, depth, mlp = {"base": (768, 12, 3072), "large": (1024, 24, 4096)}[model]
@@ -145,34 +145,37 @@ def _blip_tokenizer(folder: Path, hf_layout: bool) -> None:
 
 
 def _blip_hf(name: str, folder: Path) -> None:
-    from egobench.metrics import blip as bl
+    from egobench.metrics import blip_protocol as bp
+    from egobench.metrics.blip_convert import _TIED
+    from egobench.metrics.blip_tiny import _safetensors_bytes
 
-    model = "base" if name == bl.hf_artifact("base") else "large"
+    model = "base" if name == bp.hf_artifact("base") else "large"
     m = _blip_model(model, 51 if model == "base" else 52)
     m.config.vision_config.layer_norm_eps = 1e-5  # the ports keep transformers' default
     m.config.save_pretrained(str(folder))
-    weights = bl._HF_WEIGHTS[model]
+    weights = bp.HF_WEIGHTS[model]
     state = {k: v.contiguous() for k, v in m.state_dict().items()}
     with atomic_open(folder / weights, "wb") as f:
         if weights.endswith(".safetensors"):
             from safetensors.torch import save_file
 
-            f.write(bl._safetensors_bytes({k: v for k, v in state.items() if k not in bl._TIED}, save_file))
+            f.write(_safetensors_bytes({k: v for k, v in state.items() if k not in _TIED}, save_file))
         else:
             torch.save(state, f)
     atomic_write_json(folder / "preprocessor_config.json", {
-        "do_normalize": True, "do_resize": True, "image_mean": list(bl.CLIP_MEAN),
-        "image_processor_type": "BlipImageProcessor", "image_std": list(bl.CLIP_STD),
-        "processor_class": "BlipProcessor", "resample": 3, "size": {"height": bl.IMAGE_SIZE, "width": bl.IMAGE_SIZE}})
+        "do_normalize": True, "do_resize": True, "image_mean": list(bp.CLIP_MEAN),
+        "image_processor_type": "BlipImageProcessor", "image_std": list(bp.CLIP_STD),
+        "processor_class": "BlipProcessor", "resample": 3, "size": {"height": bp.IMAGE_SIZE, "width": bp.IMAGE_SIZE}})
     _blip_tokenizer(folder, hf_layout=True)
 
 
 def _blip_original(name: str, folder: Path) -> None:
-    from egobench.metrics import blip as bl
+    from egobench.metrics.blip_convert import hf_to_original_state_dict
+    from egobench.metrics.blip_protocol import ORIGINAL_FILES, original_artifact
 
-    model = "base" if name == bl.original_artifact("base") else "large"
-    state = bl.hf_to_original_state_dict(_blip_model(model, 53 if model == "base" else 54).state_dict(), 512)
-    with atomic_open(folder / bl._ORIGINAL_FILES[model], "wb") as f:
+    model = "base" if name == original_artifact("base") else "large"
+    state = hf_to_original_state_dict(_blip_model(model, 53 if model == "base" else 54).state_dict(), 512)
+    with atomic_open(folder / ORIGINAL_FILES[model], "wb") as f:
         torch.save({"model": state}, f)
 
 
