@@ -36,6 +36,7 @@ PRESETS = {
     "sdxl-ip2p": ("SDXLIP2P", "sdxl-instruct-pix2pix"),
     "ledits-pp": ("LEditsPP", "ledits-pp"),
     "flux-kontext": ("FluxKontext", "flux-kontext"),
+    "qwen-image-edit": ("QwenImageEdit", "qwen-image-edit"),
 }
 
 
