@@ -105,3 +105,113 @@ def write_protocol(path: Path, metrics=("psnr",), name: str = "small") -> Path:
     text = SMALL_PROTOCOL.format(name=name) + "".join(f"  - name: {m}\n    metric: {m}\n" for m in metrics)
     path.write_text(text)
     return path
+
+
+# --- helpers shared by several test modules ---------------------------------------------------
+
+#: the repository root (protocol files, README, the checkout a child process must import)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a child ``python -m egobench``: this checkout first on PYTHONPATH, plus ``extra``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def smooth_frame(seed: int, h: int = 64, w: int = 80) -> np.ndarray:
+    """A smooth random frame with a coloured block (uint8 H x W x 3): resizing and models see structure."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    arr = np.array(Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC))
+    y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
+    arr[y : y + h // 3, x : x + w // 3] = rng.integers(0, 256, 3)
+    return arr
+
+
+def write_pngs(folder: Path, images: list[np.ndarray]) -> list[Path]:
+    """``images`` as ``folder/000.png, 001.png, ...`` (a folder a reference library reads)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, a in enumerate(images):
+        paths.append(folder / f"{i:03d}.png")
+        Image.fromarray(a).save(paths[-1])
+    return paths
+
+
+def metric_batch(generated: list[np.ndarray], target: list[np.ndarray], prefix: str = "s"):
+    """A :class:`MetricBatch` of generated/target pairs with content keys for the feature cache."""
+    import hashlib
+
+    from egobench.metrics import MetricBatch
+
+    return MetricBatch(
+        ids=[f"{prefix}{i}" for i in range(len(generated))], generated=list(generated), target=list(target),
+        target_keys=[hashlib.sha256(t.tobytes() + str(t.shape).encode()).hexdigest() for t in target],
+    )  # fmt: skip
+
+
+def build_metric(cls, store, cache=None, **settings):
+    """Metric class ``cls`` (or its registered name) with ``settings`` parsed as a protocol's would be."""
+    if isinstance(cls, str):
+        from egobench.metrics import METRICS
+
+        cls = METRICS.get(cls)
+    return cls(cls.parse_settings(settings, "test"), weights=store, cache=cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tiny_zoo):
+    """A weight store on the session's tiny zoo (each artifact builds once)."""
+    from egobench.weights import WeightStore
+
+    return WeightStore(zoo="tiny", tiny_root=tiny_zoo)
+
+
+def bomb_png(width: int = 30000, height: int | None = None) -> bytes:
+    """About 100 KB of PNG whose header declares ``width`` x ``height`` RGB pixels (30000 x 30000:
+    2.7 GB decoded), with enough rows of data that a decoder starts on it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    height = width if height is None else height
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\0" * (1 + 3 * width) * min(height, 1100), 9)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    assert len(data) < 120_000
+    return data
+
+
+def assert_one_line(msg: str, *parts: str, limit: int = 400) -> str:
+    """An error message fit for a terminal: one line, shorter than ``limit``, naming each of ``parts``."""
+    assert "\n" not in msg and len(msg) < limit, msg[:1000]
+    for p in parts:
+        assert p in msg, (p, msg)
+    return msg
+
+
+def one_line_error(result, *needles: str) -> str:
+    """A CLI result that failed as a user error: exit status 2, one ``egobench: error:`` line naming
+    each of ``needles``, no traceback. Returns the line."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert lines[0].startswith("egobench: error: "), lines[0]
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test (tiny models gain nothing from more, and OpenMP
+    spin-waits make a busy 2-core machine many times slower); use with ``pytest.mark.usefixtures``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

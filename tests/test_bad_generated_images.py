@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import struct
-import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -18,25 +16,7 @@ from PIL import Image
 
 from egobench.cli import main
 from egobench.images import MAX_PIXELS, BadImageError, read_rgb
-
-PROTO = """
-name: psnr-only
-version: "1.0"
-generation: {seed: 0, seed_policy: per-sample, output_format: png, value_map: clamp, output_layout: flat}
-metrics:
-  - {name: psnr, metric: psnr}
-"""
-
-
-def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
-    """A small PNG whose header declares ``width`` x ``height`` pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    idat = zlib.compress(b"\x00" * 100_000, 9)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+from tests.conftest import bomb_png, write_protocol
 
 
 def test_bomb_is_refused_from_the_header(tmp_path):
@@ -53,8 +33,7 @@ def test_bomb_is_refused_from_the_header(tmp_path):
 
 
 def test_evaluate_records_bad_images_per_sample(tmp_path):
-    proto = tmp_path / "p.yaml"
-    proto.write_text(PROTO)
+    proto = write_protocol(tmp_path / "p.yaml", ["psnr"], name="psnr-only")
     runner = CliRunner()
     r = runner.invoke(main, ["run", "-m", "input-copy", "-d", "demo", "-p", str(proto), "--limit", "6",
                              "--out", str(tmp_path / "run"), "--quiet"])

@@ -19,11 +19,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from egobench import _compat
 from egobench.errors import MissingArtifactError
-from egobench.metrics import MetricBatch
 from egobench.metrics import fid as fid_module
 from egobench.metrics.cache import FeatureCache
 from egobench.metrics.clip_metric import (
@@ -44,61 +42,25 @@ from egobench.metrics.fid import (
     pytorch_fid_input,
 )
 from egobench.weights import WeightStore
-
-
-# ---------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------
-def _frame(seed: int, h: int = 64, w: int = 80) -> np.ndarray:
-    """A smooth random frame with a coloured block (uint8 H x W x 3)."""
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
-    arr = np.array(Image.fromarray(base).resize((w, h), Image.Resampling.BICUBIC))
-    y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
-    arr[y : y + h // 3, x : x + w // 3] = rng.integers(0, 256, 3)
-    return arr
-
-
-def _batch(generated, target, prefix="s") -> MetricBatch:
-    import hashlib
-
-    return MetricBatch(
-        ids=[f"{prefix}{i}" for i in range(len(generated))],
-        generated=list(generated),
-        target=list(target),
-        target_keys=[hashlib.sha256(t.tobytes() + str(t.shape).encode()).hexdigest() for t in target],
-    )
-
-
-@pytest.fixture(scope="module")
-def store(tiny_zoo) -> WeightStore:
-    return WeightStore(zoo="tiny", tiny_root=tiny_zoo)
+from tests.conftest import build_metric, metric_batch, smooth_frame, write_pngs
 
 
 @pytest.fixture(scope="module")
 def targets() -> list[np.ndarray]:
-    return [_frame(100 + i) for i in range(2)]
-
-
-def _clip(store, cache=None, **settings) -> CLIPImage:
-    return CLIPImage(CLIPImage.parse_settings(settings, "test"), weights=store, cache=cache)
-
-
-def _fid(store, cache=None, **settings) -> FID:
-    return FID(FID.parse_settings(settings, "test"), weights=store, cache=cache)
+    return [smooth_frame(100 + i) for i in range(2)]
 
 
 # ---------------------------------------------------------------------------
 # CLIP
 # ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def open_clip_reference(store, tmp_path_factory):
+def open_clip_reference(tiny_store, tmp_path_factory):
     """open_clip's own model from the artifact's weight file: the artifact's architecture registered as
     an open_clip model config, then ``create_model(name, pretrained=<the same file>)``."""
     _compat.ensure_torchvision()
     import open_clip
 
-    folder = store.resolve("clip-vit-l-14").path
+    folder = tiny_store.resolve("clip-vit-l-14").path
     configs = tmp_path_factory.mktemp("open-clip-configs")
     cfg = json.loads((folder / CONFIG_FILE).read_text())["model_cfg"]
     (configs / "egobench-tiny-ViT-L-14.json").write_text(json.dumps(cfg))
@@ -107,14 +69,14 @@ def open_clip_reference(store, tmp_path_factory):
     return model.eval()
 
 
-def test_clip_equals_open_clip_encode_image_by_hand(store, open_clip_reference):
+def test_clip_equals_open_clip_encode_image_by_hand(tiny_store, open_clip_reference):
     """Reference: open_clip's model built from the same checkpoint file, and the released code's
     preprocessing written out by hand."""
     import open_clip
 
     ref = open_clip_reference
-    gens = [_frame(i, 48, 90) for i in range(3)]
-    tgts = [_frame(10 + i, 64, 80) for i in range(3)]
+    gens = [smooth_frame(i, 48, 90) for i in range(3)]
+    tgts = [smooth_frame(10 + i, 64, 80) for i in range(3)]
 
     def emb(img):
         x = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
@@ -127,31 +89,31 @@ def test_clip_equals_open_clip_encode_image_by_hand(store, open_clip_reference):
         return f / f.norm(dim=1, keepdim=True)
 
     want = [float(F.cosine_similarity(emb(g), emb(t))[0]) for g, t in zip(gens, tgts)]
-    got = _clip(store).compute(_batch(gens, tgts))
+    got = build_metric(CLIPImage, tiny_store).compute(metric_batch(gens, tgts))
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert not np.allclose(want, want[0], atol=1e-3)  # the images are told apart: the check can fail
     assert (CLIP_MEAN, CLIP_STD) == (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
 
 
-def test_clip_identical_is_one_batch_invariant_and_cached(store, tmp_path):
+def test_clip_identical_is_one_batch_invariant_and_cached(tiny_store, tmp_path):
     cache = FeatureCache(tmp_path / "fc")
-    gens = [_frame(i) for i in range(7)]
-    tgts = [_frame(50 + i) for i in range(7)]
-    m = _clip(store, cache=cache)
-    np.testing.assert_allclose(m.compute(_batch(tgts, tgts)), 1.0, atol=1e-6)
+    gens = [smooth_frame(i) for i in range(7)]
+    tgts = [smooth_frame(50 + i) for i in range(7)]
+    m = build_metric(CLIPImage, tiny_store, cache=cache)
+    np.testing.assert_allclose(m.compute(metric_batch(tgts, tgts)), 1.0, atol=1e-6)
     assert m.encoded == {"generated": 7, "target": 7}
-    whole = m.compute(_batch(gens, tgts))
+    whole = m.compute(metric_batch(gens, tgts))
     assert m.encoded["target"] == 7  # targets came from the cache
-    one = np.concatenate([_clip(store).compute(_batch([g], [t])) for g, t in zip(gens, tgts)])
+    one = np.concatenate([build_metric(CLIPImage, tiny_store).compute(metric_batch([g], [t])) for g, t in zip(gens, tgts)])
     np.testing.assert_allclose(whole, one, atol=1e-6)
     assert np.all(whole < 1.0 - 1e-4) and np.all(whole > -1.0)
 
 
-def test_clip_shortside_crop_matches_torchvision(store):
+def test_clip_shortside_crop_matches_torchvision(tiny_store):
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
 
-    img = _frame(3, 64, 115)
+    img = smooth_frame(3, 64, 115)
     x = torch.from_numpy(img).permute(2, 0, 1).float() / 255.0
     x = TF.center_crop(TF.resize(x, 224, InterpolationMode.BICUBIC, antialias=False), 224)
     want = TF.normalize(x, CLIP_MEAN, CLIP_STD)
@@ -176,10 +138,10 @@ def test_clip_real_architecture_is_vit_l_14_with_quick_gelu(tmp_path):
         build_clip("ViT-L-14", None, bad, device="meta")
 
 
-def test_clip_text_encoder_normalised_and_matches_open_clip(store, open_clip_reference):
+def test_clip_text_encoder_normalised_and_matches_open_clip(tiny_store, open_clip_reference):
     import open_clip
 
-    enc = CLIPTextEncoder(store)
+    enc = CLIPTextEncoder(tiny_store)
     texts = ["The person pulls the drawer & looks inside.", "open drawer", "word " * 200]
     got = enc.embed(texts)
     assert got.shape == (3, 32) and got.dtype == np.float32
@@ -224,7 +186,7 @@ def test_frechet_formulas_match_pytorch_fid(n1, n2):
 
 
 def test_pytorch_fid_input_stage():
-    img = _frame(7, 45, 80)
+    img = smooth_frame(7, 45, 80)
     x = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255.0
     want = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) * 2 - 1
     got = pytorch_fid_input([img, img])
@@ -242,15 +204,12 @@ FIRST_POOL_LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool
 @pytest.fixture(scope="module")
 def full_rank_sets(tmp_path_factory):
     """(generated, targets, folders): two visibly different sets of N_FULL_RANK small frames, as PNG files too."""
-    targets = [_frame(2000 + i, 32, 40) for i in range(N_FULL_RANK)]
-    generated = [(_frame(1000 + i, 32, 40).astype(np.int32) * 3 // 4 + 40).astype(np.uint8) for i in range(N_FULL_RANK)]
+    targets = [smooth_frame(2000 + i, 32, 40) for i in range(N_FULL_RANK)]
+    generated = [(smooth_frame(1000 + i, 32, 40).astype(np.int32) * 3 // 4 + 40).astype(np.uint8) for i in range(N_FULL_RANK)]
     root = tmp_path_factory.mktemp("full-rank")
-    folders = {}
-    for name, imgs in (("g", generated), ("t", targets)):
-        folders[name] = root / name
-        folders[name].mkdir()
-        for i, a in enumerate(imgs):
-            Image.fromarray(a).save(folders[name] / f"{i:03d}.png")
+    folders = {"g": root / "g", "t": root / "t"}
+    write_pngs(folders["g"], generated)
+    write_pngs(folders["t"], targets)
     return generated, targets, folders
 
 
@@ -259,30 +218,30 @@ def _assert_full_rank(features: np.ndarray) -> None:
     assert np.linalg.matrix_rank(cov) == features.shape[1], "the test needs full-rank covariances"
 
 
-def _first_pool_fid(store, monkeypatch, **settings) -> FID:
+def _first_pool_fid(tiny_store, monkeypatch, **settings) -> FID:
     """egobench's FID computing on the first-max-pool features (64-d) instead of pool3."""
     monkeypatch.setattr(fid_module, "FEATURE_DIM", 64)
     monkeypatch.setattr(fid_module, "POOL3_LAYERS", FIRST_POOL_LAYERS)
-    return _fid(store, **settings)  # no feature cache: these features are not pool3's
+    return build_metric(FID, tiny_store, **settings)  # no feature cache: these features are not pool3's
 
 
-def test_fid_torch_fidelity_mode_equals_calculate_metrics(store, full_rank_sets, monkeypatch):
+def test_fid_torch_fidelity_mode_equals_calculate_metrics(tiny_store, full_rank_sets, monkeypatch):
     """torch-fidelity's calculate_metrics on the files, with its own extractor class on the same weights file."""
     from torch_fidelity import calculate_metrics
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     generated, targets, folders = full_rank_sets
-    weights_file = store.resolve("inception-fid").file(INCEPTION_FILE)
+    weights_file = tiny_store.resolve("inception-fid").file(INCEPTION_FILE)
     ref = calculate_metrics(
         input1=str(folders["t"]), input2=str(folders["g"]), fid=True, feature_layer_fid="64",
         feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(weights_file),
         cuda=False, cache=False, verbose=False, save_cpu_ram=True,
     )["frechet_inception_distance"]  # fmt: skip
-    m = _first_pool_fid(store, monkeypatch, resize="torch-fidelity", trace_sqrt="svd")
+    m = _first_pool_fid(tiny_store, monkeypatch, resize="torch-fidelity", trace_sqrt="svd")
     # torch-fidelity's mode runs the extractor's own forward: the same class asked for its "64" feature
     m.model = FeatureExtractorInceptionV3(name="inception-v3-compat", features_list=["64"],
                                           feature_extractor_weights_path=str(weights_file)).eval()
-    m.update(_batch(generated, targets))
+    m.update(metric_batch(generated, targets))
     res = m.result()
     t_feats, g_feats = m.feature_matrices()
     _assert_full_rank(t_feats)
@@ -294,12 +253,12 @@ def test_fid_torch_fidelity_mode_equals_calculate_metrics(store, full_rank_sets,
     assert res["value"] > 0.1  # two different sets: a distance far from 0, so a wrong one shows
 
 
-def test_fid_torch_fidelity_mode_pool3_walk_equals_the_extractor(store, targets):
+def test_fid_torch_fidelity_mode_pool3_walk_equals_the_extractor(tiny_store, targets):
     """The layer walk used by the pytorch-fid and clean modes equals torch-fidelity's extractor forward."""
     from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-    m = _fid(store, resize="torch-fidelity", trace_sqrt="svd")
-    m.update(_batch(targets, targets))
+    m = build_metric(FID, tiny_store, resize="torch-fidelity", trace_sqrt="svd")
+    m.update(metric_batch(targets, targets))
     t_feats, _ = m.feature_matrices()
     x = torch.from_numpy(targets[0]).permute(2, 0, 1)[None].float()
     x = (interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False) - 128) / 128
@@ -307,13 +266,13 @@ def test_fid_torch_fidelity_mode_pool3_walk_equals_the_extractor(store, targets)
 
 
 @pytest.fixture(scope="module")
-def pytorch_fid_inception(store):
+def pytorch_fid_inception(tiny_store):
     """pytorch-fid's InceptionV3 (its FIDInceptionA/C/E graph) loading the tiny artifact's file where
     it would download pt_inception-2015-12-05 (no network): ``make(blocks)`` builds one."""
     _compat.ensure_torchvision()  # before pytorch-fid imports torchvision
     import pytorch_fid.inception as pfi
 
-    weights_file = store.resolve("inception-fid").file(INCEPTION_FILE)
+    weights_file = tiny_store.resolve("inception-fid").file(INCEPTION_FILE)
     asked = []
 
     def local(url, progress=True, **kwargs):
@@ -330,7 +289,7 @@ def pytorch_fid_inception(store):
     return make
 
 
-def test_lego_official_fid_activations_equal_pytorch_fid(store, pytorch_fid_inception, tmp_path):
+def test_lego_official_fid_activations_equal_pytorch_fid(tiny_store, pytorch_fid_inception, tmp_path):
     """pool3 activations of lego-official's FID (pytorch-fid input stage) against pytorch-fid's
     get_activations on the same files (its loading, ToTensor, resize, 2x - 1 and network)."""
     from pytorch_fid.fid_score import get_activations
@@ -339,20 +298,17 @@ def test_lego_official_fid_activations_equal_pytorch_fid(store, pytorch_fid_ince
 
     settings = {m.name: m for m in load_protocol("lego-official").metrics}["fid"].settings
     assert settings["resize"] == "pytorch-fid"
-    images = [_frame(700 + i, 45, 80) for i in range(3)]
-    files = []
-    for i, a in enumerate(images):
-        Image.fromarray(a).save(tmp_path / f"{i}.png")
-        files.append(str(tmp_path / f"{i}.png"))
+    images = [smooth_frame(700 + i, 45, 80) for i in range(3)]
+    files = [str(p) for p in write_pngs(tmp_path, images)]
     ref = get_activations(files, pytorch_fid_inception([3]), batch_size=3, dims=2048, device="cpu", num_workers=0)
-    m = _fid(store, **settings)
+    m = build_metric(FID, tiny_store, **settings)
     got = m.features(images)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
     assert np.std(ref, axis=0).max() > 1e-3  # the images give different activations
 
 
 def test_lego_official_fid_equals_pytorch_fid_calculate_frechet_distance(
-    store, pytorch_fid_inception, full_rank_sets, monkeypatch
+    tiny_store, pytorch_fid_inception, full_rank_sets, monkeypatch
 ):
     """lego-official's FID (pytorch-fid input stage, scipy sqrtm) against pytorch-fid's
     calculate_activation_statistics + calculate_frechet_distance on the same files, at pytorch-fid's
@@ -368,8 +324,8 @@ def test_lego_official_fid_equals_pytorch_fid_calculate_frechet_distance(
              for side in ("t", "g")}  # fmt: skip
     ref = calculate_frechet_distance(*stats["t"], *stats["g"])
     settings = {m.name: m for m in load_protocol("lego-official").metrics}["fid"].settings
-    m = _first_pool_fid(store, monkeypatch, **settings)
-    m.update(_batch(generated, targets))
+    m = _first_pool_fid(tiny_store, monkeypatch, **settings)
+    m.update(metric_batch(generated, targets))
     res = m.result()
     t_feats, g_feats = m.feature_matrices()
     _assert_full_rank(t_feats)
@@ -382,24 +338,24 @@ def test_lego_official_fid_equals_pytorch_fid_calculate_frechet_distance(
     assert res["value"] > 0.1
 
 
-def test_fid_target_cache_identity_and_batch_invariance(store, targets, tmp_path):
+def test_fid_target_cache_identity_and_batch_invariance(tiny_store, targets, tmp_path):
     cache = FeatureCache(tmp_path / "fc")
-    g1 = [_frame(300 + i) for i in range(2)]
-    g2 = [_frame(400 + i) for i in range(2)]
-    m1 = _fid(store, cache=cache, trace_sqrt="svd")
-    m1.update(_batch(g1, targets))
+    g1 = [smooth_frame(300 + i) for i in range(2)]
+    g2 = [smooth_frame(400 + i) for i in range(2)]
+    m1 = build_metric(FID, tiny_store, cache=cache, trace_sqrt="svd")
+    m1.update(metric_batch(g1, targets))
     assert m1.forwarded == {"generated": 2, "target": 2}
     # a second method against the same targets: no target-side Inception forward
-    m2 = _fid(store, cache=cache, trace_sqrt="svd")
-    m2.update(_batch(g2[:1], targets[:1]))
-    m2.update(_batch(g2[1:2], targets[1:2]))
+    m2 = build_metric(FID, tiny_store, cache=cache, trace_sqrt="svd")
+    m2.update(metric_batch(g2[:1], targets[:1]))
+    m2.update(metric_batch(g2[1:2], targets[1:2]))
     assert m2.forwarded == {"generated": 2, "target": 0} and m2.result()["n"] == 2
     r1, r2 = m1.result(), m2.result()
     assert r1["value"] > 0 and r2["value"] > 0 and r1["value"] != r2["value"]
     # FID(x, x) ~ 0; generated features one image per forward vs cached targets (batch of 2)
-    m3 = _fid(store, cache=cache, trace_sqrt="svd")
+    m3 = build_metric(FID, tiny_store, cache=cache, trace_sqrt="svd")
     m3.batch_size = 1
-    m3.update(_batch(targets, targets))
+    m3.update(metric_batch(targets, targets))
     assert m3.forwarded == {"generated": 2, "target": 0}
     t_feats, g_feats = m3.feature_matrices()
     np.testing.assert_allclose(g_feats, t_feats, rtol=1e-5, atol=1e-6)
@@ -409,8 +365,8 @@ def test_fid_target_cache_identity_and_batch_invariance(store, targets, tmp_path
     assert r1["value"] == pytest.approx(frechet_distance(*m1.feature_matrices(), "svd")[0], rel=1e-12)
 
 
-def test_fid_result_edge_cases(store):
-    m = _fid(store)
+def test_fid_result_edge_cases(tiny_store):
+    m = build_metric(FID, tiny_store)
     assert m.result()["value"] is None
     rng = np.random.default_rng(0)
     m._target.append(rng.standard_normal((1, 2048)).astype(np.float32))
@@ -420,13 +376,13 @@ def test_fid_result_edge_cases(store):
 
 
 @pytest.mark.slow
-def test_fid_sqrtm_on_2048d_features_matches_svd(store):
+def test_fid_sqrtm_on_2048d_features_matches_svd(tiny_store):
     """pytorch-fid's 2048 x 2048 sqrtm (15-45 s on a 2-core CPU) against the exact SVD form
     (the formulas are checked against scipy on small features above)."""
     rng = np.random.default_rng(1)
     f1 = np.abs(rng.standard_normal((40, 2048))).astype(np.float32)
     f2 = (np.abs(rng.standard_normal((50, 2048))) * 1.1).astype(np.float32)
-    m = _fid(store)  # default trace_sqrt: sqrtm
+    m = build_metric(FID, tiny_store)  # default trace_sqrt: sqrtm
     m._target.append(f1)
     m._generated.append(f2)
     res = m.result()
@@ -443,15 +399,15 @@ def test_missing_artifact_is_one_line(cls, artifact, tmp_path, monkeypatch):
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    store = WeightStore(zoo="real", weights_dir=tmp_path / "weights")
+    real = WeightStore(zoo="real", weights_dir=tmp_path / "weights")
     with pytest.raises(MissingArtifactError) as e:
-        cls(cls.parse_settings({}, "test"), weights=store)
+        cls(cls.parse_settings({}, "test"), weights=real)
     msg = str(e.value)
     assert "\n" not in msg and f"egobench weights download {artifact}" in msg
 
 
-def test_tiny_artifacts_layout(store):
-    clip_dir: Path = store.resolve("clip-vit-l-14").path
+def test_tiny_artifacts_layout(tiny_store):
+    clip_dir: Path = tiny_store.resolve("clip-vit-l-14").path
     assert (clip_dir / "open_clip_model.safetensors").is_file() and (clip_dir / CONFIG_FILE).is_file()
-    state = torch.load(store.resolve("inception-fid").file(INCEPTION_FILE), map_location="cpu", weights_only=True)
+    state = torch.load(tiny_store.resolve("inception-fid").file(INCEPTION_FILE), map_location="cpu", weights_only=True)
     assert state["fc.weight"].shape == (1008, 2048) and state["Conv2d_1a_3x3.conv.weight"].shape == (32, 3, 3, 3)

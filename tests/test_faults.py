@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -15,14 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _env(**extra):
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
-    e.update(extra)
-    return e
+from tests.conftest import subprocess_env
 
 
 def _args(release, out, protocol="egobench-v1"):
@@ -40,14 +32,14 @@ def _assert_images_complete(run_dir: Path) -> None:
 
 
 def test_sigkill_at_random_points_then_resume_equals_uninterrupted(release, tmp_path):
-    ref = subprocess.run(_args(release, tmp_path / "ref"), env=_env(EGOBENCH_TEST_SLEEP="0.3"),
+    ref = subprocess.run(_args(release, tmp_path / "ref"), env=subprocess_env(EGOBENCH_TEST_SLEEP="0.3"),
                          capture_output=True, text=True, timeout=600)
     assert ref.returncode == 0, ref.stderr
     rng = random.Random(1234)
     out = tmp_path / "killed"
     kills = 0
     for _ in range(5):
-        proc = subprocess.Popen(_args(release, out), env=_env(EGOBENCH_TEST_SLEEP="0.3"),
+        proc = subprocess.Popen(_args(release, out), env=subprocess_env(EGOBENCH_TEST_SLEEP="0.3"),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.5, 6.0))  # start-up, generation or evaluation
         if proc.poll() is None:
@@ -56,7 +48,7 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(release, tmp_
         proc.wait()
         _assert_images_complete(out)
     assert kills >= 3
-    final = subprocess.run(_args(release, out), env=_env(), capture_output=True, text=True, timeout=600)
+    final = subprocess.run(_args(release, out), env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr
     a = pd.read_parquet(tmp_path / "ref" / "samples.parquet")
     b = pd.read_parquet(out / "samples.parquet")
@@ -69,14 +61,14 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted(release, tmp_
 
 def test_second_run_on_the_same_directory_is_refused_while_the_first_runs(release, tmp_path):
     out = tmp_path / "run"
-    first = subprocess.Popen(_args(release, out), env=_env(EGOBENCH_TEST_SLEEP="1.0"),
+    first = subprocess.Popen(_args(release, out), env=subprocess_env(EGOBENCH_TEST_SLEEP="1.0"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60
         while not (out / ".lock").exists() and time.time() < deadline:
             time.sleep(0.1)
         time.sleep(1.0)
-        second = subprocess.run(_args(release, out), env=_env(), capture_output=True, text=True, timeout=600)
+        second = subprocess.run(_args(release, out), env=subprocess_env(), capture_output=True, text=True, timeout=600)
         assert second.returncode == 2
         assert "another egobench process is using this run directory" in second.stderr
         assert second.stderr.count("\n") == 1
@@ -86,19 +78,19 @@ def test_second_run_on_the_same_directory_is_refused_while_the_first_runs(releas
 
 
 def test_concurrent_runs_share_the_feature_cache_without_corrupting_it(release, tmp_path):
+    from egobench.metrics.cache import FeatureCache
+
     cache = tmp_path / "cache"
     procs = [
-        subprocess.Popen(_args(release, tmp_path / f"r{i}"), env=_env(EGOBENCH_CACHE=str(cache)),
+        subprocess.Popen(_args(release, tmp_path / f"r{i}"), env=subprocess_env(EGOBENCH_CACHE=str(cache)),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(2)
     ]
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
-    entries = list(cache.rglob("*.npy"))
-    assert entries
-    for e in entries:
-        np.load(e, allow_pickle=False)
+    whole, damaged = FeatureCache(cache).check()
+    assert whole and not damaged
     assert not list(cache.rglob(".tmp-egobench-*"))
     a = pd.read_parquet(tmp_path / "r0" / "samples.parquet")
     b = pd.read_parquet(tmp_path / "r1" / "samples.parquet")
@@ -111,9 +103,11 @@ def test_damaged_cache_entry_is_recomputed(tmp_path):
 
     c = FeatureCache(tmp_path)
     c.put("ns", "abcd", np.arange(4.0))
-    path = next(tmp_path.rglob("abcd.npy"))
-    path.write_bytes(b"garbage")
+    c.close()
+    path = next(tmp_path.rglob("*.egbpack"))
+    path.write_bytes(path.read_bytes()[:-3] + b"bad")  # the record's checksum no longer matches
+    c = FeatureCache(tmp_path)
     calls = []
     out = c.get_or_compute("ns", ["abcd"], lambda idx: calls.append(idx) or [np.ones(4)])
     assert calls == [[0]] and np.array_equal(out[0], np.ones(4))
-    assert np.array_equal(c.get("ns", "abcd"), np.ones(4))
+    assert np.array_equal(FeatureCache(tmp_path).get("ns", "abcd"), np.ones(4))

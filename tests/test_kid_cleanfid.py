@@ -9,21 +9,18 @@ TorchScript trace of the tiny artifact's layers from a local folder instead
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from egobench.errors import ConfigError
-from egobench.metrics import METRICS, MetricBatch
+from egobench.metrics import METRICS
 from egobench.metrics.cache import FeatureCache
 from egobench.metrics.fid import FID, INCEPTION_FILE, POOL3_LAYERS, clean_fid_input
 from egobench.metrics.kid import KID, KIDSettings, kernel_inception_distance
 from egobench.protocol import load_protocol
-from egobench.weights import WeightStore
-from tests.test_clip_fid import _frame
+from tests.conftest import build_metric, metric_batch, smooth_frame, write_pngs
 
 #: lego-official's hash per version: the sha256 of its resolved settings (every metric's defaults included),
 #: so a changed setting or a new metric default moves it; adding KID and clean-fid (settings lego-official
@@ -32,47 +29,29 @@ LEGO_OFFICIAL_HASHES = {"1.0": "a0030a5d00a1d3b4c1fd673de1ddb3df0266787d9d149b88
                         "1.1": "c0f460b6f1083936b084d7a97526fb42dbef7470bfca82d3369e9da999b8fd73"}
 
 
-def _batch(generated, target) -> MetricBatch:
-    return MetricBatch(
-        ids=[f"s{i}" for i in range(len(generated))], generated=list(generated), target=list(target),
-        target_keys=[hashlib.sha256(t.tobytes()).hexdigest() for t in target],
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def store(tiny_zoo) -> WeightStore:
-    return WeightStore(zoo="tiny", tiny_root=tiny_zoo)
-
-
 @pytest.fixture(scope="module")
 def images():
-    return [_frame(500 + i) for i in range(3)], [_frame(600 + i) for i in range(3)]  # generated, targets
+    return [smooth_frame(500 + i) for i in range(3)], [smooth_frame(600 + i) for i in range(3)]  # generated, targets
 
 
 @pytest.fixture(scope="module")
 def folders(images, tmp_path_factory):
     root = tmp_path_factory.mktemp("sets")
-    for name, imgs in zip(("g", "t"), images):
-        (root / name).mkdir()
-        for i, a in enumerate(imgs):
-            Image.fromarray(a).save(root / name / f"{i:03d}.png")
+    write_pngs(root / "g", images[0])
+    write_pngs(root / "t", images[1])
     return root / "g", root / "t"
 
 
-def _metric(cls, store, cache=None, **settings):
-    return cls(cls.parse_settings(settings, "test"), weights=store, cache=cache)
-
-
-def test_kid_equals_torch_fidelity_calculate_metrics(store, images, folders):
+def test_kid_equals_torch_fidelity_calculate_metrics(tiny_store, images, folders):
     from torch_fidelity import calculate_metrics
 
-    weights_file = store.resolve("inception-fid").file(INCEPTION_FILE)
+    weights_file = tiny_store.resolve("inception-fid").file(INCEPTION_FILE)
     kwargs = dict(input1=str(folders[0]), input2=str(folders[1]), kid=True, feature_extractor="inception-v3-compat",
                   feature_extractor_weights_path=str(weights_file), cuda=False, cache=False, verbose=False,
                   save_cpu_ram=True)
     ref = calculate_metrics(**kwargs, kid_subset_size=3)
-    m = _metric(KID, store)  # default subset size 1000, capped at the 3 images
-    m.update(_batch(*images))
+    m = build_metric(KID, tiny_store)  # default subset size 1000, capped at the 3 images
+    m.update(metric_batch(*images))
     res = m.result()
     assert res["value"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-4, abs=1e-9)
     assert res["std"] == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-2, abs=1e-9)
@@ -98,23 +77,23 @@ def test_kid_formula_settings_and_small_sets():
         KID.parse_settings({"subset": 10}, "p.yaml: metrics[7].settings")
 
 
-def test_kid_reuses_fid_features_no_second_inception_pass(store, images, tmp_path):
+def test_kid_reuses_fid_features_no_second_inception_pass(tiny_store, images, tmp_path):
     gen, tgt = images
     cache = FeatureCache(tmp_path / "fc")
-    fid = _metric(FID, store, cache=cache, resize="torch-fidelity", trace_sqrt="svd")
-    kid = _metric(KID, store, cache=cache, resize="torch-fidelity")
-    batch = _batch(gen, tgt)
+    fid = build_metric(FID, tiny_store, cache=cache, resize="torch-fidelity", trace_sqrt="svd")
+    kid = build_metric(KID, tiny_store, cache=cache, resize="torch-fidelity")
+    batch = metric_batch(gen, tgt)
     fid.update(batch)
     kid.update(batch)  # same batch, as the evaluator hands it to both
     assert fid.forwarded == {"generated": 3, "target": 3} and kid.forwarded == {"generated": 0, "target": 0}
     np.testing.assert_array_equal(kid.feature_matrices()[0], fid.feature_matrices()[0])
     # another batch object, KID first: the targets come from FID's cache entries
-    kid2 = _metric(KID, store, cache=cache, resize="torch-fidelity", subsets=10)
-    kid2.update(_batch(gen[:2], tgt[:2]))
+    kid2 = build_metric(KID, tiny_store, cache=cache, resize="torch-fidelity", subsets=10)
+    kid2.update(metric_batch(gen[:2], tgt[:2]))
     assert kid2.forwarded == {"generated": 2, "target": 0}
     # a different input stage is a different feature set
-    kid3 = _metric(KID, store, cache=cache, resize="pytorch-fid")
-    kid3.update(_batch(gen[:1], tgt[:1]))
+    kid3 = build_metric(KID, tiny_store, cache=cache, resize="pytorch-fid")
+    kid3.update(metric_batch(gen[:1], tgt[:1]))
     assert kid3.forwarded == {"generated": 1, "target": 1}
     assert kid.result()["value"] == kernel_inception_distance(
         fid.feature_matrices()[1], fid.feature_matrices()[0], KIDSettings())["value"]
@@ -142,12 +121,12 @@ class _Layers(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def clean_fid_net(store, tmp_path_factory):
+def clean_fid_net(tiny_store, tmp_path_factory):
     """clean-fid's network class, loading a TorchScript trace of the (tiny) artifact's layers from
     a local folder instead of NVIDIA's download."""
     from cleanfid.inception_torchscript import InceptionV3W
 
-    model = _metric(FID, store, resize="clean").model
+    model = build_metric(FID, tiny_store, resize="clean").model
     folder = tmp_path_factory.mktemp("cleanfid-net")
     with torch.no_grad():
         traced = torch.jit.trace(_Layers(model).eval(), torch.zeros(1, 3, 299, 299))
@@ -155,13 +134,13 @@ def clean_fid_net(store, tmp_path_factory):
     return InceptionV3W(str(folder), download=False).eval()
 
 
-def test_fid_clean_mode_equals_clean_fid_features(store, images, folders, clean_fid_net):
+def test_fid_clean_mode_equals_clean_fid_features(tiny_store, images, folders, clean_fid_net):
     """pool3 features only: the distance on 3 images per side (rank-deficient 2048-d covariances) is
     checked end to end through clean-fid's compute_fid in the slow test below."""
     from cleanfid import fid as cleanfid
 
-    m = _metric(FID, store, resize="clean", trace_sqrt="svd")
-    m.update(_batch(*images))
+    m = build_metric(FID, tiny_store, resize="clean", trace_sqrt="svd")
+    m.update(metric_batch(*images))
     res = m.result()
     # clean-fid's own folder pipeline: file loading, clean resize, normalisation, its network class
     feats = {side: cleanfid.get_folder_features(str(folder), clean_fid_net, num_workers=0, batch_size=8,
@@ -175,12 +154,12 @@ def test_fid_clean_mode_equals_clean_fid_features(store, images, folders, clean_
 
 
 @pytest.mark.slow
-def test_fid_clean_mode_equals_clean_fid_compute_fid(store, images, folders, clean_fid_net):
+def test_fid_clean_mode_equals_clean_fid_compute_fid(tiny_store, images, folders, clean_fid_net):
     """End to end through ``cleanfid.fid.compute_fid`` (two 2048 x 2048 sqrtm: minutes on 2 cores)."""
     from cleanfid import fid as cleanfid
 
-    m = _metric(FID, store, resize="clean")  # sqrtm: clean-fid's formula
-    m.update(_batch(*images))
+    m = build_metric(FID, tiny_store, resize="clean")  # sqrtm: clean-fid's formula
+    m.update(metric_batch(*images))
     ref = cleanfid.compute_fid(str(folders[1]), str(folders[0]), mode="clean", custom_feat_extractor=clean_fid_net,
                                device=torch.device("cpu"), num_workers=0, batch_size=8, verbose=False,
                                use_dataparallel=False)

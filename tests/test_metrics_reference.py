@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from egobench.metrics import METRICS, MetricBatch
+from egobench.metrics import MetricBatch
 from egobench.metrics.lpips_metric import load_lpips
 from egobench.weights import WeightStore
+from tests.conftest import build_metric
 
 
 def _imgs(seed, shape=(48, 64, 3)):
@@ -18,42 +19,39 @@ def _imgs(seed, shape=(48, 64, 3)):
     return a, b
 
 
-def _metric(name, **settings):
-    cls = METRICS.get(name)
-    return cls(cls.parse_settings(settings, "test"), weights=WeightStore(zoo="tiny"))
-
-
-def test_psnr_matches_scikit_image():
+def test_psnr_matches_scikit_image(tiny_store):
     from skimage.metrics import peak_signal_noise_ratio
 
-    m = _metric("psnr")
+    m = build_metric("psnr", tiny_store)
     pairs = [_imgs(i) for i in range(4)]
     got = m.compute(MetricBatch(ids=list("abcd"), generated=[b for _, b in pairs], target=[a for a, _ in pairs]))
     ref = [peak_signal_noise_ratio(a / 255.0, b / 255.0, data_range=1.0) for a, b in pairs]
     np.testing.assert_allclose(got, ref, rtol=1e-6)
 
 
-def test_psnr_identical_is_inf_and_size_mismatch_resized_like_torchvision():
+def test_psnr_identical_is_inf_and_size_mismatch_resized_like_torchvision(tiny_store):
     _compat_tv = pytest.importorskip("torchvision.transforms.functional")
     a, b = _imgs(7, (45, 80, 3))
-    m = _metric("psnr", resize_filter="bilinear", antialias=False)
+    m = build_metric("psnr", tiny_store, resize_filter="bilinear", antialias=False)
     assert m.compute(MetricBatch(ids=["x"], generated=[a], target=[a]))[0] == float("inf")
     big = np.repeat(b, 2, axis=1)[:, :81]  # width 81 vs 80, the EPIC case
     got = m.compute(MetricBatch(ids=["x"], generated=[big], target=[a]))[0]
+    from skimage.metrics import peak_signal_noise_ratio
+
     gen = torch.from_numpy(big).permute(2, 0, 1).float() / 255
-    gen = _compat_tv.resize(gen, [45, 80], antialias=False)
-    gt = torch.from_numpy(a).permute(2, 0, 1).float() / 255
-    ref = 10 * np.log10(1 / torch.mean((gen.double() - gt.double()) ** 2).item())
+    gen = _compat_tv.resize(gen, [45, 80], antialias=False)  # torchvision's resize (the released code's)
+    ref = peak_signal_noise_ratio(a / 255.0, gen.permute(1, 2, 0).double().numpy(), data_range=1.0)
     assert got == pytest.approx(ref, rel=1e-6)
+    assert got != pytest.approx(m.compute(MetricBatch(ids=["x"], generated=[big[:, :80]], target=[a]))[0], rel=1e-3)
 
 
 @pytest.mark.parametrize("input_range", ["unit", "signed"])
-def test_lpips_squeeze_matches_the_lpips_package_loading_torchvision_weights(input_range, tmp_path, monkeypatch):
+def test_lpips_squeeze_matches_the_lpips_package_loading_torchvision_weights(input_range, tiny_store, tmp_path,
+                                                                           monkeypatch):
     """Reference: lpips.LPIPS(pretrained backbone) that torchvision loads from its own cache."""
     import lpips
 
-    store = WeightStore(zoo="tiny")
-    res = store.resolve("lpips-squeeze-backbone")
+    res = tiny_store.resolve("lpips-squeeze-backbone")
     ckpt = tmp_path / "torch" / "hub" / "checkpoints"
     ckpt.mkdir(parents=True)
     (ckpt / "squeezenet1_1-b8a52dc0.pth").write_bytes(res.file("squeezenet1_1-b8a52dc0.pth").read_bytes())
@@ -67,7 +65,7 @@ def test_lpips_squeeze_matches_the_lpips_package_loading_torchvision_weights(inp
         WeightStore(zoo="real").resolve("lpips-squeeze-backbone")
 
     pairs = [_imgs(10 + i) for i in range(3)]
-    m = _metric("lpips", net="squeeze", input_range=input_range)
+    m = build_metric("lpips", tiny_store, net="squeeze", input_range=input_range)
     got = m.compute(MetricBatch(ids=list("abc"), generated=[b for _, b in pairs], target=[a for a, _ in pairs]))
     for (a, b), g in zip(pairs, got, strict=False):
         ta = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255
@@ -78,11 +76,11 @@ def test_lpips_squeeze_matches_the_lpips_package_loading_torchvision_weights(inp
         assert g == pytest.approx(ref, rel=1e-5, abs=1e-7)
 
 
-def test_lpips_unit_range_quirk_lowers_scores():
+def test_lpips_unit_range_quirk_lowers_scores(tiny_store):
     pairs = [_imgs(20 + i) for i in range(3)]
     batch = MetricBatch(ids=list("abc"), generated=[b for _, b in pairs], target=[a for a, _ in pairs])
-    unit = _metric("lpips", input_range="unit").compute(batch)
-    signed = _metric("lpips", input_range="signed").compute(batch)
+    unit = build_metric("lpips", tiny_store, input_range="unit").compute(batch)
+    signed = build_metric("lpips", tiny_store, input_range="signed").compute(batch)
     assert not np.allclose(unit, signed)
 
 

@@ -8,7 +8,6 @@ import sys
 import textwrap
 import types
 import typing
-from pathlib import Path
 
 import pytest
 import yaml
@@ -25,8 +24,7 @@ from egobench.protocol import (
     parse_protocol,
 )
 from egobench.registry import Registry
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 
 def test_shipped_protocols_and_their_generation_settings():
@@ -55,7 +53,7 @@ def _defaults(cls) -> dict:
     return dataclasses.asdict(cls())
 
 
-@pytest.mark.parametrize("name", ["lego-official", "egobench-v1"])
+@pytest.mark.parametrize("name", available_protocols())
 def test_hash_ignores_description_comments_and_spelled_out_defaults(name):
     """The hash covers the resolved settings, not the YAML: the same settings written another way hash the same."""
     text = (REPO / "protocols" / f"{name}.yaml").read_text()
@@ -139,7 +137,7 @@ def _changes(proto: Protocol):
     yield "version", dataclasses.replace(proto, version=proto.version + ".1")
 
 
-@pytest.mark.parametrize("name", ["lego-official", "egobench-v1"])
+@pytest.mark.parametrize("name", available_protocols())
 def test_every_resolved_setting_moves_the_hash(name):
     base = load_protocol(name)
     seen = {base.hash: "base"}
