@@ -230,3 +230,16 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in readme and "make demo" in readme
     assert "make test" in ci
+
+
+@pytest.mark.parametrize("name", available_protocols())
+def test_protocol_files_name_only_files_in_the_repo(name):
+    """Every document or module a shipped protocol points to is in the repository, and nothing outside it."""
+    import re
+
+    text = (REPO / "protocols" / f"{name}.yaml").read_text()
+    named = set(re.findall(r"(?:docs|tests|egobench|scripts)/[\w./-]*\w\.(?:md|py)", text))
+    for rel in named:
+        assert (REPO / rel).is_file(), f"{name}.yaml names {rel}, which is not in the repository"
+    for outside in ("FACTS.md", "ARCHITECTURE.md", "STYLE.md", "../"):
+        assert outside not in text, f"{name}.yaml refers to {outside} outside the repository"
