@@ -181,7 +181,7 @@ class DiffusersEdit(Method):
         record: dict[str, Any] = {
             "name": self.name,
             "options": asdict(o),
-            "weights": o.pipeline or self.preset.artifact,
+            "weights": src.origin if o.pipeline else self.preset.artifact,
             "pipeline": f"diffusers {src.class_name}",
             "family": src.family.name,
             "text": f"template {o.prompt!r}" if o.prompt else "action label without Ego4D's '#C C' prefix",

@@ -26,11 +26,10 @@ NOT_LOADED = ("safety_checker", "feature_extractor")
 
 @dataclass(frozen=True)
 class Source:
-    """A checked pipeline: its folder, what to pass to ``from_pretrained``, its class and family."""
+    """A checked pipeline: its folder (a cached Hub id's snapshot), where it came from, its class and family."""
 
     folder: Path
-    load_from: str  # a folder path or a Hugging Face id
-    revision: str | None
+    origin: str  # the folder, or "hf://<id>[@revision]" for a cached Hugging Face id
     class_name: str
     family: Family
     tiny: bool
@@ -84,17 +83,17 @@ def locate(pipeline: str, revision: str | None, class_name: str | None, where: s
         check_class(class_name, where)  # a bad -o class= fails before looking at any file
     path = Path(pipeline).expanduser()
     if path.is_dir():
-        folder, load_from = path, str(path)
+        folder, origin = path, str(path)
     elif path.exists() or pipeline.count("/") != 1 or pipeline.startswith((".", "/", "~")):
         raise ConfigError(f"{where}: pipeline={pipeline} is not a folder (nor a Hugging Face id 'owner/name')")
     else:
-        folder, load_from = _hf_snapshot(pipeline, revision, where), pipeline
+        folder = _hf_snapshot(pipeline, revision, where)
+        origin = f"hf://{pipeline}" + (f"@{revision}" if revision else "")
     index = check_folder(folder, where)
     name = class_name or index.get("_class_name")
     if not isinstance(name, str):
         raise ConfigError(f"{where}: {folder / 'model_index.json'} names no pipeline class; pass -o class=NAME")
-    return Source(folder=folder, load_from=load_from, revision=revision if load_from == pipeline else None,
-                  class_name=name, family=check_class(name, where), tiny=(folder / TINY_MARKER).is_file())
+    return Source(folder=folder, origin=origin, class_name=name, family=check_class(name, where), tiny=(folder / TINY_MARKER).is_file())
 
 
 def check_offload(offload: str, where: str) -> None:
@@ -117,8 +116,7 @@ def load_pipeline(source: Source, dtype: Any, device: str, offload: str, quiet: 
     if "safety_checker" in cls._get_signature_keys(cls)[0]:
         extra = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     with library_output(quiet=quiet):
-        pipe = cls.from_pretrained(source.load_from, revision=source.revision, dtype=dtype, local_files_only=True,
-                                   **extra)
+        pipe = cls.from_pretrained(str(source.folder), dtype=dtype, local_files_only=True, **extra)
     pipe.set_progress_bar_config(disable=True)
     if offload == "none":
         return pipe.to(device)

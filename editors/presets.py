@@ -54,7 +54,7 @@ _hub_artifact("magicbrush", "vinesmsuic/magicbrush-jul7", _SD_CONFIGS,
               "CreativeML OpenRAIL-M (Stable Diffusion 1.5 derivative; the card's license not verified offline)",
               "baselines.tiny:build_tiny_ip2p", "MagicBrush (Zhang et al. 2023): InstructPix2Pix finetuned on "
               "MagicBrush's manually annotated edits")
-_hub_artifact("sdxl-instructpix2pix-768", "diffusers/sdxl-instructpix2pix-768", _SDXL_CONFIGS, "OpenRAIL++",
+_hub_artifact("instructpix2pix-sdxl-768", "diffusers/sdxl-instructpix2pix-768", _SDXL_CONFIGS, "OpenRAIL++",
               "editors.tiny_sd:build_tiny_sdxl_ip2p", "SDXL finetuned a la InstructPix2Pix at 768 x 768 (diffusers)")
 _hub_artifact("ledits-sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", _SD_CONFIGS, "CreativeML OpenRAIL-M",
               "editors.tiny_sd:build_tiny_ledits", "Stable Diffusion 1.5, the base model of the LEDITS++ preset")
@@ -98,8 +98,8 @@ class SDXLIP2P(DiffusersEdit):
 
     name = "sdxl-ip2p"
     summary = "SDXL InstructPix2Pix (diffusers/sdxl-instructpix2pix-768), zero-shot"
-    artifacts = ("sdxl-instructpix2pix-768",)
-    preset = Preset(artifact="sdxl-instructpix2pix-768", hf_repo="diffusers/sdxl-instructpix2pix-768",
+    artifacts = ("instructpix2pix-sdxl-768",)
+    preset = Preset(artifact="instructpix2pix-sdxl-768", hf_repo="diffusers/sdxl-instructpix2pix-768",
                     class_name="StableDiffusionXLInstructPix2PixPipeline", license="OpenRAIL++", steps=30,
                     guidance=3.0, image_guidance=1.5, size=768,
                     settings_source="model card example: 768 x 768, guidance_scale 3.0, image_guidance_scale 1.5, "

@@ -69,6 +69,7 @@ def _images(run_dir: Path) -> dict[str, bytes]:
 
 
 def _tiny_folder(artifact: str) -> Path:
+    import editors.presets  # noqa: F401 - declares the editors' artifacts (until its entry point is installed)
     from egobench.weights import WeightStore
 
     return WeightStore(zoo="tiny").resolve(artifact).path
@@ -106,6 +107,34 @@ def test_ip2p_baseline_and_diffusers_edit_give_identical_images(tmp_path, protoc
              "scheduler=protocol")
     assert c.exit_code == 0, c.output
     assert _images(tmp_path / "stripped") != _images(tmp_path / "edit")
+
+
+def test_a_cached_hub_id_and_a_class_override(tmp_path, protocol, monkeypatch):
+    """``pipeline=owner/name`` loads the snapshot from the local Hugging Face cache (at a revision, never
+    downloading); ``class=`` loads the Qwen-Image-Edit-2509 stand-in with the first QwenImageEditPipeline."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--someone--an-editor" / "snapshots" / ("a" * 40)
+    shutil.copytree(_tiny_folder("instruct-pix2pix"), snapshot)
+    (cache / "models--someone--an-editor" / "refs").mkdir()
+    (cache / "models--someone--an-editor" / "refs" / "v1").write_text("a" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    r = _run("editors.diffusers_edit:DiffusersEdit", tmp_path / "hub-run", protocol, "pipeline=someone/an-editor",
+             "revision=v1")
+    assert r.exit_code == 0, r.output
+    config = json.loads((tmp_path / "hub-run" / "manifest.json").read_text())["method"]["config"]
+    assert config["weights"] == "hf://someone/an-editor@v1" and config["family"] == "instruct-pix2pix"
+    text = _refused(tmp_path, protocol, "editors.diffusers_edit:DiffusersEdit", "pipeline=someone/an-editor",
+                    "revision=v2")
+    assert "hf download someone/an-editor --revision v2" in text
+
+    qwen = _tiny_folder("qwen-image-edit-2509")
+    r = _run("editors.diffusers_edit:DiffusersEdit", tmp_path / "qwen", protocol, f"pipeline={qwen}",
+             "class=QwenImageEditPipeline", "size=64", "guidance=4.0")
+    assert r.exit_code == 0, r.output
+    config = json.loads((tmp_path / "qwen" / "manifest.json").read_text())["method"]["config"]
+    assert config["pipeline"] == "diffusers QwenImageEditPipeline" and config["guidance_means"] == "true_cfg_scale"
 
 
 def _refused(tmp_path: Path, protocol: Path, method: str, *options: str) -> str:
