@@ -147,9 +147,9 @@ def _egovlp(s: Any, store: Any, device: str, uses_input: bool) -> Callable:
 def _blip(s: Any, store: Any, device: str) -> Callable:
     from transformers import BertTokenizer, BlipForConditionalGeneration, BlipImageProcessorPil
 
-    from egobench.metrics import METRICS
+    from egobench.metrics.blip_protocol import hf_artifact, original_artifact
 
-    res = store.resolve(METRICS.get("blip").artifacts(s)[0])
+    res = store.resolve((hf_artifact if s.weights_format == "hf" else original_artifact)(s.model))
     if s.weights_format != "hf":  # no library reads the original .pth: the project's converter loads it
         from egobench.metrics.blip_captioner import load_blip_captioner
 

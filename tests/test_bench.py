@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from click.testing import CliRunner
 
 from egobench.errors import UserError
-from egobench_bench import BenchOptions, bench, extras, pipeline
+from egobench_bench import BenchOptions, bench, extras, naive, pipeline
 from egobench_bench import run as run_mod
 from egobench_bench.cli import bench_cmd
 from egobench_bench.report import GOALS, ITEMS, Measurement
@@ -181,3 +182,20 @@ def test_blip_spread_item_reports_the_draw_std_x100(tmp_path, monkeypatch):
     assert seen["metrics"] == [("blip-b", 3, "released"), ("blip-l", 3, "released")]
     assert m.value == pytest.approx(3.4) and m.details["std_x100"]["blip-b"] == pytest.approx(1.2)
     assert m.value_text() == "+-3.4000" and m.status == "" and "blip-spread" not in ITEMS
+
+
+def test_the_harness_imports_no_bench_and_the_bench_no_metric_maths():
+    """egobench never imports egobench_bench; the naive side has no formula of its own and calls no metric class."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, egobench, egobench.cli, egobench.evaluator, egobench.runner\n"
+            "print(sorted(m for m in sys.modules if m.startswith('egobench_bench')))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+    source = "\n".join(p.read_text() for p in Path(extras.__file__).parent.glob("*.py"))
+    for maths in ("log10(", "sqrtm(", "np.cov(", "linalg.", ".norm(", "eigvals(", ".mean((", "** 2"):
+        assert maths not in source, maths
+    metric_import = (r"from egobench\.metrics(\.(psnr|lpips_metric|clip_metric|fid|kid|blip|egovlp))? import [^\n]*"
+                     r"\b(PSNR|LPIPS|CLIPImage|FID|KID|BLIPSimilarity|EgoVLP|EgoVLPPlus|METRICS)\b")
+    assert not re.search(metric_import, Path(naive.__file__).read_text())
