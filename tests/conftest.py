@@ -215,3 +215,43 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# --- FID on full-rank features ----------------------------------------------------------------
+# With fewer images than feature dimensions the covariances are rank-deficient and the Fréchet
+# distance ill-conditioned, so FID references are compared on the Inception network's first max
+# pool averaged over space (64-d: pytorch-fid's dims=64 block, torch-fidelity's "64" feature) of
+# more images than that.
+
+#: images per side: more than the 64 feature dimensions
+N_FULL_RANK = 68
+#: egobench's pool3 layer walk stopped at the first max pool, then averaged
+FIRST_POOL_LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "AvgPool")
+
+
+@pytest.fixture(scope="session")
+def full_rank_image_sets(tmp_path_factory):
+    """(generated, targets, folders): two visibly different sets of N_FULL_RANK small frames, as PNG files too."""
+    targets = [smooth_frame(2000 + i, 32, 40) for i in range(N_FULL_RANK)]
+    generated = [(smooth_frame(1000 + i, 32, 40).astype(np.int32) * 3 // 4 + 40).astype(np.uint8)
+                 for i in range(N_FULL_RANK)]
+    root = tmp_path_factory.mktemp("full-rank")
+    folders = {"g": root / "g", "t": root / "t"}
+    write_pngs(folders["g"], generated)
+    write_pngs(folders["t"], targets)
+    return generated, targets, folders
+
+
+def assert_full_rank(features: np.ndarray) -> None:
+    cov = np.cov(features.astype(np.float64), rowvar=False)
+    assert np.linalg.matrix_rank(cov) == features.shape[1], "the test needs full-rank covariances"
+
+
+def first_pool_fid(store, monkeypatch, **settings):
+    """egobench's FID computing on the first-max-pool features (64-d) instead of pool3 (no feature
+    cache: these features are not pool3's)."""
+    from egobench.metrics import fid as fid_module
+
+    monkeypatch.setattr(fid_module, "FEATURE_DIM", 64)
+    monkeypatch.setattr(fid_module, "POOL3_LAYERS", FIRST_POOL_LAYERS)
+    return build_metric(fid_module.FID, store, **settings)

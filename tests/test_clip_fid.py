@@ -22,7 +22,6 @@ import torch.nn.functional as F
 
 from egobench import _compat
 from egobench.errors import MissingArtifactError
-from egobench.metrics import fid as fid_module
 from egobench.metrics.cache import FeatureCache
 from egobench.metrics.clip_metric import (
     CLIP_MEAN,
@@ -42,7 +41,15 @@ from egobench.metrics.fid import (
     pytorch_fid_input,
 )
 from egobench.weights import WeightStore
-from tests.conftest import build_metric, metric_batch, smooth_frame, write_pngs
+from tests.conftest import (
+    N_FULL_RANK,
+    assert_full_rank,
+    build_metric,
+    first_pool_fid,
+    metric_batch,
+    smooth_frame,
+    write_pngs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -194,58 +201,27 @@ def test_pytorch_fid_input_stage():
     torch.testing.assert_close(got[:1], want, atol=0, rtol=0)
 
 
-#: images per side for the Fréchet distances: more than the 64 feature dimensions (full-rank covariances)
-N_FULL_RANK = 68
-#: the first max pool of the Inception network averaged over space: pytorch-fid's dims=64 block and
-#: torch-fidelity's "64" feature, on the same weights (egobench's layer walk stopped there)
-FIRST_POOL_LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "AvgPool")
-
-
-@pytest.fixture(scope="module")
-def full_rank_sets(tmp_path_factory):
-    """(generated, targets, folders): two visibly different sets of N_FULL_RANK small frames, as PNG files too."""
-    targets = [smooth_frame(2000 + i, 32, 40) for i in range(N_FULL_RANK)]
-    generated = [(smooth_frame(1000 + i, 32, 40).astype(np.int32) * 3 // 4 + 40).astype(np.uint8) for i in range(N_FULL_RANK)]
-    root = tmp_path_factory.mktemp("full-rank")
-    folders = {"g": root / "g", "t": root / "t"}
-    write_pngs(folders["g"], generated)
-    write_pngs(folders["t"], targets)
-    return generated, targets, folders
-
-
-def _assert_full_rank(features: np.ndarray) -> None:
-    cov = np.cov(features.astype(np.float64), rowvar=False)
-    assert np.linalg.matrix_rank(cov) == features.shape[1], "the test needs full-rank covariances"
-
-
-def _first_pool_fid(tiny_store, monkeypatch, **settings) -> FID:
-    """egobench's FID computing on the first-max-pool features (64-d) instead of pool3."""
-    monkeypatch.setattr(fid_module, "FEATURE_DIM", 64)
-    monkeypatch.setattr(fid_module, "POOL3_LAYERS", FIRST_POOL_LAYERS)
-    return build_metric(FID, tiny_store, **settings)  # no feature cache: these features are not pool3's
-
-
-def test_fid_torch_fidelity_mode_equals_calculate_metrics(tiny_store, full_rank_sets, monkeypatch):
+def test_fid_torch_fidelity_mode_equals_calculate_metrics(tiny_store, full_rank_image_sets, monkeypatch):
     """torch-fidelity's calculate_metrics on the files, with its own extractor class on the same weights file."""
     from torch_fidelity import calculate_metrics
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    generated, targets, folders = full_rank_sets
+    generated, targets, folders = full_rank_image_sets
     weights_file = tiny_store.resolve("inception-fid").file(INCEPTION_FILE)
     ref = calculate_metrics(
         input1=str(folders["t"]), input2=str(folders["g"]), fid=True, feature_layer_fid="64",
         feature_extractor="inception-v3-compat", feature_extractor_weights_path=str(weights_file),
         cuda=False, cache=False, verbose=False, save_cpu_ram=True,
     )["frechet_inception_distance"]  # fmt: skip
-    m = _first_pool_fid(tiny_store, monkeypatch, resize="torch-fidelity", trace_sqrt="svd")
+    m = first_pool_fid(tiny_store, monkeypatch, resize="torch-fidelity", trace_sqrt="svd")
     # torch-fidelity's mode runs the extractor's own forward: the same class asked for its "64" feature
     m.model = FeatureExtractorInceptionV3(name="inception-v3-compat", features_list=["64"],
                                           feature_extractor_weights_path=str(weights_file)).eval()
     m.update(metric_batch(generated, targets))
     res = m.result()
     t_feats, g_feats = m.feature_matrices()
-    _assert_full_rank(t_feats)
-    _assert_full_rank(g_feats)
+    assert_full_rank(t_feats)
+    assert_full_rank(g_feats)
     assert (res["n"], res["feature_dim"]) == (N_FULL_RANK, 64) and "rank_deficient" not in res
     # torch-fidelity takes the means in float32 (np.mean of float32 features) where egobench uses float64:
     # ~1e-7 relative on each mean, a few 1e-7 on the distance (measured 4e-7); the rest is float64
@@ -308,7 +284,7 @@ def test_lego_official_fid_activations_equal_pytorch_fid(tiny_store, pytorch_fid
 
 
 def test_lego_official_fid_equals_pytorch_fid_calculate_frechet_distance(
-    tiny_store, pytorch_fid_inception, full_rank_sets, monkeypatch
+    tiny_store, pytorch_fid_inception, full_rank_image_sets, monkeypatch
 ):
     """lego-official's FID (pytorch-fid input stage, scipy sqrtm) against pytorch-fid's
     calculate_activation_statistics + calculate_frechet_distance on the same files, at pytorch-fid's
@@ -317,19 +293,19 @@ def test_lego_official_fid_equals_pytorch_fid_calculate_frechet_distance(
 
     from egobench.protocol import load_protocol
 
-    generated, targets, folders = full_rank_sets
+    generated, targets, folders = full_rank_image_sets
     net = pytorch_fid_inception([0])  # block 0: the first max pool; get_activations averages it to 64-d
     stats = {side: calculate_activation_statistics(sorted(str(p) for p in folders[side].iterdir()), net,
                                                    batch_size=34, dims=64, device="cpu", num_workers=0)
              for side in ("t", "g")}  # fmt: skip
     ref = calculate_frechet_distance(*stats["t"], *stats["g"])
     settings = {m.name: m for m in load_protocol("lego-official").metrics}["fid"].settings
-    m = _first_pool_fid(tiny_store, monkeypatch, **settings)
+    m = first_pool_fid(tiny_store, monkeypatch, **settings)
     m.update(metric_batch(generated, targets))
     res = m.result()
     t_feats, g_feats = m.feature_matrices()
-    _assert_full_rank(t_feats)
-    _assert_full_rank(g_feats)
+    assert_full_rank(t_feats)
+    assert_full_rank(g_feats)
     assert (res["trace_sqrt"], res["n"], res["feature_dim"]) == ("sqrtm", N_FULL_RANK, 64)
     np.testing.assert_allclose(t_feats.mean(0), stats["t"][0], rtol=1e-5, atol=1e-6)
     # the same float32 activations (up to the rounding of batched convolutions), float64 statistics

@@ -1,10 +1,12 @@
 """KID against torch-fidelity and FID's ``clean`` mode against clean-fid, same images, same weights.
 
-The Inception stand-in of the tiny zoo has the real architecture (~95 MB), so
-every test uses 3 images per side. clean-fid's own network is a TorchScript
-file it downloads from NVIDIA; here clean-fid's ``InceptionV3W`` loads a
-TorchScript trace of the tiny artifact's layers from a local folder instead
-(``download=False``), so the whole clean-fid pipeline runs offline.
+The Inception stand-in of the tiny zoo has the real architecture (~95 MB), so the
+pool3 tests use 3 images per side; the clean-fid Fréchet distance is compared on
+64-d first-max-pool features of more images than that (full-rank covariances,
+tests/conftest.py). clean-fid's own network is a TorchScript file it downloads
+from NVIDIA; here clean-fid's ``InceptionV3W`` loads a TorchScript trace of the
+tiny artifact's layers from a local folder instead (``download=False``), so the
+whole clean-fid pipeline runs offline.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from egobench.metrics.cache import FeatureCache
 from egobench.metrics.fid import FID, INCEPTION_FILE, POOL3_LAYERS, clean_fid_input
 from egobench.metrics.kid import KID, KIDSettings, kernel_inception_distance
 from egobench.protocol import load_protocol
-from tests.conftest import build_metric, metric_batch, smooth_frame, write_pngs
+from tests.conftest import (
+    FIRST_POOL_LAYERS,
+    assert_full_rank,
+    build_metric,
+    first_pool_fid,
+    metric_batch,
+    smooth_frame,
+    write_pngs,
+)
 
 #: lego-official's hash per version: the sha256 of its resolved settings (every metric's defaults included),
 #: so a changed setting or a new metric default moves it; adding KID and clean-fid (settings lego-official
@@ -110,11 +120,12 @@ def test_clean_input_stage_is_clean_fid_dataset(folders):
 
 
 class _Layers(torch.nn.Module):
-    """torch-fidelity's pool3 layers under the attribute name clean-fid's TorchScript file has."""
+    """torch-fidelity's pool3 layers (or the first ``names``) under the attribute name clean-fid's
+    TorchScript file has."""
 
-    def __init__(self, model):
+    def __init__(self, model, names=POOL3_LAYERS):
         super().__init__()
-        self.layers = torch.nn.Sequential(*[getattr(model, n) for n in POOL3_LAYERS])
+        self.layers = torch.nn.Sequential(*[getattr(model, n) for n in names])
 
     def forward(self, x):
         return self.layers(x)
@@ -135,8 +146,8 @@ def clean_fid_net(tiny_store, tmp_path_factory):
 
 
 def test_fid_clean_mode_equals_clean_fid_features(tiny_store, images, folders, clean_fid_net):
-    """pool3 features only: the distance on 3 images per side (rank-deficient 2048-d covariances) is
-    checked end to end through clean-fid's compute_fid in the slow test below."""
+    """pool3 features through clean-fid's own network class; the distance is checked on full-rank
+    features below (on 3 images per side the 2048-d covariances are rank-deficient)."""
     from cleanfid import fid as cleanfid
 
     m = build_metric(FID, tiny_store, resize="clean", trace_sqrt="svd")
@@ -151,6 +162,39 @@ def test_fid_clean_mode_equals_clean_fid_features(tiny_store, images, folders, c
     np.testing.assert_allclose(t, feats["t"], rtol=1e-4, atol=1e-5)
     assert res["resize"] == "clean"
     assert np.std(feats["t"], axis=0).max() > 1e-3  # the images give different features
+
+
+def test_fid_clean_mode_equals_clean_fid_frechet_distance(tiny_store, full_rank_image_sets, monkeypatch):
+    """clean-fid's folder pipeline (file loading, clean resize) and its ``frechet_distance`` on the
+    statistics of 64-d first-max-pool features of N_FULL_RANK images per side (full rank), against
+    egobench's clean mode on the same layers."""
+    from cleanfid import fid as cleanfid
+
+    generated, targets, folders = full_rank_image_sets
+    m = first_pool_fid(tiny_store, monkeypatch, resize="clean", trace_sqrt="sqrtm")
+    layers = _Layers(m.model, FIRST_POOL_LAYERS).eval()
+
+    class FirstPool(torch.nn.Module):
+        """What clean-fid's InceptionV3W does with its layers (normalise, run), at 64 features."""
+
+        def forward(self, x):
+            return layers((x - 128) / 128).flatten(1)
+
+    feats = {side: cleanfid.get_folder_features(str(folders[side]), FirstPool(), num_workers=0, batch_size=34,
+                                                device=torch.device("cpu"), mode="clean", verbose=False)
+             for side in ("g", "t")}  # fmt: skip
+    stats = {side: (np.mean(f, axis=0), np.cov(f, rowvar=False)) for side, f in feats.items()}
+    ref = cleanfid.frechet_distance(*stats["t"], *stats["g"])
+    m.update(metric_batch(generated, targets))
+    res = m.result()
+    t_feats, g_feats = m.feature_matrices()
+    assert_full_rank(t_feats)
+    assert_full_rank(g_feats)
+    np.testing.assert_allclose(t_feats, feats["t"], rtol=1e-4, atol=1e-5)
+    # the same float32 features up to batched-convolution rounding, float64 statistics, scipy sqrtm of a
+    # full-rank 64 x 64 product in both
+    assert res["value"] == pytest.approx(ref, rel=1e-5)
+    assert res["value"] > 0.1
 
 
 @pytest.mark.slow
