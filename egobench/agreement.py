@@ -25,7 +25,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import click
 import numpy as np
 
 #: bootstrap resamples of items for every interval
@@ -53,7 +55,7 @@ def item_pairwise(scores: np.ndarray, votes: np.ndarray) -> tuple[float, int]:
     1 when the metric's higher score is on the candidate with more votes, 0.5 on a metric tie."""
     total, count = 0.0, 0
     for a, b in _pairs(len(votes)):
-        if votes[a] == votes[b] or not (np.isfinite(scores[a]) and np.isfinite(scores[b])):
+        if votes[a] == votes[b] or np.isnan(scores[a]) or np.isnan(scores[b]):  # inf is a value (PSNR)
             continue
         count += 1
         if scores[a] == scores[b]:
@@ -67,7 +69,7 @@ def item_tau(scores: np.ndarray, votes: np.ndarray) -> float:
     """Kendall's tau-b of one item's metric values and vote counts (NaN where undefined)."""
     from scipy.stats import kendalltau
 
-    ok = np.isfinite(scores)
+    ok = ~np.isnan(scores)
     if ok.sum() < 2:
         return float("nan")
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -173,3 +175,175 @@ def rankings(items: Sequence[StudyItem], methods: Sequence[str], *, n_boot: int 
     share = np.exp(point) / np.exp(point).sum() if np.isfinite(point).all() else np.full(len(methods), np.nan)
     return {m: {"strength": float(point[j]), "ci_low": float(lo[j]), "ci_high": float(hi[j]),
                 "choice_probability": float(share[j])} for j, m in enumerate(methods)}
+
+
+# ---------------------------------------------------------------------------
+# a study and its runs
+# ---------------------------------------------------------------------------
+@dataclass
+class Agreement:
+    """Everything ``egobench agree`` prints and saves."""
+
+    study: str
+    n_items: int
+    n_judgments: int
+    excluded_raters: list[str]
+    metrics: dict[str, dict[str, float | int]]
+    skipped: dict[str, str]
+    ceiling: dict[str, float | int]
+    rankings: dict[str, dict[str, float]]
+
+    def record(self) -> dict:
+        return {"egobench_agreement": 1, "study": self.study, "n_items": self.n_items,
+                "n_judgments": self.n_judgments, "excluded_raters": self.excluded_raters, "metrics": self.metrics,
+                "skipped_metrics": self.skipped, "ceiling": self.ceiling, "rankings": self.rankings,
+                "interval": f"95% percentile bootstrap over items ({N_BOOT} resamples; rankings 200)",
+                "pairwise_accuracy": "pairs of an item's candidates with different vote counts; metric ties half",
+                "ranking_model": "Luce's choice model on top-1 choices (Plackett-Luce; Bradley-Terry for 2), "
+                                 "choix I-LSR, alpha 0.01; log-strengths centred"}
+
+    def table(self) -> str:
+        def iv(lo: float, hi: float) -> str:
+            return "n/a" if not np.isfinite(lo) else f"[{lo:.3f}, {hi:.3f}]"
+
+        lines = [f"{'metric':<22} {'pairwise acc.':>13} {'interval':>16} {'tau':>7} {'interval':>18} {'pairs':>6}"]
+        for name, m in self.metrics.items():
+            lines.append(f"{name:<22} {m['pairwise_accuracy']:>13.3f} {iv(m['accuracy_ci_low'], m['accuracy_ci_high']):>16} "
+                         f"{m['tau']:>7.3f} {iv(m['tau_ci_low'], m['tau_ci_high']):>18} {m['pairs']:>6}")
+        c = self.ceiling
+        lines.append(f"{'raters (ceiling)':<22} {c['pairwise_accuracy']:>13.3f} "
+                     f"{iv(c['accuracy_ci_low'], c['accuracy_ci_high']):>16} {'':>7} {'':>18} {c['pairs']:>6}")
+        for name, why in self.skipped.items():
+            lines.append(f"{name:<22} skipped: {why}")
+        lines.append("")
+        lines.append(f"{'method':<22} {'strength':>9} {'interval':>18} {'P(chosen)':>10}")
+        for m, r in sorted(self.rankings.items(), key=lambda kv: -kv[1]["strength"]):
+            lines.append(f"{m:<22} {r['strength']:>9.3f} {iv(r['ci_low'], r['ci_high']):>18} "
+                         f"{r['choice_probability']:>10.3f}")
+        return "\n".join(lines)
+
+
+def study_items(study_dir: str, results: str, *, min_attention: float = 1.0) -> tuple[dict, list[StudyItem], list[str],
+                                                                                        int]:
+    """(key, the study items with votes, excluded raters, judgments kept) of an action study
+    exported by ``export-amt`` into ``study_dir`` and answered in the ``results`` CSV. Raters
+    who failed the attention checks are left out, as ``import-amt`` does."""
+    from pathlib import Path
+
+    from .errors import DataError
+    from .io import read_json
+    from .userstudy import _check_key, analyze, read_results
+
+    key_path = Path(study_dir) / "private" / "key.json"
+    if not key_path.is_file():
+        raise DataError(f"{key_path}: not found; --study is the folder export-amt wrote (it holds private/key.json)")
+    key = read_json(key_path)
+    _check_key(key, key_path)
+    if key["study"]["type"] != "action":
+        raise DataError(f"{key_path}: a {key['study']['type']} study; agreement needs an action study "
+                        "(raters choose among methods' images)")
+    judgments, _ = read_results(results, key)
+    excluded = analyze(judgments, key, min_attention=min_attention, n_boot=1).excluded
+    n_slots = key["study"]["n_candidates"]
+    slots = [f"candidate_{k + 1}" for k in range(n_slots)]
+    chosen: dict[str, list[int]] = {}
+    kept = 0
+    for j in judgments:
+        it = key["items"][j.item]
+        if it["kind"] != "study" or j.worker in excluded or j.answer not in slots:
+            continue
+        chosen.setdefault(j.item, []).append(slots.index(j.answer))
+        kept += 1
+    items = []
+    for name in sorted(chosen):
+        it = key["items"][name]
+        votes = [0] * n_slots
+        for c in chosen[name]:
+            votes[c] += 1
+        items.append(StudyItem(item=name, sample_id=str(it["sample_id"]),
+                               methods=tuple(it["slots"][s]["method"] for s in slots),
+                               votes=tuple(votes), choices=tuple(chosen[name])))
+    return key, items, sorted(excluded), kept
+
+
+def _run_scores(key: dict, overrides: dict[str, str]) -> tuple[dict[str, Any], dict[str, bool], dict[str, str]]:
+    """Per run label: its samples table (indexed by sample id); per metric column: higher is better;
+    and metrics skipped with the reason (set metrics, columns some run lacks)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .errors import DataError
+    from .io import read_json
+
+    tables, direction, kinds = {}, {}, {}
+    for r in key["study"]["runs"]:
+        path = Path(overrides.get(r["label"], r["path"]))
+        try:
+            df = pd.read_parquet(path / "samples.parquet")
+            metrics = read_json(path / "metrics.json")["metrics"]
+        except (OSError, KeyError, ValueError) as e:
+            raise DataError(f"run {r['label']!r}: cannot read {path}/samples.parquet and metrics.json ({e}); "
+                            f"give its folder with --runs {r['label']}=PATH") from None
+        tables[r["label"]] = df.set_index("sample_id")
+        for name, info in metrics.items():
+            direction.setdefault(name, bool(info.get("higher_is_better", True)))
+            kinds.setdefault(name, set()).add(info.get("kind", "sample"))
+    skipped = {}
+    for name, k in kinds.items():
+        if "set" in k:
+            skipped[name] = "a set metric (no per-sample value)"
+        elif not all(name in t.columns for t in tables.values()):
+            skipped[name] = "not scored by every run in the study"
+    return tables, {n: d for n, d in direction.items() if n not in skipped}, skipped
+
+
+def agree(study_dir: str, results: str, *, runs: dict[str, str] | None = None, min_attention: float = 1.0,
+          n_boot: int = N_BOOT, seed: int = 0) -> Agreement:
+    """Agreement of every per-sample metric of the study's runs with the raters, the ceiling and the rankings."""
+    key, items, excluded, kept = study_items(study_dir, results, min_attention=min_attention)
+    tables, direction, skipped = _run_scores(key, runs or {})
+    out = {}
+    for name, higher in direction.items():
+        scores = [np.array([_value(tables[m], it.sample_id, name) for m in it.methods]) for it in items]
+        out[name] = metric_agreement(items, scores, higher, n_boot=n_boot, seed=seed)
+    labels = [r["label"] for r in key["study"]["runs"]]
+    return Agreement(key["study"].get("type", "action"), len(items), kept, excluded, out, skipped,
+                     rater_ceiling(items, n_boot=n_boot, seed=seed), rankings(items, labels, seed=seed))
+
+
+def _value(table: Any, sample_id: str, column: str) -> float:
+    try:
+        row = table.loc[sample_id]
+    except KeyError:
+        return float("nan")
+    if row.get("status", "ok") != "ok":
+        return float("nan")
+    return float(row[column])
+
+
+@click.command("agree")
+@click.option("--study", required=True, help="the folder export-amt wrote (holds private/key.json)")
+@click.option("--results", required=True, help="the requester site's results CSV of that study")
+@click.option("--runs", "runs", multiple=True, metavar="LABEL=RUN_DIR",
+              help="where a study run is now, when it moved since export-amt (repeatable)")
+@click.option("--min-attention", type=float, default=1.0, show_default=True,
+              help="raters below this attention-check pass rate are left out (as import-amt)")
+@click.option("--out", default=None, help="also write the result as JSON to this file")
+def agree_cmd(study: str, results: str, runs: tuple[str, ...], min_attention: float, out: str | None) -> None:
+    """How often each metric prefers the candidate the raters chose, Kendall's tau, the raters' own
+    agreement (ceiling), and Luce / Bradley-Terry strengths per method."""
+    from .errors import UserError
+    from .io import atomic_write_json
+
+    overrides = {}
+    for r in runs:
+        label, sep, path = r.partition("=")
+        if not sep or not label or not path:
+            raise UserError(f"--runs {r!r}: use LABEL=RUN_DIR (the label the study key gives the run)")
+        overrides[label] = path
+    res = agree(study, results, runs=overrides, min_attention=min_attention)
+    click.echo(res.table())
+    if out:
+        atomic_write_json(out, res.record())
+        click.echo(f"written: {out}")

@@ -85,3 +85,67 @@ def test_bradley_terry_with_two_methods_is_the_log_odds_of_winning():
     r = rankings(items, ["x", "y"], n_boot=100)
     assert r["x"]["choice_probability"] == pytest.approx(0.75, abs=1e-3)  # alpha=0.01 shrinks it slightly
     assert r["x"]["ci_low"] <= r["x"]["strength"] <= r["x"]["ci_high"]
+
+
+def test_a_metric_that_matches_the_votes_scores_one_and_its_reverse_zero():
+    rng = np.random.default_rng(4)
+    items = []
+    for k in range(25):
+        votes = rng.permutation([4, 2, 1, 0])
+        items.append(StudyItem(f"i{k}", f"i{k}", ("a", "b", "c", "d"), tuple(int(v) for v in votes),
+                               tuple(c for c, v in enumerate(votes) for _ in range(v))))
+    same = [np.array(it.votes, dtype=float) * 0.1 for it in items]
+    match = metric_agreement(items, same, higher_is_better=True, n_boot=100)
+    reverse = metric_agreement(items, same, higher_is_better=False, n_boot=100)
+    assert (match["pairwise_accuracy"], match["tau"]) == (1.0, pytest.approx(1.0))
+    assert (reverse["pairwise_accuracy"], reverse["tau"]) == (0.0, pytest.approx(-1.0))
+    assert match["accuracy_ci_low"] == match["accuracy_ci_high"] == 1.0
+
+
+def test_agree_on_an_exported_study_with_ties_missing_votes_and_an_inattentive_rater(tmp_path, tmp_path_factory):
+    """export-amt on three demo runs, a results file where every attentive rater picks the oracle's
+    frame (except one item split evenly, one item nobody answered), and W4 fails the checks."""
+    import json
+
+    from click.testing import CliRunner
+
+    from egobench.agreement import agree, agree_cmd
+    from tests.test_userstudy import _export, make_runs, results_csv
+
+    runs = make_runs(tmp_path_factory.getbasetemp() / "shared-runs")
+    res = _export(runs, tmp_path / "ex", attention_checks=2)
+    key = json.loads(res.key_json.read_text())
+    study_items = sorted(i for i, it in key["items"].items() if it["kind"] == "study")
+    answers = {}
+    for item, it in key["items"].items():
+        for w in ("W0", "W1", "W2", "W3", "W4"):
+            if it["kind"] == "attention":
+                answers[(w, item)] = next(s for s in it["slots"] if s != it["expected"]) if w == "W4" else it["expected"]
+            elif item == study_items[0]:
+                continue  # nobody answered this item
+            elif item == study_items[1]:  # a tie between the two copies of the input
+                tie = [s for s in it["slots"] if it["slots"][s]["method"] != "oracle"]
+                answers[(w, item)] = tie[0] if w in ("W0", "W1") else tie[1]
+            else:
+                answers[(w, item)] = next(s for s in it["slots"] if it["slots"][s]["method"] == "oracle")
+    (tmp_path / "results.csv").write_text(results_csv(res.batch_csv, answers))
+    out = agree(str(tmp_path / "ex"), str(tmp_path / "results.csv"), n_boot=200)
+    assert out.excluded_raters == ["W4"] and out.n_items == len(study_items) - 1
+    assert out.n_judgments == 4 * (len(study_items) - 1)
+    # PSNR (the runs' only metric) ranks the oracle's frame first (infinite PSNR): it agrees on both scored
+    # pairs of the 4 items where the oracle was chosen (the two copies' pair has equal votes: not scored)
+    # and disagrees on both of the tied item, where the copies got 2 votes each and the oracle none: 8 / 10
+    assert out.metrics["psnr"]["pairwise_accuracy"] == pytest.approx(8 / 10) and out.metrics["psnr"]["pairs"] == 10
+    # ceiling: 4 raters x 2 pairs x 4 items all agree (32 / 32); on the tied item each rater's choice
+    # agrees on 1.5 of 3 pairs against the other three raters' votes (6 / 12)
+    assert out.ceiling["pairwise_accuracy"] == pytest.approx(38 / 44)
+    ranked = sorted(out.rankings, key=lambda m: -out.rankings[m]["strength"])
+    assert ranked[0] == "oracle"
+    r = CliRunner().invoke(agree_cmd, ["--study", str(tmp_path / "ex"), "--results", str(tmp_path / "results.csv"),
+                                      "--out", str(tmp_path / "agree.json")])
+    assert r.exit_code == 0, r.output
+    assert "psnr" in r.output and "raters (ceiling)" in r.output and "oracle" in r.output
+    saved = json.loads((tmp_path / "agree.json").read_text())
+    assert saved["metrics"]["psnr"]["pairwise_accuracy"] == pytest.approx(0.8) and saved["excluded_raters"] == ["W4"]
+    bad = CliRunner().invoke(agree_cmd, ["--study", str(tmp_path), "--results", str(tmp_path / "results.csv")])
+    assert bad.exit_code != 0 and "private/key.json" in str(bad.exception) + bad.output
