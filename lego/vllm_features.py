@@ -7,10 +7,16 @@ enriched description, the image features and the text features per sample
 ``lego`` / ``lego-img`` / ``lego-txt`` (and ``egobench ablate``) read them
 with ``-o features_root=FEAT``. Samples whose features exist are skipped, so
 a killed run resumes; each sample's files are written atomically.
+
+Each computed sample also gets a line in ``FEAT/egobench-vllm-features.jsonl``
+(sample id, model tag, label, the action phrase of the prompt, which lemmatizer
+made it, seed), written before its features: a sample with features has a line
+(a rerun after a kill may add a second one; the last line of a sample is its own).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +29,9 @@ from egobench.data import Sample, Split
 from egobench.images import open_rgb
 
 from .features import has_features, save_features
+
+#: the per-sample record file under the feature root
+RECORDS = "egobench-vllm-features.jsonl"
 
 #: sample domain -> LegoVLLM variant of the finetuned model
 FINETUNED_VARIANT = {"ego4d": "ego4d", "epickitchens": "epic"}
@@ -67,14 +76,24 @@ def compute_features(
 
             bar = tqdm(total=len(group), desc=f"VLLM features ({variant})", leave=False, disable=None)
         for s in group:
-            feats = vllm.describe([open_rgb(s.input_path)], [s.action], [_domain(s)], seed=seed)[0]
-            save_features(root, s, feats, tag_for(_domain(s)))
+            out = vllm.run([open_rgb(s.input_path)], [s.action], [_domain(s)], seed=seed)[0]
+            _record(root, {"sample": s.id, "model_tag": tag_for(_domain(s)), "action": s.action,
+                           "action_phrase": out.action, "lemmatizer": out.lemmatizer, "seed": seed})
+            save_features(root, s, out.features, tag_for(_domain(s)))
             done += 1
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
     return done
+
+
+def _record(root: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one sample's record (one JSON line) to the feature root's record file."""
+    path = Path(root) / RECORDS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
 @click.command("vllm-features")
