@@ -108,6 +108,8 @@ class DiffusersEdit(Method):
                               "use diffusers-edit for other pipelines")
         if o.image_guidance is not None and not family.image_guidance:
             raise ConfigError(f"{where}: image_guidance applies to InstructPix2Pix pipelines, not {family.name}")
+        if o.negative_prompt is not None and not family.negative_prompt:
+            raise ConfigError(f"{where}: {family.name} is guidance-distilled and takes no negative prompt")
         if o.scheduler == "protocol" and not family.protocol_scheduler:
             raise ConfigError(f"{where}: scheduler=protocol applies to InstructPix2Pix pipelines; {family.name} "
                               "keeps its own sampler")
@@ -193,7 +195,8 @@ class DiffusersEdit(Method):
             "finetuned_on_benchmark": bool(o.finetuned),
         }
         if self.preset is not None:
-            record.update(hf_repo=self.preset.hf_repo, license=self.preset.license)
+            record.update(hf_repo=self.preset.hf_repo, license=self.preset.license,
+                          settings_source=self.preset.settings_source)
         return record
 
     # -- generation --------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ class Family:
     protocol_scheduler: bool = False
     #: what ``guidance`` sets in this family
     guidance_means: str = "guidance_scale"
+    #: takes a negative prompt (guidance-distilled models do not)
+    negative_prompt: bool = True
 
 
 def _negatives(x: EditCall) -> list[str] | None:
@@ -82,11 +84,11 @@ def _ledits(pipe: Any, x: EditCall) -> Any:
 
 def _flux_kontext(pipe: Any, x: EditCall) -> Any:
     # the input is already size x size: _auto_resize=False keeps the pipeline from resampling it again
-    # (for a square 1024 input the model card's auto-resize picks 1024 x 1024 too)
-    extra = {"negative_prompt": x.negative, "true_cfg_scale": 1.0} if x.negative is not None else {}
+    # (for a square 1024 input the model card's auto-resize picks 1024 x 1024 too); guidance-distilled,
+    # so no negative prompt (the family refuses one)
     return pipe(image=x.images[0], prompt=x.prompts[0], height=x.size, width=x.size, num_inference_steps=x.steps,
                 guidance_scale=x.guidance, generator=_one(x), output_type="pt", max_area=x.size * x.size,
-                _auto_resize=False, callback_on_step_end=x.callback, **extra).images
+                _auto_resize=False, callback_on_step_end=x.callback).images
 
 
 def _qwen_edit(pipe: Any, x: EditCall) -> Any:
@@ -102,7 +104,8 @@ FAMILIES = (
     Family("sdxl-instruct-pix2pix", ("StableDiffusionXLInstructPix2PixPipeline",), _sdxl_ip2p, image_guidance=True,
            batched=True, protocol_scheduler=True),
     Family("ledits-pp", ("LEditsPPPipelineStableDiffusion",), _ledits, guidance_means="edit_guidance_scale"),
-    Family("flux-kontext", ("FluxKontextPipeline",), _flux_kontext, guidance_means="guidance_scale (distilled)"),
+    Family("flux-kontext", ("FluxKontextPipeline",), _flux_kontext, guidance_means="guidance_scale (distilled)",
+           negative_prompt=False),
     Family("qwen-image-edit", ("QwenImageEditPipeline", "QwenImageEditPlusPipeline"), _qwen_edit,
            guidance_means="true_cfg_scale"),
 )

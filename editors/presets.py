@@ -48,11 +48,11 @@ register_artifact(Artifact(
     files=SD_FOLDER_FILES + ("tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/vocab.json"),
     license="MIT (InstructPix2Pix weights; Stable Diffusion 1.5 derivative, CreativeML OpenRAIL-M)",
     hf_repo="timbrooks/instruct-pix2pix",
-    tiny="baselines.tiny:build_tiny_ip2p",
+    tiny="editors.tiny_sd:build_tiny_ip2p",
 ))
 _hub_artifact("magicbrush", "vinesmsuic/magicbrush-jul7", _SD_CONFIGS,
               "CreativeML OpenRAIL-M (Stable Diffusion 1.5 derivative; the card's license not verified offline)",
-              "baselines.tiny:build_tiny_ip2p", "MagicBrush (Zhang et al. 2023): InstructPix2Pix finetuned on "
+              "editors.tiny_sd:build_tiny_ip2p", "MagicBrush (Zhang et al. 2023): InstructPix2Pix finetuned on "
               "MagicBrush's manually annotated edits")
 _hub_artifact("instructpix2pix-sdxl-768", "diffusers/sdxl-instructpix2pix-768", _SDXL_CONFIGS, "OpenRAIL++",
               "editors.tiny_sd:build_tiny_sdxl_ip2p", "SDXL finetuned a la InstructPix2Pix at 768 x 768 (diffusers)")

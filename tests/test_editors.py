@@ -79,7 +79,7 @@ def _tiny_folder(artifact: str) -> Path:
 def test_preset_runs_on_the_demo_split_with_its_tiny_stand_in(tmp_path, protocol, preset):
     cls, family = PRESETS[preset]
     out = tmp_path / preset
-    r = _run(f"editors.presets:{cls}", out, protocol, "steps=2", "size=64")
+    r = _run(f"editors.presets:{cls}", out, protocol, "steps=2", "size=256")
     assert r.exit_code == 0, r.output
     images = _images(out)
     assert len(images) == 2
@@ -131,7 +131,7 @@ def test_a_cached_hub_id_and_a_class_override(tmp_path, protocol, monkeypatch):
 
     qwen = _tiny_folder("qwen-image-edit-2509")
     r = _run("editors.diffusers_edit:DiffusersEdit", tmp_path / "qwen", protocol, f"pipeline={qwen}",
-             "class=QwenImageEditPipeline", "size=64", "guidance=4.0")
+             "class=QwenImageEditPipeline", "size=128", "guidance=4.0")
     assert r.exit_code == 0, r.output
     config = json.loads((tmp_path / "qwen" / "manifest.json").read_text())["method"]["config"]
     assert config["pipeline"] == "diffusers QwenImageEditPipeline" and config["guidance_means"] == "true_cfg_scale"
@@ -180,6 +180,8 @@ def test_offload_without_accelerate_is_refused(tmp_path, protocol, monkeypatch):
 def test_options_that_do_not_fit_the_family_are_refused(tmp_path, protocol):
     text = _refused(tmp_path, protocol, "editors.presets:FluxKontext", "image_guidance=1.5")
     assert "image_guidance applies to InstructPix2Pix pipelines" in text
+    text = _refused(tmp_path, protocol, "editors.presets:FluxKontext", "negative_prompt=blurry")
+    assert "takes no negative prompt" in text
     text = _refused(tmp_path, protocol, "editors.presets:LEditsPP", "batch_size=2")
     assert "one image per call" in text
     text = _refused(tmp_path, protocol, "editors.presets:IP2PHub", "prompt={verb} the {object}")
