@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from egobench.cli import main
 from egobench.data import load_split
@@ -102,6 +105,14 @@ def test_ip2p_baseline_and_diffusers_edit_give_identical_images(tmp_path, protoc
     config = json.loads((tmp_path / "edit" / "manifest.json").read_text())["method"]["config"]
     assert config["pipeline"] == "diffusers StableDiffusionInstructPix2PixPipeline"
     assert config["finetuned_on_benchmark"] is False
+    # batched calls keep one generator per sample: the same images up to float rounding of other batch shapes
+    d = _run("editors.diffusers_edit:DiffusersEdit", tmp_path / "batched", protocol, f"pipeline={folder}",
+             "prompt={label}", "scheduler=protocol", "batch_size=2")
+    assert d.exit_code == 0, d.output
+    for name, data in _images(tmp_path / "batched").items():
+        batched = np.asarray(Image.open(io.BytesIO(data)), dtype=int)
+        alone = np.asarray(Image.open(io.BytesIO(_images(tmp_path / "edit")[name])), dtype=int)
+        assert np.abs(batched - alone).max() <= 2, name
     # the default text differs (the '#C C' prefix stripped), so an Ego4D sample's image changes
     c = _run("editors.diffusers_edit:DiffusersEdit", tmp_path / "stripped", protocol, f"pipeline={folder}",
              "scheduler=protocol")
