@@ -189,6 +189,8 @@ def test_offload_without_accelerate_is_refused(tmp_path, protocol, monkeypatch):
 
 
 def test_options_that_do_not_fit_the_family_are_refused(tmp_path, protocol):
+    text = _refused(tmp_path, protocol, "editors.diffusers_edit:DiffusersEdit")
+    assert "pass -o pipeline=HF_ID_OR_PATH" in text
     text = _refused(tmp_path, protocol, "editors.presets:FluxKontext", "image_guidance=1.5")
     assert "image_guidance applies to InstructPix2Pix pipelines" in text
     text = _refused(tmp_path, protocol, "editors.presets:FluxKontext", "negative_prompt=blurry")
