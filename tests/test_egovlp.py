@@ -536,3 +536,20 @@ def test_a_one_dataset_run_needs_only_that_datasets_checkpoints(monkeypatch, tmp
     cols = build_metrics(proto, store, "cpu", only=["egovlp", "egovlp-plus", "blip-b"], cache=cache)
     ev = evaluate_samples(ego, lambda s: s.input_path, cols, batch_size=3)
     assert ev.n_scored == 3 and cache.misses > 0
+
+
+def test_one_model_per_checkpoint_and_device_in_the_shared_memo(store):
+    """The metric's copy serves the text tower (which ignores the clip length); a forgotten memo
+    loads afresh; another clip length is another model."""
+    from egobench.metrics.egovlp import ARTIFACT_OF, CHECKPOINT_FILE, shared_egovlp
+    from egobench.shared_models import forget_shared_models
+
+    path = store.resolve(ARTIFACT_OF["ego4d"]).file(CHECKPOINT_FILE["ego4d"])
+    forget_shared_models()
+    video = shared_egovlp(path, 4, "cpu")
+    assert shared_egovlp(path, None, "cpu") is video
+    assert shared_egovlp(path, 4, "cpu") is video
+    assert shared_egovlp(path, 8, "cpu") is not video
+    forget_shared_models()
+    again = shared_egovlp(path, None, "cpu")
+    assert again is not video and shared_egovlp(path, 4, "cpu") is again

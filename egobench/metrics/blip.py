@@ -370,15 +370,3 @@ def _unpack_draws(packed: np.ndarray) -> tuple[list[list[str]], list[torch.Tenso
     blob = json.loads(np.asarray(packed, dtype=np.uint8).tobytes().decode())
     states = [torch.frombuffer(bytearray(base64.b64decode(st)), dtype=torch.uint8) for st in blob["states"]]
     return blob["captions"], states
-
-
-# Temporary re-exports for egobench/bench.py (owned elsewhere), which still imports these names from
-# egobench.metrics.blip; removed once it imports them from their modules (issue 15).
-from ..shared_models import _MODELS as _LOADED  # noqa: E402,F401 (bench's _forget_loaded clears it)
-from .blip_captioner import preprocess  # noqa: E402,F401
-from .blip_convert import _TIED, hf_to_original_state_dict  # noqa: E402,F401
-from .blip_protocol import CLIP_MEAN, CLIP_STD, HEAD_DIM, IMAGE_SIZE, VISION_LN_EPS  # noqa: E402,F401
-from .blip_protocol import HF_WEIGHTS as _HF_WEIGHTS  # noqa: E402,F401
-from .blip_protocol import ORIGINAL_FILES as _ORIGINAL_FILES  # noqa: E402,F401
-from .blip_text import decode_released, strip_prompt  # noqa: E402,F401
-from .blip_tiny import _safetensors_bytes, tiny_vocab  # noqa: E402,F401

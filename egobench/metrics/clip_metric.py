@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _compat
+from ..shared_models import shared_model
 from ..weights import Artifact, register_artifact
 from . import Metric, MetricBatch
 from .imageops import to_unit_tensor
@@ -149,9 +150,6 @@ def build_clip(
     return model.eval().requires_grad_(False)
 
 
-_LOADED: dict[tuple[str, str, str], torch.nn.Module] = {}
-
-
 def load_clip(weights: Any, model_name: str, device: str = "cpu") -> torch.nn.Module:
     """The CLIP model of ``model_name`` from the weights store (one copy per process,
     shared by the image metric and the text encoder)."""
@@ -159,10 +157,8 @@ def load_clip(weights: Any, model_name: str, device: str = "cpu") -> torch.nn.Mo
     if spec is None:
         raise ValueError(f"unknown CLIP model '{model_name}'; known: {', '.join(CLIP_MODELS)}")
     res = weights.resolve(spec.artifact)
-    key = (str(res.file(WEIGHTS_FILE)), model_name, str(device))
-    if key not in _LOADED:
-        _LOADED[key] = build_clip(model_name, res.file(WEIGHTS_FILE), res.file(CONFIG_FILE), device)
-    return _LOADED[key]
+    key = (str(res.file(WEIGHTS_FILE)), "open_clip", model_name, str(device))
+    return shared_model(key, lambda: build_clip(model_name, res.file(WEIGHTS_FILE), res.file(CONFIG_FILE), device))
 
 
 def clip_preprocess(

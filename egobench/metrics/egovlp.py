@@ -44,6 +44,7 @@ import torch
 
 from .. import _compat
 from ..errors import ConfigError, DataError
+from ..shared_models import shared_model
 from ..weights import ARTIFACTS, Artifact, register_artifact
 from . import Metric, MetricBatch
 from .egovlp_model import EgoVLP as EgoVLPModel
@@ -112,9 +113,9 @@ def model_family(domain: str, where: str = "egovlp") -> str:
         ) from None
 
 
-#: loaded EgoVLP models, one per (checkpoint, frames, device): the metrics and text encoders of
-#: one process share them (like clip_metric._LOADED and fid._LOADED)
-_LOADED: dict[tuple[str, int | None, str], EgoVLPModel] = {}
+#: the frame count of the first copy of each (checkpoint, device) put in the shared memo: a text-tower
+#: user (``num_frames=None``) takes that copy rather than loading another
+_FIRST_FRAMES: dict[tuple[str, str], int | None] = {}
 
 
 def shared_egovlp(path: str | Path, num_frames: int | None, device: str) -> EgoVLPModel:
@@ -122,14 +123,12 @@ def shared_egovlp(path: str | Path, num_frames: int | None, device: str) -> EgoV
 
     ``num_frames=None`` (a text-tower user) takes any copy of the checkpoint already loaded on
     the device: the text tower does not depend on the clip length."""
-    key = (str(path), num_frames, str(device))
-    if key not in _LOADED:
-        if num_frames is None:
-            for (p, _, d), model in _LOADED.items():
-                if p == key[0] and d == key[2]:
-                    return model
-        _LOADED[key] = load_egovlp(path, num_frames=num_frames, device=device).eval()
-    return _LOADED[key]
+    where = (str(path), str(device))
+    if num_frames is None:
+        num_frames = _FIRST_FRAMES.get(where)
+    _FIRST_FRAMES.setdefault(where, num_frames)
+    key = (str(path), "egovlp", num_frames, str(device))
+    return shared_model(key, lambda: load_egovlp(path, num_frames=num_frames, device=device).eval())
 
 
 # ---------------------------------------------------------------------------

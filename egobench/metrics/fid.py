@@ -71,6 +71,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _compat
+from ..shared_models import shared_model
 from ..weights import Artifact, register_artifact
 from . import Metric, MetricBatch
 from .imageops import to_unit_tensor
@@ -113,15 +114,10 @@ def load_inception(weights_file: str | Path, device: str = "cpu") -> torch.nn.Mo
     return model.to(device).eval()
 
 
-_LOADED: dict[tuple[str, str], torch.nn.Module] = {}
-
-
 def shared_inception(weights_file: str | Path, device: str = "cpu") -> torch.nn.Module:
     """:func:`load_inception`, one copy per (file, device) per process (it is read-only)."""
-    key = (str(weights_file), str(device))
-    if key not in _LOADED:
-        _LOADED[key] = load_inception(weights_file, device)
-    return _LOADED[key]
+    key = (str(weights_file), "inception-v3-compat", str(device))
+    return shared_model(key, lambda: load_inception(weights_file, device))
 
 
 def pytorch_fid_input(images: list[np.ndarray], device: str | torch.device = "cpu") -> torch.Tensor:
