@@ -105,7 +105,10 @@ def test_training_logs_validation_metrics_through_the_scorer(tmp_path):
     """train_loop(validation=...) scores the current weights every N steps and leaves training as it was."""
     import json
 
-    from egobench.training import PairDataset, TrainConfig, Validation, load_sd_bundle, train_loop
+    from diffusion_core.bundle import load_sd_bundle
+    from diffusion_core.data import PairDataset
+    from diffusion_core.training import TrainConfig, train_loop
+    from diffusion_core.validation import Validation
     from egobench.weights import WeightStore
 
     sd15 = WeightStore(zoo="tiny").resolve("sd15").path

@@ -57,7 +57,7 @@ def test_egovlp_frames_are_preprocessed_once_per_batch_and_values_do_not_change(
 
 
 def test_two_columns_with_one_captioner_share_the_captions(tmp_path, monkeypatch):
-    from egobench.metrics import blip
+    from egobench.metrics.blip_captioner import BlipCaptioner
 
     text = (tmp_path / "p.yaml")
     text.write_text(
@@ -67,8 +67,8 @@ def test_two_columns_with_one_captioner_share_the_captions(tmp_path, monkeypatch
     proto = load_protocol(text)
     samples, locate = _demo(4)
     calls = []
-    real = blip.BlipCaptioner.caption
-    monkeypatch.setattr(blip.BlipCaptioner, "caption", lambda self, ims: calls.append(len(ims)) or real(self, ims))
+    real = BlipCaptioner.caption
+    monkeypatch.setattr(BlipCaptioner, "caption", lambda self, ims: calls.append(len(ims)) or real(self, ims))
     df = evaluate_samples(samples, locate, _columns(proto), batch_size=4).samples
     assert calls == [4]  # one captioning of the batch for both columns
     assert list(df["blip-desc_caption"]) == list(df["blip-act_caption"])
