@@ -9,7 +9,16 @@ runs after an untimed warm-up; on a CPU denormals are flushed to zero while benc
 alike). This package sits outside ``egobench``: the harness imports none of it.
 """
 
-from .options import BenchOptions
-from .run import bench
+from __future__ import annotations
 
-__all__ = ["BenchOptions", "bench"]
+from .options import BenchOptions
+from .report import BenchReport
+
+__all__ = ["BenchOptions", "BenchReport", "bench"]
+
+
+def bench(opts: BenchOptions | None = None) -> BenchReport:
+    """Take the chosen measurements and return the report (imported on call: ``--help`` stays light)."""
+    from .run import bench as run_bench
+
+    return run_bench(opts)
