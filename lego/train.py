@@ -437,7 +437,7 @@ def read_conversations(path: str | os.PathLike) -> list[dict[str, Any]]:
 def conversation_tokens(item: dict[str, Any], tokenizer: Any, max_length: int) -> tuple[list[int], list[int]]:
     """``(input_ids, labels)`` of one conversation; ``IMAGE_TOKEN_INDEX`` marks the image, labels are
     ``IGNORE_INDEX`` except on the assistant answers and their closing EOS."""
-    from .vllm import IMAGE_TOKEN, SYSTEM_PROMPT, tokenize_with_image
+    from .vllm_prompt import IMAGE_TOKEN, SYSTEM_PROMPT, tokenize_with_image
 
     conv = item["conversations"]
     if conv[0]["from"] != "human":
@@ -486,7 +486,7 @@ def _llava_batch(model: Any, items: Sequence[dict[str, Any]], pad_id: int, devic
     """Right-padded ``inputs_embeds`` with image features spliced at the placeholders, attention mask, labels."""
     import torch
 
-    from .vllm import IMAGE_TOKEN_INDEX
+    from .vllm_prompt import IMAGE_TOKEN_INDEX
 
     cfg = model.config
     embed = model.get_input_embeddings()
@@ -529,7 +529,7 @@ def _llava_batch(model: Any, items: Sequence[dict[str, Any]], pad_id: int, devic
 def llava_original_state_dict(model: Any, projector: str = "linear") -> dict[str, Any]:
     """The transformers Llava model's weights under the original LLaVA-Llama names (inverse of
     :func:`lego.vllm.convert_llava_state_dict`; the CLIP tower is left out, LLaVA reloads it)."""
-    from .vllm import _PROJECTOR_KEYS, TargetNames
+    from .vllm_convert import _PROJECTOR_KEYS, TargetNames
 
     state = model.state_dict()
     names = TargetNames.of(state.keys())
@@ -558,7 +558,7 @@ def save_llava_original(model: Any, init_dir: Path, out_dir: Path, projector: st
 
     from egobench.io import atomic_write_json
 
-    from .vllm import _read_json
+    from .vllm_convert import read_json as _read_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
     skip = {"pytorch_model.bin.index.json", "model.safetensors.index.json"}
@@ -610,7 +610,10 @@ def train_vllm(
 
     from diffusion_core.loop import OptimizerSteps, progress_bar, reset_accelerate_state, start_accelerator
 
-    from .vllm import ARTIFACT_SUBDIR, ClipPreprocess, _load_tokenizer, build_llava_model
+    from .vllm import _load_tokenizer
+    from .vllm_artifacts import ARTIFACT_SUBDIR
+    from .vllm_convert import build_llava_model
+    from .vllm_preprocess import ClipPreprocess
 
     t0 = time.monotonic()
     items = read_conversations(conversations)

@@ -393,9 +393,3 @@ class LegoVLLM:
         """Enriched description, image features and text features for each (image, action label)."""
         return [o.features for o in self.run(images, actions, datasets, seed, seeding)]
 
-
-# Temporary re-exports for importers owned elsewhere (lego/train.py, tests/test_lego_train.py), which still
-# import these names from lego.vllm; removed once they import them from their modules (issue 15).
-from .vllm_convert import _PROJECTOR_KEYS, TargetNames, convert_llava_state_dict, load_original_state_dict  # noqa: E402,F401
-from .vllm_convert import read_json as _read_json  # noqa: E402,F401
-from .vllm_prompt import IMAGE_TOKEN, SYSTEM_PROMPT  # noqa: E402,F401

@@ -382,7 +382,9 @@ def _conversations(tmp_path, split):
 
 def test_vllm_labels_supervise_answers_and_eos_only(tiny_zoo):
     from lego.train import IGNORE_INDEX, conversation_tokens
-    from lego.vllm import IMAGE_TOKEN_INDEX, QUERY, VARIANT_ARTIFACTS, _load_tokenizer, llava_llama_2_prompt
+    from lego.vllm import _load_tokenizer
+    from lego.vllm_artifacts import VARIANT_ARTIFACTS
+    from lego.vllm_prompt import IMAGE_TOKEN_INDEX, QUERY, llava_llama_2_prompt
 
     tok = _load_tokenizer(WeightStore(zoo="tiny").resolve(VARIANT_ARTIFACTS["off-the-shelf"]).path)
     q = QUERY.format("open cupboard")
@@ -391,7 +393,7 @@ def test_vllm_labels_supervise_answers_and_eos_only(tiny_zoo):
                                                 {"from": "human", "value": "and then?"},
                                                 {"from": "gpt", "value": "the person looks inside"}]}
     ids, labels = conversation_tokens(item, tok, 2048)
-    from lego.vllm import tokenize_with_image
+    from lego.vllm_prompt import tokenize_with_image
 
     prompt = tokenize_with_image(llava_llama_2_prompt(q), tok)  # round 1 = the inference prompt
     ans1 = tok("the person pulls the door", add_special_tokens=False).input_ids + [tok.eos_token_id]
@@ -405,7 +407,8 @@ def test_vllm_labels_supervise_answers_and_eos_only(tiny_zoo):
 def test_train_vllm_few_steps_and_load_back(split, tmp_path):
     from lego.cli import train_vllm as cmd
     from lego.train import llava_original_state_dict
-    from lego.vllm import LegoVLLM, convert_llava_state_dict, load_original_state_dict
+    from lego.vllm import LegoVLLM
+    from lego.vllm_convert import convert_llava_state_dict, load_original_state_dict
 
     conv, items = _conversations(tmp_path, split)
     images = DEMO_ROOT / "EgoGen" / "epickitchen" / "val"
@@ -432,7 +435,7 @@ def test_train_vllm_few_steps_and_load_back(split, tmp_path):
     assert set(saved) == {k for k in init if not k.endswith("rotary_emb.inv_freq")}
     for k in ("model.mm_projector.weight", "model.layers.0.mlp.up_proj.weight", "lm_head.weight"):
         assert not torch.allclose(saved[k].float(), init[k].float())
-    from lego.vllm import TargetNames
+    from lego.vllm_convert import TargetNames
 
     names = TargetNames.of(vllm.model.state_dict().keys())
     assert set(convert_llava_state_dict(llava_original_state_dict(vllm.model), names)) == {
