@@ -60,6 +60,8 @@ biased upward and depends on N; the result carries ``n`` and a note.
 from __future__ import annotations
 
 import math
+import os
+import secrets
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -448,7 +450,8 @@ def build_tiny_inception(folder: Path) -> None:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    placeholder = folder / ".empty-state-dict.pth"
+    # one placeholder per process: two processes building the tiny zoo at once must not share it
+    placeholder = folder / f".empty-state-dict-{os.getpid()}-{secrets.token_hex(4)}.pth"
     torch.save({}, placeholder)
     try:
         model = _Unloaded(
