@@ -44,8 +44,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,24 +54,7 @@ from . import Metric, MetricBatch
 from .blip_captioner import BlipCaptioner, shared_captioner
 from .blip_protocol import RELEASED_DROP_PATH, RELEASED_SEED, TOKENIZER_ARTIFACT, hf_artifact, original_artifact
 from .blip_released import DeviceGenerator
-
-
-@dataclass(frozen=True)
-class BLIPSettings:
-    model: Literal["base", "large"] = "base"
-    weights_format: Literal["hf", "original"] = "hf"
-    text_encoder: Literal["egovlp", "clip"] = "egovlp"
-    reference: Literal["description", "action"] = "description"
-    batch_size: int = 30
-    beam_search: Literal["released", "transformers"] = "released"
-    # eval: the captioner in eval mode (deterministic); released: in training mode as the released
-    #   script runs it (dropout, BLIP-L drop path), batches of batch_size in split order drawing from
-    #   the device generator seeded with `seed` per captioning pass, leading space kept
-    mode: Literal["eval", "released"] = "eval"
-    seed: int = RELEASED_SEED
-    # released: repeat the captioning pass with seeds seed, seed + 1, ...; score = mean over draws
-    draws: int = 1
-
+from .settings import BLIPSettings
 
 #: settings added with ``mode``; left out of the record at their defaults (eval mode), so eval-mode
 #: columns keep the cache keys and ``metrics.json`` settings they had before

@@ -33,7 +33,7 @@ import logging
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ from ..shared_models import shared_model
 from ..weights import Artifact, register_artifact
 from . import Metric, MetricBatch
 from .imageops import to_unit_tensor
+from .settings import CLIPSettings
 
 #: CLIP's image normalisation (identical in OpenAI's ``clip`` and open_clip)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -237,15 +238,6 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return num / np.maximum(den, 1e-12)
 
 
-@dataclass(frozen=True)
-class CLIPSettings:
-    #: open_clip architecture name; its OpenAI weights come from the registry
-    model: Literal["ViT-L-14"] = "ViT-L-14"
-    #: squash = straight to 224 x 224 (released code); shortside-crop = short side
-    #: to 224 then centre crop (CLIP's own preprocessing)
-    resize: Literal["squash", "shortside-crop"] = "squash"
-    #: antialias of the bicubic resize; the released code uses F.interpolate's default (False)
-    antialias: bool = False
 
 
 class CLIPImage(Metric):

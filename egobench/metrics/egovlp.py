@@ -35,7 +35,6 @@ import sys
 import types
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,13 +42,14 @@ import numpy as np
 import torch
 
 from .. import _compat
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..shared_models import shared_model
 from ..weights import ARTIFACTS, Artifact, register_artifact
 from . import Metric, MetricBatch
 from .egovlp_model import EgoVLP as EgoVLPModel
 from .egovlp_model import EgoVLPDims, cosine_rows, load_egovlp, to_official_checkpoint
 from .imageops import to_unit_tensor
+from .settings import EgoVLPPlusSettings, EgoVLPSettings
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -191,31 +191,8 @@ def embed_clips(model: EgoVLPModel, clips: Sequence[torch.Tensor], device: str =
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class EgoVLPSettings:
-    #: clip length for Ego4D samples (egovlp.pth was trained with 4)
-    frames_ego4d: int = 4
-    #: clip length for EPIC-KITCHENS samples (epic_mir_plus.pth was trained with 16)
-    frames_epic: int = 16
-    #: antialias the bilinear resizes (torchvision 0.12, the released env, did not)
-    antialias: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("frames_ego4d", "frames_epic"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
 
 
-@dataclass(frozen=True)
-class EgoVLPPlusSettings(EgoVLPSettings):
-    #: resize the generated image to the input frame's size when they differ
-    resize_generated_to_input: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("frames_ego4d", "frames_epic"):
-            if getattr(self, name) < 2:
-                raise ConfigError(f"{name}: EgoVLP+ needs at least 2 frames (input + image), got {getattr(self, name)}")
 
 
 class EgoVLP(Metric):

@@ -64,7 +64,6 @@ import os
 import secrets
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,6 +76,7 @@ from ..shared_models import shared_model
 from ..weights import Artifact, register_artifact
 from . import Metric, MetricBatch
 from .imageops import to_unit_tensor
+from .settings import FIDSettings
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -251,14 +251,6 @@ def clean_fid_input(images: list[np.ndarray], device: str | torch.device = "cpu"
     return ((torch.stack(out) - 128) / 128).to(device)
 
 
-@dataclass(frozen=True)
-class FIDSettings:
-    #: input stage: pytorch-fid = float bilinear 299 + 2x-1 (released code);
-    #: torch-fidelity = uint8 into torch-fidelity's extractor (TF1-style resize);
-    #: clean = clean-fid's "clean" mode (PIL bicubic per channel in float, no quantisation)
-    resize: InputStage = "pytorch-fid"
-    #: tr sqrtm(S_t S_g): sqrtm = scipy as pytorch-fid; svd = exact, from the features
-    trace_sqrt: Literal["sqrtm", "svd"] = "sqrtm"
 
 
 class InceptionSetMetric(Metric):

@@ -20,32 +20,13 @@ the subsets hold the same images and ``std`` is float rounding only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from .fid import FEATURE_DIM, InceptionSetMetric, InputStage
-
-
-@dataclass(frozen=True)
-class KIDSettings:
-    #: the Inception input stage, as FID's ``resize`` (pytorch-fid, torch-fidelity or clean)
-    resize: InputStage = "torch-fidelity"
-    #: torch-fidelity's kid_subsets / kid_subset_size / kid_kernel_poly_* / rng_seed defaults
-    subsets: int = 100
-    subset_size: int = 1000
-    degree: int = 3
-    gamma: float | None = None  # None: 1 / feature dimension
-    coef0: float = 1.0
-    seed: int = 2020
-
-    def __post_init__(self) -> None:
-        if self.subsets < 1 or self.subset_size < 2 or self.degree < 1:
-            raise ConfigError(f"KID settings: need subsets >= 1, subset_size >= 2 and degree >= 1, got "
-                              f"{self.subsets}, {self.subset_size} and {self.degree}")
+from .fid import FEATURE_DIM, InceptionSetMetric
+from .settings import KIDSettings
 
 
 def kernel_inception_distance(generated: np.ndarray, target: np.ndarray, s: KIDSettings) -> dict[str, Any]:

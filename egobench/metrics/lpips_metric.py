@@ -13,9 +13,7 @@ expects [-1, 1] (``input_range: signed``, used by ``egobench-v1``).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -23,6 +21,7 @@ import torch
 from .. import _compat
 from . import Metric, MetricBatch
 from .imageops import match_size, to_unit_tensor
+from .settings import LPIPSSettings
 
 _TV_BUILDERS = {"squeeze": "squeezenet1_1", "alex": "alexnet", "vgg": "vgg16"}
 
@@ -65,12 +64,6 @@ def lpips_distance(model: torch.nn.Module, generated: torch.Tensor, target: torc
         return model(target, generated).flatten()
 
 
-@dataclass(frozen=True)
-class LPIPSSettings:
-    net: Literal["squeeze", "alex", "vgg"] = "squeeze"
-    input_range: Literal["unit", "signed"] = "signed"
-    resize_filter: Literal["bilinear", "bicubic"] = "bilinear"
-    antialias: bool = False
 
 
 class LPIPS(Metric):

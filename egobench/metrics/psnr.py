@@ -6,14 +6,12 @@ generated image is resized to the target's size when they differ.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 import torch
 
 from . import Metric, MetricBatch
 from .imageops import match_size, to_unit_tensor
+from .settings import PSNRSettings
 
 
 def psnr(generated: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> float:
@@ -26,12 +24,6 @@ def psnr(generated: torch.Tensor, target: torch.Tensor, data_range: float = 1.0)
     return float(10.0 * np.log10(data_range**2 / mse))
 
 
-@dataclass(frozen=True)
-class PSNRSettings:
-    data_range: float = 1.0
-    # how the generated image is brought to the target's size when they differ
-    resize_filter: Literal["bilinear", "bicubic"] = "bilinear"
-    antialias: bool = False
 
 
 class PSNR(Metric):
