@@ -794,7 +794,7 @@ def test_released_run_killed_mid_way_resumes_to_identical_captions(store, fake_e
     pd.testing.assert_frame_equal(changed.samples, fresh.samples)
 
 
-def test_released_settings_are_checked_and_eval_records_are_unchanged(store):
+def test_released_settings_are_checked_and_records_hold_every_setting(store):
     from egobench.errors import ConfigError
 
     cls = B.BLIPSimilarity
@@ -806,9 +806,11 @@ def test_released_settings_are_checked_and_eval_records_are_unchanged(store):
         cls.parse_settings({"mode": "released", "draws": 0}, "p.yaml")
     with pytest.raises(ConfigError):
         cls.parse_settings({"mode": "train"}, "p.yaml")
-    # eval mode at its defaults keeps the settings record (cache keys, metrics.json) it had before
+    # the settings record (cache keys, metrics.json) holds every resolved setting, defaults included
     record = _metric(store).settings_record()
-    assert set(record) == {"model", "weights_format", "text_encoder", "reference", "batch_size", "beam_search"}
+    assert set(record) == {"model", "weights_format", "text_encoder", "reference", "batch_size", "beam_search",
+                           "mode", "seed", "draws"}
+    assert (record["mode"], record["seed"], record["draws"]) == ("eval", 42, 1)
     assert _metric(store).group_size is None
     released = _released_metric(store, draws=2).settings_record()
     assert (released["mode"], released["seed"], released["draws"]) == ("released", 42, 2)

@@ -341,7 +341,7 @@ def test_kill_9_during_prepare_resumes_to_identical_output(tmp_path, csv_path, f
 
 
 def test_decompression_bomb_source_frame_is_one_line(tmp_path, csv_path, frames_root):
-    from tests.test_hostile_inputs import bomb_png
+    from tests.conftest import bomb_png
 
     frame = frames_root / "P01/rgb_frames/P01_11/frame_0000000078.jpg"
     frame.write_bytes(bomb_png())

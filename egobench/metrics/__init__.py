@@ -160,9 +160,7 @@ class Metric:
         bases = self.__dict__.setdefault("_ns_bases", {})
         which = tuple(artifacts) if artifacts is not None else None
         if which not in bases:
-            record = self.settings_record()
-            if self.effective_precision != "fp32":  # fp32 keeps the keys caches had before precision existed
-                record = {**record, "_precision": self.effective_precision}
+            record = {**self.settings_record(), "_precision": self.effective_precision}
             bases[which] = (self.name, self.version, record, self.weights_digest(which))
         ns = namespace_key(*bases[which], part)
         return cache.get_or_compute(f"{self.name}-{ns}", keys, compute)

@@ -52,13 +52,9 @@ import torch
 from ..errors import ConfigError, UserError
 from . import Metric, MetricBatch
 from .blip_captioner import BlipCaptioner, shared_captioner
-from .blip_protocol import RELEASED_DROP_PATH, RELEASED_SEED, TOKENIZER_ARTIFACT, hf_artifact, original_artifact
+from .blip_protocol import RELEASED_DROP_PATH, TOKENIZER_ARTIFACT, hf_artifact, original_artifact
 from .blip_released import DeviceGenerator
 from .settings import BLIPSettings
-
-#: settings added with ``mode``; left out of the record at their defaults (eval mode), so eval-mode
-#: columns keep the cache keys and ``metrics.json`` settings they had before
-_MODE_DEFAULTS = {"mode": "eval", "seed": RELEASED_SEED, "draws": 1}
 
 
 def cosine(a: np.ndarray, b: np.ndarray, eps: float = 1e-8) -> np.ndarray:
@@ -106,13 +102,6 @@ class BLIPSimilarity(Metric):
         settings = super().parse_settings(data, where)
         _check_settings(settings, where)
         return settings
-
-    def settings_record(self) -> dict[str, Any]:
-        record = super().settings_record()
-        if all(record.get(k) == v for k, v in _MODE_DEFAULTS.items()):
-            for k in _MODE_DEFAULTS:
-                record.pop(k)
-        return record
 
     # --- the released random stream -------------------------------------------------------------
     # A captioning pass (one evaluation) starts each draw's stream at its seed; batch k of the pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..weights import Artifact, register_artifact
+from .settings import RELEASED_SEED  # noqa: F401  (all_metrics_in_one.py: seed_everything(42))
 
 # --- the released protocol -------------------------------------------------
 PROMPT = "a picture of"
@@ -23,7 +24,6 @@ HEAD_DIM = 64  # ViT-B 768/12, ViT-L 1024/16, BERT-base 768/12 (med_config)
 RELEASED_HIDDEN_DROPOUT = 0.1  # med_config.json hidden_dropout_prob
 RELEASED_ATTENTION_DROPOUT = 0.1  # med_config.json attention_probs_dropout_prob
 RELEASED_DROP_PATH = {"base": 0.0, "large": 0.1}  # blip.py create_vit: drop_path_rate of ViT-B / ViT-L
-RELEASED_SEED = 42  # all_metrics_in_one.py: seed_everything(42) before any metric
 
 # --- artifacts ----------------------------------------------------------------
 HF_TOKENIZER_FILES = ("special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt")

@@ -65,7 +65,7 @@ import secrets
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -233,9 +233,6 @@ def frechet_distance(
 # ---------------------------------------------------------------------------
 # The metrics: one Inception feature accumulator, FID (here) and KID (kid.py) on top
 # ---------------------------------------------------------------------------
-InputStage = Literal["pytorch-fid", "torch-fidelity", "clean"]
-
-
 def clean_fid_input(images: list[np.ndarray], device: str | torch.device = "cpu") -> torch.Tensor:
     """clean-fid's ``clean`` input stage: the library's own resizer (PIL bicubic on each channel
     in float32, no quantisation, ``cleanfid.resize.build_resizer("clean")``), then what its
