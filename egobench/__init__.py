@@ -5,6 +5,15 @@ The Python API mirrors the CLI one to one::
     import egobench
     res = egobench.run("input-copy", "demo", protocol="egobench-v1", zoo="tiny")
     print(res.table())
+
+egobench is the harness: it imports no model package (``lego``, ``baselines``) and
+no report code (``reports``). Methods, weight artifacts, extra commands and
+ablation tables come in through entry-point groups (``egobench.methods``,
+``egobench.artifacts``, ``egobench.commands``, ``egobench.train``,
+``egobench.ablations``); the commands that make reports (``egobench report``,
+``egobench demo``) are registered by ``reports`` (``reports.demo.demo`` is the
+demo's Python API). The trivial bounds (``input-copy``, ``oracle``) are
+egobench's own (:mod:`egobench.bounds`).
 """
 
 from __future__ import annotations
@@ -70,22 +79,9 @@ def verify_data(*args, **kwargs):
     return _impl(*args, **kwargs)
 
 
-def demo(*args, **kwargs):
-    """``egobench demo``: the strongest available method on the demo split, with an HTML page."""
-    from .demo import demo as _impl
-
-    # importing the submodule ``egobench.demo`` rebinds the package attribute ``demo`` to the
-    # module; put this function back so a second ``egobench.demo()`` still works
-    globals()["demo"] = _demo_api
-    return _impl(*args, **kwargs)
-
-
-_demo_api = demo
-
-
 __all__ = [
     "ARTIFACTS", "Artifact", "Comparison", "DATASETS", "METHODS", "METRICS", "Method", "Metric", "MetricBatch",
     "Protocol", "RunResult", "Sample", "Scorer", "Split", "UserError", "WeightStore", "available_protocols",
-    "compare", "demo", "evaluate", "load_protocol", "load_split", "prepare_ego4d", "prepare_epickitchens",
+    "compare", "evaluate", "load_protocol", "load_split", "prepare_ego4d", "prepare_epickitchens",
     "register_method", "run", "verify_data",
 ]

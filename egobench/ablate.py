@@ -1,16 +1,17 @@
-"""``egobench ablate``: the conditioning ablations of the LEGO paper.
+"""``egobench ablate``: ablation tables of registered methods, run resumably.
 
-Table 3 (what conditions the LDM): action labels (``ip2p``), enriched
-descriptions (``lego-desc``), descriptions + VLLM image embeddings
-(``lego-img``), descriptions + VLLM text embeddings (``lego-txt``),
-descriptions + joint embeddings (``lego``). Table 4: joint embeddings from the
-VLLM without finetuning vs with finetuning (``lego`` with
-``vllm_finetuned=false`` / ``true``).
+The tables are data: each comes from the ``egobench.ablations`` entry-point
+group (the entry point's name is its ``--table`` key; the LEGO paper's Tables 3
+and 4 are declared by ``lego.ablations``). A table has a title and rows; a row
+names a registered method, its options, and whether it reads the ablation's
+shared VLLM features (``features: true``: ``--features-root`` /
+``--compute-features`` become its ``features_root`` / ``compute_features``
+options). egobench knows no method name here.
 
-VLLM features are computed once per sample (for the finetuned and, for Table
-4, the off-the-shelf VLLM) into one feature root and read by every variant.
-Each variant is an ordinary resumable run, so a killed ablation resumes where
-it stopped. The tables are written as Markdown and JSON next to the runs.
+VLLM features are computed once per sample into one feature root and read by
+every variant that takes them. Each row is an ordinary resumable run, so a
+killed ablation resumes where it stopped. The tables are written as Markdown
+and JSON next to the runs.
 """
 
 from __future__ import annotations
@@ -19,39 +20,75 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import UserError
-from .evaluator import NOT_COMPARABLE, format_value, metric_heads
+from .errors import ConfigError, UserError
 from .io import atomic_write_json, atomic_write_text, safe_component, safe_join
-from .protocol import Protocol, load_protocol
-from .runner import RunResult, run
+from .registry import Registry
 
-TABLE3 = (
-    ("Action labels", "ip2p", {}),
-    ("Descriptions", "lego-desc", {}),
-    ("Descriptions + image emb.", "lego-img", {}),
-    ("Descriptions + text emb.", "lego-txt", {}),
-    ("Descriptions + joint emb.", "lego", {}),
-)
-TABLE4 = (
-    ("w/o finetuning", "lego", {"vllm_finetuned": False}),
-    ("w/ finetuning", "lego", {}),
-)
+if TYPE_CHECKING:
+    from .protocol import Protocol
+    from .runner import RunResult
+
+#: the ablation tables, by ``--table`` key (entry point name -> a mapping parsed as :class:`AblationTable`)
+ABLATIONS: Registry[Any] = Registry("ablation table", entry_point_group="egobench.ablations")
+
+
+@dataclass(frozen=True)
+class AblationRow:
+    """One row: ``method`` (a registered name) run with ``options``."""
+
+    label: str
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+    #: the row reads the ablation's shared VLLM features (features_root / compute_features options)
+    features: bool = False
+
+
+@dataclass(frozen=True)
+class AblationTable:
+    title: str
+    rows: tuple[AblationRow, ...]
+
+
+def table_keys() -> list[str]:
+    """The registered tables' keys, numbers in numeric order (``--table`` choices; nothing is imported)."""
+    return sorted(ABLATIONS.names(), key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+
+
+def ablation_table(key: int | str) -> AblationTable:
+    """Table ``key`` from the registry, checked (unknown keys and wrong types name where it came from)."""
+    key = str(key)
+    data = ABLATIONS.get(key)
+    if isinstance(data, AblationTable):
+        table = data
+    else:
+        from .config import from_dict
+
+        table = from_dict(AblationTable, data, f"ablation table {key} ({ABLATIONS.registered_from(key)})")
+    if not table.rows:
+        raise ConfigError(f"ablation table {key} ({ABLATIONS.registered_from(key)}) has no rows")
+    return table
 
 
 @dataclass
 class AblationResult:
     out: Path
-    table3: list[tuple[str, RunResult]] = field(default_factory=list)
-    table4: list[tuple[str, RunResult]] = field(default_factory=list)
+    #: the runs of each table that was run, by key: ``[(row label, run result), ...]``
+    tables: dict[str, list[tuple[str, RunResult]]] = field(default_factory=dict)
+    #: every registered table's key in order, with its title ("" for a table not run)
+    titles: dict[str, str] = field(default_factory=dict)
+
+    def rows(self, key: int | str) -> list[tuple[str, RunResult]]:
+        return self.tables.get(str(key), [])
 
     def markdown(self) -> str:
-        return _markdown("Table 3: conditioning", self.table3) + "\n" + _markdown(
-            "Table 4: VLLM without / with finetuning", self.table4)
+        return "\n".join(_markdown(self.titles[k], self.tables.get(k, [])) for k in self.titles)
 
 
 def _markdown(title: str, rows: list[tuple[str, RunResult]]) -> str:
+    from .evaluator import NOT_COMPARABLE, format_value, metric_heads
+
     if not rows:
         return ""
     metrics = rows[0][1].metrics
@@ -98,14 +135,22 @@ def ablate(
     device: str = "auto",
     features_root: str | os.PathLike | None = None,
     compute_features: bool = False,
-    tables: Sequence[int] = (3, 4),
+    tables: Sequence[int | str] | None = None,
     progress: bool = True,
 ) -> AblationResult:
-    """Run the ablation variants and write Tables 3 and 4."""
+    """Run the rows of the ablation ``tables`` (default: every registered table) and write them."""
+    from .protocol import Protocol, load_protocol
+    from .runner import run
+
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    wanted = {str(t) for t in (tables if tables is not None else table_keys())}
+    keys = [k for k in table_keys() if k in wanted]
+    for k in sorted(wanted - set(keys)):
+        ABLATIONS.get(k)  # an unknown key: one line with "did you mean"
+    chosen = {k: ablation_table(k) for k in keys}  # every table checked before any run starts
     identity = {"dataset": dataset, "protocol": proto.hash, "limit": limit, "zoo": zoo,
                 "features_root": str(features_root) if features_root is not None else None,
-                "tables": sorted(int(t) for t in tables)}
+                "tables": [int(k) if k.isdigit() else k for k in keys]}
     # a limited ablation never writes over the full one's tables (its runs have their own
     # directories too: the run id includes the --limit selection)
     leaf = "ablation" if limit is None else f"ablation-limit{int(limit)}"
@@ -115,26 +160,23 @@ def ablate(
     common: dict[str, Any] = dict(protocol=proto, data_root=data_root, limit=limit, batch_size=batch_size,
                                   runs_dir=runs_dir, zoo=zoo, weights=list(weights or []), device=device,
                                   progress=progress)
-    lego_opts: dict[str, Any] = {}
+    shared: dict[str, Any] = {}  # the options of the rows that read the shared VLLM features
     if features_root is not None:
-        lego_opts["features_root"] = str(features_root)
+        shared["features_root"] = str(features_root)
         if compute_features:
-            lego_opts["compute_features"] = True
-    result = AblationResult(out_dir)
-    for table, rows, target in ((3, TABLE3, result.table3), (4, TABLE4, result.table4)):
-        if table not in tables:
-            continue
-        for label, method, opts in rows:
-            options = dict(opts)
-            if method.startswith("lego"):
-                options = {**lego_opts, **options}
-            res = run(method, dataset, method_options=options, **common)
-            target.append((label, res))
+            shared["compute_features"] = True
+    # every registered table has its place in the Markdown (an empty one when not run)
+    result = AblationResult(out_dir, titles={k: chosen[k].title if k in chosen else "" for k in table_keys()})
+    for key, table in chosen.items():
+        done = result.tables.setdefault(key, [])
+        for row in table.rows:
+            options = {**(shared if row.features else {}), **row.options}
+            done.append((row.label, run(row.method, dataset, method_options=options, **common)))
     atomic_write_text(out_dir / "tables.md", result.markdown())
     atomic_write_json(out_dir / "tables.json", {
         "identity": identity,
-        **{f"table{n}": [{"row": label, "run": str(r.run_dir),
-                          "metrics": {k: v.get("value") for k, v in r.metrics.items()}} for label, r in rows]
-           for n, rows in ((3, result.table3), (4, result.table4)) if rows},
+        **{f"table{k}": [{"row": label, "run": str(r.run_dir),
+                          "metrics": {m: v.get("value") for m, v in r.metrics.items()}} for label, r in rows]
+           for k, rows in result.tables.items() if rows},
     })
     return result

@@ -11,29 +11,33 @@ import click
 
 from .config import EVAL_BATCH_SIZE
 from .errors import UserError
+from .registry import Registry
 
 
-class _Group(click.Group):
-    """Turns user errors into one line and exit code 2 (traceback with --debug).
-
-    Extra commands come from the ``egobench.commands`` entry-point group
-    (``name = "module:click_command"``), loaded only when invoked, so heavy
-    back-ends (diffusers, transformers) are not imported for ``--help``.
+class RegistryGroup(click.Group):
+    """A click group whose sub-commands are one :class:`~egobench.registry.Registry`: the commands
+    defined on the group plus an entry-point group (``name = "module:click_command"``), whose
+    commands are loaded only when invoked, so heavy back-ends (diffusers, transformers) are not
+    imported for ``--help``. A name given twice is refused; an unknown one is a one-line error
+    with "did you mean"; a plugin that cannot be imported is a one-line error naming it.
     """
 
-    def _plugin_commands(self) -> dict:
-        from importlib import metadata
+    def __init__(self, *args, entry_point_group: str | None = None, kind: str = "command", **kwargs):
+        self.registry: Registry[click.Command] = Registry(kind, entry_point_group=entry_point_group)
+        super().__init__(*args, **kwargs)
 
-        return {ep.name: ep for ep in metadata.entry_points(group="egobench.commands")}
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        super().add_command(cmd, name)
+        name = name or cmd.name
+        self.registry.add(name, cmd, origin="built in")
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self._plugin_commands()))
+        return self.registry.names()
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list of ``--help`` without importing the plugin commands' modules
         (their one-line help is read from source, see :func:`_plugin_short_help`)."""
         rows = []
-        plugins = self._plugin_commands()
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max((len(n) for n in names), default=0)
         for name in names:
@@ -43,17 +47,34 @@ class _Group(click.Group):
                     continue
                 rows.append((name, cmd.get_short_help_str(limit)))
             else:
-                rows.append((name, _plugin_short_help(plugins[name], limit)))
+                ref = self.registry.ref(name)
+                if ref is None:  # a plugin command already loaded as an object
+                    rows.append((name, self.registry.get(name).get_short_help_str(limit)))
+                else:
+                    rows.append((name, _plugin_short_help(ref, limit)))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, name: str):
-        cmd = super().get_command(ctx, name)
-        if cmd is not None:
-            return cmd
-        ep = self._plugin_commands().get(name)
-        return ep.load() if ep is not None else None
+        if name not in self.registry:
+            return None
+        return self.registry.get(name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand:
+            raise self.registry.unknown(click.utils.make_str(args[0])) from None
+
+
+class _Group(RegistryGroup):
+    """The ``egobench`` group: sub-commands from the ``egobench.commands`` entry-point group
+    (see :class:`RegistryGroup`); user errors become one line and exit code 2 (traceback with --debug).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, entry_point_group="egobench.commands", **kwargs)
 
     def main(self, args=None, **kwargs):
         # ``--debug`` is accepted anywhere (``egobench run ... --debug``), not only before the
@@ -66,7 +87,15 @@ class _Group(click.Group):
         if quiet:
             quiet_libraries()
         _stderr_logging(quiet)
-        return super().main(args, **kwargs)
+        try:
+            return super().main(args, **kwargs)
+        except UserError as e:  # raised before a command runs, e.g. listing commands for --help
+            if not kwargs.get("standalone_mode", True):
+                raise
+            if "--debug" in args[:cut]:
+                traceback.print_exc()
+            click.echo(f"egobench: error: {e}", err=True)
+            sys.exit(e.exit_code)
 
     def invoke(self, ctx: click.Context):
         import errno
@@ -156,18 +185,35 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _plugin_short_help(ep, width: int) -> str:
-    """A plugin command's one-line help read from its module's source (``ast``), without
-    importing the module (its imports cost seconds): the docstring of the decorated function."""
-    import ast
+def _module_source(module: str) -> str | None:
+    """The file of ``module`` without importing it or its parent packages (``find_spec`` on a
+    dotted name would import the parents): each part is looked up in the previous one's folder."""
+    import importlib.machinery
     import importlib.util
 
-    module, _, attr = ep.value.partition(":")
+    if module in sys.modules:
+        return getattr(sys.modules[module], "__file__", None)
+    first, *rest = module.split(".")
+    spec = importlib.util.find_spec(first)  # a top-level name: nothing is imported
+    for part in rest:
+        if spec is None or spec.submodule_search_locations is None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(part, list(spec.submodule_search_locations))
+    return spec.origin if spec is not None else None
+
+
+def _plugin_short_help(ref, width: int) -> str:
+    """A plugin command's one-line help read from its module's source (``ast``), without
+    importing the module (its imports cost seconds): the docstring of the decorated function.
+    ``ref``: ``"module:attr"`` (or an entry point)."""
+    import ast
+
+    module, _, attr = getattr(ref, "value", ref).partition(":")
     try:
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        origin = _module_source(module)
+        if origin is None or not origin.endswith(".py"):
             raise ImportError(module)
-        tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        tree = ast.parse(Path(origin).read_text(encoding="utf-8"))
     except (ImportError, ValueError, OSError, SyntaxError):
         return f"(plugin command from {module})"
     for node in ast.walk(tree):
@@ -278,11 +324,29 @@ def evaluate_cmd(images, dataset, name, batch_size, allow_missing, protocol, dat
     click.echo(res.table())
 
 
+class _AblationTables(click.Choice):
+    """``--table`` choices: the keys of the registered ablation tables (``egobench.ablations``
+    entry points), read when needed (entry-point names only: nothing is imported)."""
+
+    def __init__(self) -> None:
+        super().__init__((), case_sensitive=True)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from .ablate import table_keys
+
+        return tuple(table_keys())
+
+    @choices.setter
+    def choices(self, value) -> None:  # click.Choice.__init__ assigns; the registry is the source
+        pass
+
+
 @main.command("ablate")
 @click.option("--dataset", "-d", required=True)
 @click.option("--features-root", default=None, help="VLLM features (release layout) shared by every variant")
 @click.option("--compute-features", is_flag=True, help="compute missing VLLM features once, into --features-root")
-@click.option("--table", "tables", type=click.Choice(["3", "4"]), multiple=True, help="only these tables")
+@click.option("--table", "tables", type=_AblationTables(), multiple=True, help="only these tables")
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @_common_run_options
 def ablate_cmd(dataset, features_root, compute_features, tables, batch_size, protocol, data_root, limit, out,
@@ -295,7 +359,7 @@ def ablate_cmd(dataset, features_root, compute_features, tables, batch_size, pro
     res = ablate(dataset, protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size,
                  runs_dir=runs_dir, out=out, zoo=zoo, weights=list(weights), device=device,
                  features_root=features_root, compute_features=compute_features,
-                 tables=tuple(int(t) for t in tables) or (3, 4), progress=not quiet)
+                 tables=tuple(tables) or None, progress=not quiet)
     click.echo(res.markdown())
     click.echo(f"tables: {res.out / 'tables.md'}")
 
@@ -312,7 +376,7 @@ def methods_cmd():
             kind = "bound" if getattr(cls, "is_bound", False) else "method"
         except UserError as e:
             summary, kind = f"(cannot load: {e})", "broken"
-        click.echo(f"{name:<16} {kind:<7} {summary}  [{METHODS._origin[name]}]")
+        click.echo(f"{name:<16} {kind:<7} {summary}  [{METHODS.registered_from(name)}]")
 
 
 @main.command("metrics")
@@ -433,6 +497,8 @@ def weights_list_cmd(zoo):
             except MissingArtifactError:
                 where = "missing"
         click.echo(f"{name:<24} {art.license:<28} {art.source}\n{'':<24} -> {where}")
+    for provider, why in sorted(ARTIFACTS.broken.items()):
+        click.echo(f"egobench: warning: the artifacts of '{provider}' are not listed: {why}", err=True)
 
 
 @weights_group.command("check")
@@ -478,25 +544,6 @@ def weights_download_cmd(names):
 
     for name in names:
         click.echo(f"{name}: {download(name)}")
-
-
-@main.command("demo")
-@click.option("--method", default=None, help="method to show (default: the strongest available)")
-@click.option("--protocol", "-p", default="egobench-v1", show_default=True)
-@click.option("--runs-dir", default="runs", show_default=True)
-@click.option("--out", default=None, help="report folder (default: runs/demo/report)")
-@click.option("--steps", type=int, default=10, show_default=True,
-              help="sampling steps for the demo (the tiny random models gain nothing from the protocol's 100)")
-@click.option("--quiet", is_flag=True)
-def demo_cmd(method, protocol, runs_dir, out, steps, quiet):
-    """Run the strongest available method on the demo split (tiny zoo) and write an HTML page."""
-    from .demo import demo
-
-    res = demo(method=method, protocol=protocol, runs_dir=runs_dir, out=out, steps=steps, progress=not quiet)
-    for r in res.runs:
-        click.echo(r.table())
-        click.echo("")
-    click.echo(f"report: {res.page.resolve()}")
 
 
 @main.command("bench")

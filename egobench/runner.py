@@ -7,6 +7,7 @@ generates what is missing, then re-scores the whole split.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -65,6 +66,41 @@ class RunResult:
 
     def table(self) -> str:
         return format_table(self)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run works through its samples (``run --batch-size/--eval-batch-size/--keep-going/--quiet``);
+    none of it is part of the run's identity: a rerun with other values resumes the same directory."""
+
+    batch_size: int = 4  # samples per generation call
+    eval_batch_size: int = EVAL_BATCH_SIZE  # samples per evaluation batch
+    keep_going: bool = False  # record samples with corrupt frames and continue
+    progress: bool = True  # bars on stderr (the run log gets progress lines either way)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.eval_batch_size < 1:
+            raise UserError(f"--eval-batch-size must be at least 1, got {self.eval_batch_size}")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run resolved and checked before it touches its directory (:func:`prepare_run`)."""
+
+    method: str  # the name the user gave (a registered name or ``module:Class``)
+    method_cls: type[Method]
+    options: dict[str, Any]  # the method's options, validated
+    dataset: str
+    protocol: Protocol  # with ``--seed`` applied
+    split: Split
+    store: WeightStore  # every metric artifact already resolved
+    zoo: str  # real | tiny
+    device: str
+    identity: dict[str, Any]  # what makes the run directory (its id is a hash of it)
+    run_id: str
+    run_dir: Path
 
 
 def pick_device(device: str = "auto") -> str:
@@ -168,8 +204,6 @@ def with_seed(proto: Protocol, seed: int | None) -> Protocol:
     """``proto`` with its generation seed replaced (``--seed``); the hash changes with it."""
     if seed is None or seed == proto.generation.seed:
         return proto
-    import dataclasses
-
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise UserError(f"--seed must be an integer in [0, 2^63), got {seed!r}")
     return dataclasses.replace(proto, generation=dataclasses.replace(proto.generation, seed=seed))
@@ -245,11 +279,40 @@ def run(
     protocol's generation seed (the protocol hash, and so the run directory,
     change with it: a run with another seed never shares a directory or a
     result with the protocol's own seed)."""
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    eval_batch_size = EVAL_BATCH_SIZE if eval_batch_size is None else eval_batch_size
-    if eval_batch_size < 1:
-        raise UserError(f"--eval-batch-size must be at least 1, got {eval_batch_size}")
+    opts = RunOptions(batch_size=batch_size,
+                      eval_batch_size=EVAL_BATCH_SIZE if eval_batch_size is None else eval_batch_size,
+                      keep_going=keep_going, progress=progress)
+    ctx = prepare_run(method, dataset, protocol=protocol, data_root=data_root, limit=limit, out=out,
+                      runs_dir=runs_dir, zoo=zoo, weights=weights, device=device, method_options=method_options,
+                      seed=seed)
+    dist = from_env(ctx.device)
+    if dist.active and ctx.device.startswith("cuda"):
+        ctx = dataclasses.replace(ctx, device=dist.cuda_device())
+    try:
+        return _run_in(ctx, dist, opts)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_saved_so_far(ctx.run_dir, len(ctx.split))) from None
+    finally:
+        dist.close()
+
+
+def prepare_run(
+    method: str,
+    dataset: str,
+    *,
+    protocol: str | Protocol = "lego-official",
+    data_root: str | os.PathLike | None = None,
+    limit: int | None = None,
+    out: str | os.PathLike | None = None,
+    runs_dir: str | os.PathLike = "runs",
+    zoo: str = "auto",
+    weights: dict[str, str] | Sequence[str] | None = None,
+    device: str = "auto",
+    method_options: dict[str, Any] | None = None,
+    seed: int | None = None,
+) -> RunContext:
+    """Resolve and check everything a run needs before anything is written: the protocol, the
+    method and its options, the split, the device, every metric's weights, and the run directory."""
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     proto = with_seed(proto, seed)
     method_cls = resolve_method(method)
@@ -275,17 +338,9 @@ def run(
         identity["selection"] = selection
     run_id = short_hash(identity)
     run_dir = Path(out) if out else default_run_dir(Path(runs_dir), dataset, proto, safe_id(method), run_id)
-
-    dist = from_env(device)
-    if dist.active and device.startswith("cuda"):
-        device = dist.cuda_device()
-    try:
-        return _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, device, options,
-                       identity, run_id, zoo, batch_size, keep_going, progress, eval_batch_size)
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(_saved_so_far(run_dir, len(split))) from None
-    finally:
-        dist.close()
+    return RunContext(method=method, method_cls=method_cls, options=options, dataset=dataset, protocol=proto,
+                      split=split, store=store, zoo=zoo, device=device, identity=identity, run_id=run_id,
+                      run_dir=run_dir)
 
 
 def _saved_so_far(run_dir: Path, n: int) -> str:
@@ -302,8 +357,11 @@ def _space_needed(images: Path, pending: int) -> int | None:
     return int(sum(sizes) / len(sizes) * pending) if sizes else None
 
 
-def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, device, options, identity, run_id,
-            zoo, batch_size, keep_going, progress, eval_batch_size) -> RunResult:
+def _run_in(ctx: RunContext, dist: Dist, opts: RunOptions) -> RunResult:
+    """Generate what is missing into ``ctx.run_dir`` (this process's shard), score, write the results."""
+    run_dir, method, dataset, proto, split = ctx.run_dir, ctx.method, ctx.dataset, ctx.protocol, ctx.split
+    store, device, options, identity, run_id, zoo = ctx.store, ctx.device, ctx.options, ctx.identity, ctx.run_id, ctx.zoo
+    batch_size, keep_going, progress = opts.batch_size, opts.keep_going, opts.progress
     gen = proto.generation
     claim_run_dir(run_dir, identity, "run")  # refuse before the lock or the log touch the folder
     with run_lock(run_dir, dist.rank), run_log(run_dir, "run" if not dist.active else f"run-rank{dist.rank}"):
@@ -349,7 +407,7 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
         generated = 0
         method_obj: Method | None = None
         if pending:
-            method_obj = method_cls(proto, weights=store, device=device, **options)
+            method_obj = ctx.method_cls(proto, weights=store, device=device, **options)
             method_obj.progress = progress and dist.is_main  # per-step bars of diffusion methods; off with --quiet
             manifest["method"]["config"] = method_obj.config()
             method_obj.prepare(split)
@@ -402,12 +460,19 @@ def _run_in(run_dir, dist, method, method_cls, dataset, proto, split, store, dev
         columns = build_metrics(proto, store, device)
         with _progress(len(shard), "evaluate", progress and dist.is_main) as tick:
             evaluation = evaluate_samples(shard, lambda s: images / relpaths[s.id], columns,
-                                          batch_size=eval_batch_size, status=status, progress=tick,
+                                          batch_size=opts.eval_batch_size, status=status, progress=tick,
                                           run_cache=_run_cache(run_dir))
         if dist.active:
             evaluation, generated, n_present = _merge_shards(dist, split, columns, evaluation, generated, n_present)
-        comparable = not store.any_tiny and not any(s.meta.get("synthetic") for s in split)
-        manifest["artifacts"] = {name: r.record() for name, r in sorted(store.used.items())}
+        # the method resolves its weights only when it generates: a call with nothing left to generate
+        # keeps the records of the weights that made the images (from the call that generated them),
+        # and a run whose images came from tiny-zoo weights stays not comparable
+        carried = previous.get("artifacts") if method_obj is None and previous else None
+        carried = {k: v for k, v in carried.items() if isinstance(v, dict)} if isinstance(carried, dict) else {}
+        used = {name: r.record() for name, r in store.used.items()}
+        manifest["artifacts"] = dict(sorted({**carried, **used}.items()))
+        comparable = (not store.any_tiny and not any(rec.get("tiny") for rec in carried.values())
+                      and not any(s.meta.get("synthetic") for s in split))
         manifest["comparable"] = comparable
         manifest["feature_cache"] = evaluation.cache  # hits / misses of this call (run-dependent)
         manifest["run_cache"] = evaluation.reused

@@ -1,26 +1,17 @@
 """``egobench train <model>``: subcommands come from the ``egobench.train``
 entry-point group (``lego``, ``vllm``, ``ip2p``, ``ldm``, or an outside
-package's), loaded only when invoked."""
+package's), one :class:`~egobench.registry.Registry`, loaded only when invoked."""
 
 from __future__ import annotations
 
-from importlib import metadata
-
 import click
 
+from .cli import RegistryGroup
 
-class _TrainGroup(click.Group):
-    def _eps(self) -> dict:
-        return {ep.name: ep for ep in metadata.entry_points(group="egobench.train")}
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(self._eps()))
-
-    def get_command(self, ctx: click.Context, name: str):
-        cmd = super().get_command(ctx, name)
-        if cmd is None and name in self._eps():
-            cmd = self._eps()[name].load()
-        return cmd
+class _TrainGroup(RegistryGroup):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, entry_point_group="egobench.train", kind="train command", **kwargs)
 
 
 @click.group("train", cls=_TrainGroup)

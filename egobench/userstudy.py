@@ -1003,7 +1003,7 @@ def _check_key(key: Any, key_path: str | os.PathLike) -> None:
 
 def _render_outputs(res: StudyResult, results_name: str) -> dict[str, str]:
     """Every file import-amt writes, as text (CSV cells through csv_cell)."""
-    from reports.plots import bar_chart_svg
+    from .plots import bar_chart_svg
 
     rec = res.record()
     rec["results_file"] = results_name

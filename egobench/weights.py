@@ -17,10 +17,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
-from .errors import MissingArtifactError, UserError
+from .errors import ConfigError, MissingArtifactError, UserError
 from .io import atomic_write_json, sha256_file
 from .registry import Registry
 
@@ -81,34 +83,49 @@ class Artifact:
         return "unknown"
 
 
-#: modules that declare artifacts; imported on the first lookup or listing so the
-#: registry knows every artifact without importing metric code up front
-PROVIDERS = (
+#: egobench's own modules that declare artifacts (its metrics); imported on the first lookup or
+#: listing so the registry knows every artifact without importing metric code up front. Model
+#: packages declare theirs through the ``egobench.artifacts`` entry-point group (see
+#: :class:`ArtifactRegistry`); egobench names none of them.
+CORE_PROVIDERS = (
     "egobench.metrics.egovlp",
     "egobench.metrics.clip_metric",
     "egobench.metrics.fid",
     "egobench.metrics.blip",
-    "lego.method",
-    "lego.vllm",
-    "lego.train",
-    "baselines.ip2p",
-    "baselines.sdedit",
 )
 
 
-class _ArtifactRegistry(Registry):
-    def discover(self) -> None:
-        if not self._discovered:
-            import importlib
+class ArtifactRegistry(Registry[Artifact]):
+    """The artifact table. An ``egobench.artifacts`` entry point names a *provider*: a module that
+    registers its artifacts with :func:`register_artifact` when imported
+    (``lego-vllm = "lego.vllm"``), or an :class:`Artifact` / a sequence of them
+    (``my-net = "my_pkg.weights:ARTIFACTS"``). Providers are imported on the first lookup or
+    listing. A provider that cannot be imported (its package is missing, blocked or broken) is
+    recorded in :attr:`broken` and named by the "unknown artifact" error; the other providers'
+    artifacts stay usable. A name registered twice is refused.
+    """
 
-            self._discovered = True  # providers register while being imported
-            for mod in PROVIDERS:
-                importlib.import_module(mod)
-            self._discovered = False
-        super().discover()
+    def _add_entry_point(self, ep: metadata.EntryPoint) -> None:
+        try:
+            obj = ep.load()
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - one provider must not take the others' artifacts down
+            first = str(e).splitlines()[0] if str(e) else ""
+            self.broken[ep.name] = f"{ep.value}: {type(e).__name__}: {first}"
+            return
+        if isinstance(obj, ModuleType):
+            return  # the module registered its artifacts while it was imported
+        for art in [obj] if isinstance(obj, Artifact) else list(obj):
+            if not isinstance(art, Artifact):
+                raise ConfigError(f"artifact entry point {ep.name} = {ep.value}: {type(art).__name__} is not an "
+                                  "egobench Artifact")
+            if self._items.get(art.name) is not art:
+                self.add(art.name, art, origin=f"entry point {ep.value}")
 
 
-ARTIFACTS: Registry[Artifact] = _ArtifactRegistry("artifact", entry_point_group="egobench.artifacts")
+ARTIFACTS: ArtifactRegistry = ArtifactRegistry("artifact", entry_point_group="egobench.artifacts",
+                                               core=CORE_PROVIDERS)
 
 
 def register_artifact(artifact: Artifact) -> Artifact:

@@ -22,11 +22,11 @@ import click
 
 from egobench.errors import UserError
 from egobench.io import atomic_write_bytes, atomic_write_text, clean_stale_temps, truncate
+from egobench.plots import bar_chart_svg
 
 from .breakdown import build_breakdowns
 from .formats import tables_csv, tables_markdown
 from .latex import render_document
-from .plots import bar_chart_svg
 from .published import reference_tables
 from .select import PREFER, explicit_set, select_runs
 from .tables import DATASET_NAMES, TABLE1, build_tables, find_runs, load_run, resolve_output, tables_json

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
+
 from egobench.ablate import ablate
 from egobench.protocol import load_protocol
 
@@ -20,8 +22,8 @@ def _fast_protocol():
 def test_table4_runs_both_vllm_variants_and_is_resumable(tmp_path):
     res = ablate("demo", protocol=_fast_protocol(), limit=3, runs_dir=tmp_path / "runs", tables=(4,),
                  progress=False)
-    assert [label for label, _ in res.table4] == ["w/o finetuning", "w/ finetuning"]
-    a, b = (r for _, r in res.table4)
+    assert [label for label, _ in res.rows(4)] == ["w/o finetuning", "w/ finetuning"]
+    a, b = (r for _, r in res.rows(4))
     assert a.run_dir != b.run_dir
     md = (res.out / "tables.md").read_text()
     assert "Table 4" in md and "w/o finetuning" in md and "NOT COMPARABLE" in md
@@ -29,16 +31,87 @@ def test_table4_runs_both_vllm_variants_and_is_resumable(tmp_path):
     assert len(saved["table4"]) == 2
     again = ablate("demo", protocol=_fast_protocol(), limit=3, runs_dir=tmp_path / "runs", tables=(4,),
                    progress=False)
-    assert all(r.generated == 0 for _, r in again.table4)  # resumed: nothing regenerated
+    assert all(r.generated == 0 for _, r in again.rows(4))  # resumed: nothing regenerated
 
 
 def test_table3_fills_every_conditioning_row(tmp_path):
     res = ablate("demo", protocol=_fast_protocol(), limit=2, runs_dir=tmp_path / "runs", tables=(3,),
                  progress=False)
-    assert [label for label, _ in res.table3] == [
+    assert [label for label, _ in res.rows(3)] == [
         "Action labels", "Descriptions", "Descriptions + image emb.", "Descriptions + text emb.",
         "Descriptions + joint emb."]
-    assert [r.run_dir.parts[-2] for _, r in res.table3] == ["ip2p", "lego-desc", "lego-img", "lego-txt", "lego"]
-    for _, r in res.table3:
+    assert [r.run_dir.parts[-2] for _, r in res.rows(3)] == ["ip2p", "lego-desc", "lego-img", "lego-txt", "lego"]
+    for _, r in res.rows(3):
         assert r.metrics["psnr"]["value"] is not None
     assert "Table 3" in (res.out / "tables.md").read_text()
+
+
+# ---------------------------------------------------------------------------
+# the tables are data from the registry (egobench.ablations entry points), not method names
+# ---------------------------------------------------------------------------
+def test_the_paper_tables_come_from_lego_through_entry_points():
+    from egobench.ablate import ABLATIONS, ablation_table, table_keys
+    from egobench.methods import METHODS
+
+    assert table_keys() == ["3", "4"]
+    assert ABLATIONS.registered_from("3") == "entry point lego.ablations:TABLE3"
+    for key in table_keys():
+        table = ablation_table(key)
+        assert table.title.startswith(f"Table {key}: ")
+        for row in table.rows:
+            assert row.method in METHODS, row
+            assert row.features == (row.method != "ip2p"), row  # every LEGO variant reads the VLLM features
+
+
+ECHO = "tests.plugins.methods:OptionsEcho"
+
+
+def _psnr_protocol():
+    p = load_protocol("egobench-v1")
+    return dataclasses.replace(p, metrics=tuple(m for m in p.metrics if m.name == "psnr"))
+
+
+@pytest.fixture
+def tables(monkeypatch):
+    import egobench.ablate as A
+    from egobench.registry import Registry
+
+    reg = Registry("ablation table")
+    monkeypatch.setattr(A, "ABLATIONS", reg)
+    return reg
+
+
+def test_rows_get_the_shared_feature_options_only_when_their_data_says_so(tables, tmp_path):
+    tables.add("7", {"title": "Table 7: echo", "rows": [
+        {"label": "no features", "method": ECHO, "options": {"flavour": "a"}},
+        {"label": "features", "method": ECHO, "options": {"flavour": "b"}, "features": True},
+    ]})
+    tables.add("8", {"title": "Table 8: not run", "rows": [{"label": "x", "method": ECHO}]})
+    feat = tmp_path / "feat"
+    res = ablate("demo", protocol=_psnr_protocol(), limit=2, runs_dir=tmp_path / "runs", tables=(7,),
+                 features_root=feat, compute_features=True, progress=False)
+    (label_a, a), (label_b, b) = res.rows(7)
+    assert (label_a, label_b) == ("no features", "features") and res.rows(8) == []
+    opts = [json.loads((r.run_dir / "manifest.json").read_text())["method"]["options"] for r in (a, b)]
+    assert opts == [{"flavour": "a"}, {"flavour": "b", "features_root": str(feat), "compute_features": True}]
+    md = (res.out / "tables.md").read_text()
+    assert md.startswith("### Table 7: echo\n") and "Table 8" not in md and md.endswith("\n\n")
+    saved = json.loads((res.out / "tables.json").read_text())
+    assert [r["row"] for r in saved["table7"]] == ["no features", "features"] and "table8" not in saved
+    assert saved["identity"]["tables"] == [7]
+
+
+def test_a_malformed_or_unknown_table_fails_before_any_run(tables, tmp_path):
+    from egobench.errors import ConfigError, UnknownNameError
+
+    tables.add("7", {"title": "Table 7", "rows": [{"label": "a", "methd": ECHO}]})
+    tables.add("9", {"title": "Table 9", "rows": [{"label": "a", "method": ECHO}]})
+    with pytest.raises(ConfigError, match=r"ablation table 7 \(builtin\)\.rows\[0\]: unknown key 'methd' "
+                                          r"\(did you mean 'method'\?\)"):
+        ablate("demo", protocol=_psnr_protocol(), limit=1, runs_dir=tmp_path / "runs", tables=(9, 7), progress=False)
+    with pytest.raises(UnknownNameError, match=r"unknown ablation table '19' \(did you mean '9'\?\)"):
+        ablate("demo", protocol=_psnr_protocol(), limit=1, runs_dir=tmp_path / "runs", tables=(19,), progress=False)
+    tables.add("10", {"title": "Table 10", "rows": []})
+    with pytest.raises(ConfigError, match="ablation table 10 .* has no rows"):
+        ablate("demo", protocol=_psnr_protocol(), limit=1, runs_dir=tmp_path / "runs", tables=(10,), progress=False)
+    assert not (tmp_path / "runs").exists()

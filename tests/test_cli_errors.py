@@ -180,3 +180,57 @@ def test_evaluation_batch_size_is_its_own_option(tmp_path):
                "--eval-batch-size", "3", "--quiet", "--protocol", "egobench-v1", "--out", str(tmp_path / "ok"))
     assert r.exit_code == 0, r.output
     assert "evaluate: 3/3 samples" in (tmp_path / "ok" / "logs" / "run.log").read_text()
+
+
+# ---------------------------------------------------------------------------
+# commands are one registry: "did you mean", duplicates refused, broken plugins named
+# ---------------------------------------------------------------------------
+def test_unknown_command_suggests_among_built_in_and_plugin_commands():
+    one_line_error(invoke("trian"), "unknown command 'trian'", "did you mean 'train'", "available: ablate,")
+    one_line_error(invoke("reprot"), "unknown command 'reprot'", "did you mean 'report'")  # a plugin command
+    one_line_error(invoke("train", "leg"), "unknown train command 'leg'", "did you mean 'lego'",
+                   "available: ip2p, ldm, lego, vllm")
+
+
+def _fake_entry_points(monkeypatch, group: str, **refs: str) -> None:
+    from importlib import metadata
+
+    eps = [metadata.EntryPoint(name=n, value=v, group=group) for n, v in refs.items()]
+    real = metadata.entry_points
+    monkeypatch.setattr(metadata, "entry_points",
+                        lambda **kw: eps if kw.get("group") == group else real(**kw))
+
+
+def _group():
+    import click
+
+    from egobench.cli import _Group
+
+    @click.group(cls=_Group)
+    def g():
+        """A test group."""
+
+    @g.command("run")
+    def run():
+        """Built in."""
+        click.echo("built-in run")
+
+    return g
+
+
+def test_a_plugin_command_named_like_a_built_in_one_is_refused(monkeypatch):
+    _fake_entry_points(monkeypatch, "egobench.commands", run="egobench.userstudy:import_amt_cmd")
+    for args in (["--help"], ["run"]):
+        r = CliRunner().invoke(_group(), args)
+        one_line_error(r, "command 'run' is registered twice (built in and entry point egobench.userstudy:import_amt_cmd)")
+
+
+def test_a_plugin_command_that_cannot_be_imported_is_one_line_naming_it(monkeypatch):
+    _fake_entry_points(monkeypatch, "egobench.commands", extra="no_such_package.cli:cmd")
+    g = _group()
+    r = CliRunner().invoke(g, ["--help"])  # listed (help read from source) without importing it
+    assert r.exit_code == 0 and "extra" in r.output and "(plugin command from no_such_package.cli)" in r.output
+    one_line_error(CliRunner().invoke(g, ["extra"]),
+                   "command 'extra' could not be loaded from no_such_package.cli:cmd: ModuleNotFoundError")
+    r = CliRunner().invoke(g, ["run"])
+    assert r.exit_code == 0 and r.output == "built-in run\n"

@@ -35,8 +35,21 @@ def test_help_and_listings_import_no_heavy_library(args):
             "try:\n    main()\nexcept SystemExit:\n    pass")
     mods = _modules_after(code)
     assert not (mods & HEAVY), (args, sorted(mods & HEAVY))
-    # nor the modules of the plugin commands (report, export-amt, convert, ...)
-    assert not {"reports.cli", "egobench.userstudy", "lego.cli", "lego.vllm_features"} & mods
+    # nor the modules of the plugin commands (report, demo, export-amt, convert, ...)
+    assert not {"reports.cli", "reports.demo", "egobench.userstudy", "lego.cli", "lego.vllm_features"} & mods
+    # nor any model or report package at all
+    assert not {m for m in mods if m.split(".")[0] in ("lego", "baselines", "reports")}, args
+
+
+def test_ablate_help_lists_the_registered_tables_without_importing_them():
+    code = ("import sys\nfrom egobench.cli import main\n"
+            "sys.argv = ['egobench', 'ablate', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass")
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print('\\n'.join('MOD:' + m for m in sys.modules))"],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    assert "--table [3|4]" in out
+    mods = {line[4:] for line in out.splitlines() if line.startswith("MOD:")}
+    assert not (mods & HEAVY) and "lego.ablations" not in mods, sorted(mods & (HEAVY | {"lego.ablations"}))
 
 
 def test_the_shim_still_applies_on_first_torchvision_import():

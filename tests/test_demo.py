@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
 from click.testing import CliRunner
@@ -42,6 +43,36 @@ def test_demo_command_writes_a_page_with_table_and_grid(tmp_path):
     assert len(p.imgs) == 3 * len(load_split("demo"))
     for src in p.imgs:
         assert (page.parent / src).is_file(), src
-    # the second demo regenerates nothing
+    # the second demo regenerates nothing: every run's images are the same files (bytes and
+    # modification times: an image written again, even identical, gets a new mtime), its
+    # manifest differs only in what every call records (PER_CALL), and its log shows one generation
+    runs = sorted(p.parent for p in (tmp_path / "runs").rglob("manifest.json"))
+    assert len(runs) == 3  # the strongest method, input-copy, oracle
+    before = {run: _snapshot(run) for run in runs}
+    assert all(images for images, _ in before.values())
     r2 = CliRunner().invoke(main, ["demo", "--runs-dir", str(tmp_path / "runs"), "--quiet"])
-    assert r2.exit_code == 0
+    assert r2.exit_code == 0, r2.output
+    assert sorted(p.parent for p in (tmp_path / "runs").rglob("manifest.json")) == runs
+    for run in runs:
+        images, manifest = _snapshot(run)
+        assert images == before[run][0], run
+        assert manifest == before[run][1], run
+        log = (run / "logs" / "run.log").read_text()
+        starts = re.findall(r"egobench: run \w+: method ", log)
+        assert len(starts) == 2 and log.count("egobench: generating ") == 1, log
+    assert f"report: {page.resolve()}" in r2.output
+
+
+#: manifest keys every call rewrites: when, the caches' hits of this call, and the environment
+#: (packages, git commit) of this call
+PER_CALL = ("updated", "feature_cache", "run_cache", "environment")
+
+
+def _snapshot(run):
+    import json
+
+    images = {p.relative_to(run).as_posix(): (p.stat().st_mtime_ns, p.read_bytes())
+              for p in sorted((run / "images").rglob("*")) if p.is_file()}
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["state"] == "complete"
+    return images, {k: v for k, v in manifest.items() if k not in PER_CALL}

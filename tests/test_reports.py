@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from egobench.plots import bar_chart_svg
 from reports.cli import compile_latex, report_cmd, write_report
 from reports.latex import latex_escape, render_document
-from reports.plots import bar_chart_svg
 from reports.tables import build_tables, load_run
 from tests.test_userstudy import NASTY, make_runs
 

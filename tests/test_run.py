@@ -166,3 +166,30 @@ def test_evaluate_outside_folder_in_both_layouts_matches_run(release, tmp_path):
                            out=tmp_path / "e4", progress=False, allow_missing=True)
     assert e4.evaluation.problems == {"missing": 1}
     assert e4.metrics["psnr"]["n"] == 2
+
+
+def test_a_resumed_run_keeps_the_records_of_the_weights_that_made_its_images(release, tmp_path):
+    """The method resolves its weights only when it generates; a call with nothing left to generate
+    keeps their records (path, sha256, tiny) and so stays not comparable after tiny-zoo weights."""
+    from egobench.runner import RunContext, RunOptions, prepare_run
+    from tests.conftest import write_protocol
+
+    proto = write_protocol(tmp_path / "p.yaml", metrics=("psnr",))  # scoring needs no weights
+    kwargs = dict(protocol=str(proto), data_root=release, zoo="tiny", out=tmp_path / "run", progress=False)
+    method = "tests.plugins.methods:WeightedCopy"
+    first = egobench.run(method, "ego4d", **kwargs)
+    m1 = json.loads((first.run_dir / "manifest.json").read_text())
+    again = egobench.run(method, "ego4d", **kwargs)
+    m2 = json.loads((again.run_dir / "manifest.json").read_text())
+    assert (first.generated, again.generated) == (3, 0)
+    assert list(m1["artifacts"]) == ["lpips-squeeze-backbone"] and m2["artifacts"] == m1["artifacts"]
+    assert m1["artifacts"]["lpips-squeeze-backbone"]["tiny"] is True
+    assert (m1["comparable"], m2["comparable"], again.comparable) == (False, False, False)
+    assert json.loads((again.run_dir / "metrics.json").read_text())["comparable"] is False
+
+    # what a run resolved before writing anything, as one typed context
+    ctx = prepare_run(method, "ego4d", protocol=str(proto), data_root=release, zoo="tiny", out=tmp_path / "run")
+    assert isinstance(ctx, RunContext) and ctx.run_id == m1["run_id"] and ctx.identity == m1["identity"]
+    assert ctx.run_dir == tmp_path / "run" and ctx.zoo == "tiny" and len(ctx.split) == 3
+    with pytest.raises(UserError, match="--batch-size must be at least 1, got 0"):
+        RunOptions(batch_size=0)

@@ -318,7 +318,7 @@ def test_debug_works_after_the_subcommand(tmp_path):
 # issue 14 item 13: Ctrl-C says what was saved, and the log names it
 # ---------------------------------------------------------------------------
 def test_ctrl_c_reports_what_was_saved(tmp_path, proto, monkeypatch):
-    from baselines.bounds import InputCopy
+    from egobench.bounds import InputCopy
 
     real = InputCopy.generate
     calls = {"n": 0}

@@ -173,3 +173,56 @@ def test_trust_remote_code_is_passed_nowhere():
             if "trust_remote_code" in line and "REMOTE_CODE_KEYS" not in line and not line.lstrip().startswith("#")
             and "asks for remote code" not in line]
     assert [h for h in hits if not h.startswith("egobench/weights.py")] == [], hits
+
+
+# ---------------------------------------------------------------------------
+# artifacts come from providers: egobench's metric modules, and egobench.artifacts entry points
+# ---------------------------------------------------------------------------
+def _fake_artifact_entry_points(monkeypatch, **refs):
+    from importlib import metadata
+
+    eps = [metadata.EntryPoint(name=n, value=v, group="test.artifacts") for n, v in refs.items()]
+    real = metadata.entry_points
+    monkeypatch.setattr(metadata, "entry_points",
+                        lambda **kw: eps if kw.get("group") == "test.artifacts" else real(**kw))
+
+
+def test_artifact_entry_points_objects_sequences_and_broken_providers(monkeypatch):
+    import pytest
+
+    from egobench.errors import ConfigError, UnknownNameError
+    from egobench.weights import ArtifactRegistry
+
+    _fake_artifact_entry_points(monkeypatch, one="tests.plugins.artifacts:PLUGIN_NET",
+                                many="tests.plugins.artifacts:PLUGIN_NETS", gone="no_such_model_pkg.weights",
+                                core="egobench.metrics.fid")
+    reg = ArtifactRegistry("artifact", entry_point_group="test.artifacts")
+    # a module entry point ("core") registers on import (into egobench's table), adding nothing here
+    assert reg.names() == ["plugin-net", "plugin-net-a", "plugin-net-b"]
+    assert reg.get("plugin-net-b").files == ("b.pt",)
+    assert reg.registered_from("plugin-net") == "entry point tests.plugins.artifacts:PLUGIN_NET"
+    assert list(reg.broken) == ["gone"] and "ModuleNotFoundError" in reg.broken["gone"]
+    with pytest.raises(UnknownNameError, match=r"did you mean 'plugin-net'.*could not be loaded: gone "
+                                               r"\(no_such_model_pkg.weights: ModuleNotFoundError"):
+        reg.get("plugin-nett")
+
+    _fake_artifact_entry_points(monkeypatch, bad="tests.plugins.artifacts:NOT_AN_ARTIFACT")
+    with pytest.raises(ConfigError, match="bad = tests.plugins.artifacts:NOT_AN_ARTIFACT: str is not an egobench"):
+        ArtifactRegistry("artifact", entry_point_group="test.artifacts").names()
+
+    # the same name from two providers is refused
+    _fake_artifact_entry_points(monkeypatch, one="tests.plugins.artifacts:PLUGIN_NET",
+                                again="tests.plugins.artifacts:PLUGIN_NETS")
+    reg = ArtifactRegistry("artifact", entry_point_group="test.artifacts")
+    reg.add("plugin-net-a", "tests.plugins.artifacts:PLUGIN_NET", origin="elsewhere")
+    with pytest.raises(ConfigError, match="artifact 'plugin-net-a' is registered twice"):
+        reg.names()
+
+
+def test_weights_list_names_a_provider_that_cannot_be_loaded(monkeypatch):
+    import egobench.weights as W
+
+    monkeypatch.setitem(W.ARTIFACTS.broken, "lego-ghost", "lego.ghost: ModuleNotFoundError: No module named 'x'")
+    r = CliRunner().invoke(main, ["weights", "list"])
+    assert r.exit_code == 0
+    assert "egobench: warning: the artifacts of 'lego-ghost' are not listed: lego.ghost: ModuleNotFoundError" in r.output

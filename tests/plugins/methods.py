@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -48,3 +49,44 @@ class NaNMethod(Method):
 
     def generate(self, samples, seeds):
         return [np.full((16, 16, 3), np.nan, dtype=np.float32) for _ in samples]
+
+
+@dataclasses.dataclass(frozen=True)
+class EchoOptions:
+    flavour: str = "plain"
+    features_root: str | None = None
+    compute_features: bool = False
+
+
+class OptionsEcho(Method):
+    """Copies the input; takes options (the manifest records them): checks what a runner passes."""
+
+    name = "options-echo"
+    options_class = EchoOptions
+
+    def __init__(self, protocol, weights=None, device="cpu", **options):
+        from egobench.config import from_dict
+
+        super().__init__(protocol, weights=weights, device=device)
+        self.options = from_dict(EchoOptions, options, f"method '{self.name}' options")
+
+    def config(self):
+        return {"name": self.name, "options": dataclasses.asdict(self.options)}
+
+    def generate(self, samples, seeds):
+        return [load_rgb(s.input_path) for s in samples]
+
+
+class WeightedCopy(Method):
+    """Copies the input after resolving a weight artifact (as a model's method does when it loads)."""
+
+    name = "weighted-copy"
+    artifacts = ("lpips-squeeze-backbone",)
+
+    def __init__(self, protocol, weights=None, device="cpu", **options):
+        super().__init__(protocol, weights=weights, device=device, **options)
+        for name in self.artifacts:
+            weights.resolve(name)
+
+    def generate(self, samples, seeds):
+        return [load_rgb(s.input_path) for s in samples]

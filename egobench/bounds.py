@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from egobench.data import Sample
-from egobench.methods import Method, load_rgb
+from .data import Sample
+from .methods import Method, load_rgb
 
 
 class InputCopy(Method):
@@ -29,3 +29,7 @@ class Oracle(Method):
 
     def generate(self, samples: Sequence[Sample], seeds: Sequence[int | None]):
         return [load_rgb(s.target_path) for s in samples]
+
+
+#: the bounds every comparison shows beside the methods (``egobench demo`` runs them next to its method)
+BOUNDS: tuple[type[Method], ...] = (InputCopy, Oracle)

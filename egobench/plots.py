@@ -2,7 +2,9 @@
 
 ``bar_chart_svg`` draws vertical bars with optional 95% interval whiskers, like
 the paper's user-study figure (Fig. 4: win rate per method). Every label is
-XML-escaped.
+XML-escaped. Here in the harness because ``egobench import-amt`` writes
+``winrate.svg`` itself; ``egobench report`` (the ``reports`` package) draws its
+figures with it too.
 """
 
 from __future__ import annotations
