@@ -546,35 +546,6 @@ def weights_download_cmd(names):
         click.echo(f"{name}: {download(name)}")
 
 
-@main.command("bench")
-@click.option("--profile", type=click.Choice(["tiny", "full-arch"]), default="tiny", show_default=True,
-              help="tiny zoo (CI-safe) or real-size architectures with random weights")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--n", "n", type=int, default=None, help="samples for measurements 1-3 (default: per profile)")
-@click.option("--batch-size", type=int, default=None, help="evaluator batch size (default: per profile)")
-@click.option("--protocol", "-p", default="egobench-v1", show_default=True, help="whose metric settings are timed")
-@click.option("--mem-sizes", default=None, metavar="N1,N2", help="split sizes of the memory measurement")
-@click.option("--json", "json_path", default=None, help="also write the report as JSON")
-@click.option("--weights-dir", default=None, help="build full-arch stand-ins here and reuse them next time")
-@click.option("--items", default=None, metavar="LIST",
-              help="comma-separated subset of metrics (items 1-3), pipeline, memory, startup (default: all of these), and blip-spread (only when named: lego-official BLIP-B/L spread over 3 draws)")
-@click.option("--quiet", is_flag=True, help="no progress bars")
-def bench_cmd(profile, device, n, batch_size, protocol, mem_sizes, json_path, weights_dir, items, quiet):
-    """Speed and memory of the harness, each as a ratio next to its goal."""
-    from .bench import bench
-
-    sizes = None
-    if mem_sizes:
-        try:
-            sizes = tuple(int(x) for x in mem_sizes.split(","))
-        except ValueError:
-            raise UserError(f"--mem-sizes expects N1,N2, got {mem_sizes!r}") from None
-    rep = bench(profile, device=device, n=n, batch_size=batch_size, out=json_path, protocol=protocol,
-                mem_sizes=sizes, progress=not quiet, weights_dir=weights_dir,
-                items=[x.strip() for x in items.split(",") if x.strip()] if items else None)
-    click.echo(rep.table())
-
-
 @main.command("layout")
 @click.option("--dataset", "-d", required=True)
 @click.option("--data-root", default=None, help="LEGO release folder (default: $EGOBENCH_DATA)")

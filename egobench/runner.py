@@ -25,7 +25,7 @@ from .config import EVAL_BATCH_SIZE
 from .data import Split, load_split
 from .data.split import Sample, file_digest, safe_id
 from .distributed import Dist, from_env
-from .errors import ConfigError, DiskFullError, MissingArtifactError, UserError, disk_full_message
+from .errors import ConfigError, DataError, DiskFullError, MissingArtifactError, UserError, disk_full_message
 from .evaluator import (
     NOT_COMPARABLE,
     Evaluation,
@@ -40,6 +40,7 @@ from .io import atomic_open, atomic_write_json, clean_stale_temps, read_json, sa
 from .methods import METHODS, Method
 from .metrics.cache import FeatureCache, default_cache_dir
 from .postprocess import BadOutputError, finalize, output_relpath
+from .probes import COUNTERFACTUAL, counterfactual_samples, needs_counterfactual, probe_dir
 from .progress import LOG, Progress, run_log
 from .protocol import Protocol, load_protocol
 from .seeds import sample_seed, seed_everything
@@ -416,38 +417,14 @@ def _run_in(ctx: RunContext, dist: Dist, opts: RunOptions) -> RunResult:
             LOG.info("generating %d of this process's %d samples (%d already on disk)", len(pending), len(shard),
                      len(shard) - len(pending))
             tick = _progress(len(pending), f"generate {method}", progress and dist.is_main)
-            for start in range(0, len(pending), batch_size):
-                chunk = pending[start : start + batch_size]
-                outputs = _generate_chunk(method_obj, method, chunk, seeds, keep_going)
-                for s, o in zip(chunk, outputs, strict=False):
-                    fail_path = failures_dir / f"{s.id}.json"
-                    try:
-                        if isinstance(o, Exception):
-                            raise o
-                        img = finalize(o, s, gen)
-                    except BadImageError as e:
-                        if not keep_going:
-                            raise
-                        atomic_write_json(fail_path, {"sample_id": s.id, "stage": "generate", "error": str(e)})
-                        continue
-                    except (BadOutputError, MethodError) as e:
-                        record = {"sample_id": s.id, "stage": "generate", "error": str(e)}
-                        if getattr(e, "trace", None):
-                            record["traceback"] = e.trace
-                        atomic_write_json(fail_path, record)
-                        LOG.warning("sample %s: generation failed: %s", s.id, str(e).splitlines()[0] if str(e) else "")
-                        continue
-                    try:
-                        save_atomic(img, images / relpaths[s.id], gen.output_format, gen.jpeg_quality)
-                    except DiskFullError:
-                        left = len(pending) - start
-                        raise DiskFullError(disk_full_message(images, _space_needed(images, left))) from None
-                    fail_path.unlink(missing_ok=True)
-                    generated += 1
-                tick(len(chunk))
+            generated = _generate_into(method_obj, method, pending, images, failures_dir, relpaths, seeds, gen,
+                                       keep_going, batch_size, tick)
             tick.close()
         elif previous and "config" in previous.get("method", {}):
             manifest["method"]["config"] = previous["method"]["config"]
+        if needs_counterfactual(proto):
+            manifest["probes"] = {COUNTERFACTUAL: _counterfactual_probe(ctx, dist, opts, method_obj, shard, seeds,
+                                                                        relpaths)}
         dist.barrier()
 
         n_present = len(shard) - len(pending)
@@ -457,11 +434,13 @@ def _run_in(ctx: RunContext, dist: Dist, opts: RunOptions) -> RunResult:
             if fp.is_file() and not (images / relpaths[s.id]).is_file():
                 status[s.id] = ("failed", read_json(fp).get("error", "generation failed"))
 
-        columns = build_metrics(proto, store, device)
+        columns = build_metrics(proto, store, device, split=list(split))
+        probe_images = probe_dir(run_dir) / "images"
         with _progress(len(shard), "evaluate", progress and dist.is_main) as tick:
             evaluation = evaluate_samples(shard, lambda s: images / relpaths[s.id], columns,
                                           batch_size=opts.eval_batch_size, status=status, progress=tick,
-                                          run_cache=_run_cache(run_dir))
+                                          run_cache=_run_cache(run_dir),
+                                          counterfactual=lambda s: probe_images / relpaths[s.id])
         if dist.active:
             evaluation, generated, n_present = _merge_shards(dist, split, columns, evaluation, generated, n_present)
         # the method resolves its weights only when it generates: a call with nothing left to generate
@@ -486,6 +465,78 @@ def _run_in(ctx: RunContext, dist: Dist, opts: RunOptions) -> RunResult:
         dist.barrier()
         failed = evaluation.problems.get("failed", 0)
         return RunResult(run_dir, proto, split, evaluation, generated, failed, comparable, n_present)
+
+
+def _generate_into(method_obj: Method, method: str, pending: list[Sample], images: Path, failures_dir: Path,
+                   relpaths: dict[str, str], seeds: dict, gen: Any, keep_going: bool, batch_size: int,
+                   tick: Any) -> int:
+    """Generate ``pending`` in chunks of ``batch_size`` into ``images`` (each image saved atomically
+    under its relative path; a sample that fails is recorded under ``failures_dir``); returns how many
+    were saved."""
+    generated = 0
+    for start in range(0, len(pending), batch_size):
+        chunk = pending[start : start + batch_size]
+        outputs = _generate_chunk(method_obj, method, chunk, seeds, keep_going)
+        for s, o in zip(chunk, outputs, strict=False):
+            fail_path = failures_dir / f"{s.id}.json"
+            try:
+                if isinstance(o, Exception):
+                    raise o
+                img = finalize(o, s, gen)
+            except BadImageError as e:
+                if not keep_going:
+                    raise
+                atomic_write_json(fail_path, {"sample_id": s.id, "stage": "generate", "error": str(e)})
+                continue
+            except (BadOutputError, MethodError) as e:
+                record = {"sample_id": s.id, "stage": "generate", "error": str(e)}
+                if getattr(e, "trace", None):
+                    record["traceback"] = e.trace
+                atomic_write_json(fail_path, record)
+                LOG.warning("sample %s: generation failed: %s", s.id, str(e).splitlines()[0] if str(e) else "")
+                continue
+            try:
+                save_atomic(img, images / relpaths[s.id], gen.output_format, gen.jpeg_quality)
+            except DiskFullError:
+                left = len(pending) - start
+                raise DiskFullError(disk_full_message(images, _space_needed(images, left))) from None
+            fail_path.unlink(missing_ok=True)
+            generated += 1
+        tick(len(chunk))
+    return generated
+
+
+def _counterfactual_probe(ctx: RunContext, dist: Dist, opts: RunOptions, method_obj: Method | None,
+                          shard: list[Sample], seeds: dict, relpaths: dict[str, str]) -> dict[str, Any]:
+    """The action-sensitivity probe (:mod:`egobench.probes`): this shard's counterfactual images,
+    made only where missing. A method that cannot make them (e.g. no features for the new prompts)
+    is recorded as such; the run's own images and metrics are unaffected."""
+    gen, run_dir = ctx.protocol.generation, ctx.run_dir
+    folder = probe_dir(run_dir)
+    samples, prompts = counterfactual_samples(ctx.split, shard)
+    if dist.is_main:
+        atomic_write_json(folder / "prompts.json", prompts)
+    pending = [s for s in samples if not (folder / "images" / relpaths[s.id]).is_file()]
+    record: dict[str, Any] = {"samples": len(prompts), "folder": "probes/counterfactual",
+                              "prompts": "probes/counterfactual/prompts.json"}
+    if not pending:
+        return {**record, "state": "complete"}
+    try:
+        if method_obj is None:
+            method_obj = ctx.method_cls(ctx.protocol, weights=ctx.store, device=ctx.device, **ctx.options)
+            method_obj.progress = opts.progress and dist.is_main
+        method_obj.prepare(samples)
+    except (DataError, ConfigError) as e:
+        LOG.warning("action-sensitivity probe: %s cannot make counterfactual images: %s", ctx.method, e)
+        return {**record, "state": "not made", "reason": str(e)}
+    if gen.seed_policy == "global":
+        seed_everything(gen.seed)
+    LOG.info("counterfactual probe: generating %d of this process's %d samples", len(pending), len(samples))
+    tick = _progress(len(pending), f"probe {ctx.method}", opts.progress and dist.is_main)
+    made = _generate_into(method_obj, ctx.method, pending, folder / "images", folder / "failures", relpaths, seeds,
+                          gen, opts.keep_going, opts.batch_size, tick)
+    tick.close()
+    return {**record, "state": "complete", "generated": made}
 
 
 def _run_cache(run_dir: Path) -> FeatureCache:
@@ -842,7 +893,7 @@ def evaluate(
         if progress or scan.details():
             print(f"egobench: {images_dir}: {scan.summary()}" + (f" (list in {run_dir / 'logs' / 'evaluate.log'})"
                   if scan.details() else ""), file=sys.stderr)
-        columns = build_metrics(proto, store, device)
+        columns = build_metrics(proto, store, device, split=list(split))
         with _progress(len(split), "evaluate", progress) as tick:
             evaluation = evaluate_samples(list(split), lambda s: located[s.id], columns, batch_size=batch_size,
                                           progress=tick, run_cache=_run_cache(run_dir))

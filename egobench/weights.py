@@ -91,7 +91,8 @@ CORE_PROVIDERS = (
     "egobench.metrics.egovlp",
     "egobench.metrics.clip_metric",
     "egobench.metrics.fid",
-    "egobench.metrics.blip",
+    "egobench.metrics.blip_protocol",
+    "egobench.metrics.vlm_judge",
 )
 
 

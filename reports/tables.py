@@ -35,9 +35,16 @@ from egobench.errors import DataError, UserError
 from egobench.io import read_json, truncate
 
 LABELS = {"egovlp": "EgoVLP", "egovlp-plus": "EgoVLP+", "clip": "CLIP", "fid": "FID", "psnr": "PSNR",
-          "lpips": "LPIPS", "blip-b": "BLIP-B", "blip-l": "BLIP-L"}
+          "lpips": "LPIPS", "blip-b": "BLIP-B", "blip-l": "BLIP-L", "action-top1": "Action@1",
+          "action-top5": "Action@5", "verb-top1": "Verb@1", "verb-top5": "Verb@5", "noun-top1": "Noun@1",
+          "noun-top5": "Noun@5", "action-sensitivity": "Sensitivity", "action-sim": "Action-sim",
+          "vlm-judge": "VLM judge"}
 TABLE1 = ("egovlp", "egovlp-plus", "clip", "fid", "psnr", "lpips")
 TABLE2 = ("blip-b", "blip-l")
+#: egobench-v2's action-faithfulness columns (oracle = ceiling, input-copy = floor)
+ACTION_TABLE = ("action-top1", "action-top5", "verb-top1", "verb-top5", "noun-top1", "noun-top5",
+                "action-sensitivity", "action-sim", "vlm-judge")
+ZERO_SHOT = " (zero-shot)"
 ABLATION = (("ip2p", "Action labels"), ("lego-desc", "Descriptions"), ("lego-img", "+ image emb."),
             ("lego-txt", "+ text emb."), ("lego", "+ joint emb."))
 ABLATION_ONLY = {"lego-desc", "lego-img", "lego-txt"}
@@ -68,6 +75,16 @@ class RunData:
     @property
     def comparable(self) -> bool:
         return bool(self.metrics.get("comparable", False))
+
+    @property
+    def zero_shot(self) -> bool:
+        """The manifest says the method's weights never saw this benchmark's training data."""
+        return ((self.manifest.get("method") or {}).get("config") or {}).get("finetuned_on_benchmark") is False
+
+    @property
+    def label(self) -> str:
+        """The row label: the method, marked when it is a zero-shot (off-the-shelf) model."""
+        return self.method + (ZERO_SHOT if self.zero_shot else "")
 
     @property
     def vllm_finetuned(self) -> bool | None:
@@ -412,7 +429,7 @@ def build_tables(
         has_t3 = bool(abl) and ((len(abl) >= 2 and any(r.method in ABLATION_ONLY for _, r in abl)) or ds in studies)
         study_in_t1 = ds in studies and not has_t3  # the win rates go to Table 3, else to Table 1
         if main:
-            t1 = _make(f"table1-{ds}", f"Table 1: image metrics on {name}", ds, main, [r.method for r in main],
+            t1 = _make(f"table1-{ds}", f"Table 1: image metrics on {name}", ds, main, [r.label for r in main],
                        TABLE1, studies.get(ds), n_boot, seed, with_study=study_in_t1)
             if t1 and t1.columns:
                 if study_in_t1:
@@ -420,10 +437,22 @@ def build_tables(
                 tables.append(t1)
             if any(k in r.metrics["metrics"] for r in main for k in TABLE2):
                 t2 = _make(f"table2-{ds}", f"Table 2: BLIP caption similarity on {name}", ds, main,
-                           [r.method for r in main], TABLE2, None, n_boot, seed)
+                           [r.label for r in main], TABLE2, None, n_boot, seed)
                 if t2:
                     _blip_dropout_note(t2, main)
                     tables.append(t2)
+            if any(k in r.metrics["metrics"] for r in main for k in ACTION_TABLE):
+                ta = _make(f"action-{ds}", f"Action faithfulness on {name}", ds, main, [r.label for r in main],
+                           ACTION_TABLE, None, n_boot, seed)
+                if ta:
+                    ta.notes.append("Does the frame show the asked action? (egobench-v2) The oracle row (ground-truth "
+                                    "frames) is the ceiling and input-copy the floor; sensitivity 50 means the action "
+                                    "is ignored (input-copy scores exactly 50).")
+                    tables.append(ta)
+            if any(r.zero_shot for r in main):
+                for t in tables[-3:]:
+                    if t.dataset == ds and not any(ZERO_SHOT.strip() in n for n in t.notes):
+                        t.notes.append("(zero-shot): off-the-shelf weights, not trained on this benchmark's data.")
         if has_t3:
             rs = [r for _, r in abl]
             t3 = _make(f"table3-{ds}", f"Table 3: conditioning ablation on {name}", ds, rs, [lab for lab, _ in abl],
