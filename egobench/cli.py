@@ -236,6 +236,8 @@ def _common_run_options(f):
                      "auto = tiny for the synthetic demo split, real otherwise"),
         click.option("--weights", "weights", multiple=True, metavar="NAME=PATH",
                      help="explicit path for a weight artifact (repeatable)"),
+        click.option("--weights-lock", default=None, metavar="FILE",
+                     help="refuse any weight file whose sha256 differs from this lock (egobench weights lock)"),
         click.option("--device", default="auto", show_default=True),
         click.option("--quiet", is_flag=True, help="no progress bars"),
     ]
@@ -268,7 +270,7 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="one run per seed into sibling run directories, then mean +- std across seeds")
 @_common_run_options
 def run_cmd(method, dataset, batch_size, eval_batch_size, options, keep_going, seed, seeds, protocol, data_root,
-            limit, out, runs_dir, zoo, weights, device, quiet):
+            limit, out, runs_dir, zoo, weights, weights_lock, device, quiet):
     """Generate with a method on a dataset, then score it."""
     from .runner import run, run_seeds, seeds_table
 
@@ -283,7 +285,8 @@ def run_cmd(method, dataset, batch_size, eval_batch_size, options, keep_going, s
             opts[k] = v
     kwargs = dict(protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size,
                   eval_batch_size=eval_batch_size, out=out, runs_dir=runs_dir, zoo=zoo, weights=list(weights),
-                  device=device, method_options=opts, keep_going=keep_going, progress=not quiet)
+                  device=device, method_options=opts, keep_going=keep_going, progress=not quiet,
+                  weights_lock=weights_lock)
     if seeds is not None:
         if seed is not None:
             raise UserError("give --seed or --seeds, not both")
@@ -314,13 +317,13 @@ def run_cmd(method, dataset, batch_size, eval_batch_size, options, keep_going, s
 @click.option("--allow-missing", is_flag=True, help="score what is there; count missing images")
 @_common_run_options
 def evaluate_cmd(images, dataset, name, batch_size, allow_missing, protocol, data_root, limit, out, runs_dir,
-                 zoo, weights, device, quiet):
+                 zoo, weights, weights_lock, device, quiet):
     """Score a folder of images produced by outside code."""
     from .runner import evaluate
 
     res = evaluate(images, dataset, protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size,
                    out=out, runs_dir=runs_dir, name=name, zoo=zoo, weights=list(weights), device=device,
-                   allow_missing=allow_missing, progress=not quiet)
+                   allow_missing=allow_missing, progress=not quiet, weights_lock=weights_lock)
     click.echo(res.table())
 
 
@@ -534,6 +537,39 @@ def weights_tiny_cmd(out, names):
     for name in names or ARTIFACTS.names():
         folder = build_tiny(name, root / name)
         click.echo(f"{name}: {folder}")
+
+
+@weights_group.command("lock")
+@click.option("--protocol", "-p", "protocols", multiple=True, default=("lego-official",), show_default=True,
+              help="protocol whose metrics' weights are locked (repeatable)")
+@click.option("--methods", "methods", multiple=True, help="method whose weights are locked too (repeatable)")
+@click.option("--zoo", type=click.Choice(["real", "tiny"]), default="real", show_default=True)
+@click.option("--weights", "weights", multiple=True, metavar="NAME=PATH", help="explicit path for an artifact")
+@click.option("--out", required=True, help="the lock file to write (weights.lock)")
+def weights_lock_cmd(protocols, methods, zoo, weights, out):
+    """Record each file's sha256, size and source revision for every artifact a run would resolve."""
+    from .io import atomic_write_json
+    from .metrics import METRICS
+    from .protocol import load_protocol
+    from .provenance import make_lock
+    from .runner import resolve_method
+    from .weights import WeightStore, parse_weight_overrides
+
+    names: list[str] = []
+    for p in protocols:
+        proto = load_protocol(p)
+        for i, spec in enumerate(proto.metrics):
+            cls = METRICS.get(spec.metric)
+            names += cls.artifacts(cls.parse_settings(spec.settings, f"{proto.source}: metrics[{i}].settings"))
+    for m in methods:
+        names += list(resolve_method(m).artifacts)
+    store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(list(weights)))
+    for name in dict.fromkeys(names):
+        store.resolve(name)  # a missing artifact: one line naming the command that makes it
+    lock = make_lock(store.records())
+    atomic_write_json(Path(out), lock.to_json())
+    click.echo(f"locked {len(lock.artifacts)} artifacts ({sum(len(a['files']) for a in lock.artifacts.values())} "
+               f"files) into {out}: weights: locked {lock.short}")
 
 
 @weights_group.command("download")

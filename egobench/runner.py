@@ -272,6 +272,7 @@ def run(
     keep_going: bool = False,
     progress: bool = True,
     seed: int | None = None,
+    weights_lock: str | os.PathLike | None = None,
 ) -> RunResult:
     """Generate with ``method`` on ``dataset`` under ``protocol`` and score the images.
 
@@ -285,7 +286,7 @@ def run(
                       keep_going=keep_going, progress=progress)
     ctx = prepare_run(method, dataset, protocol=protocol, data_root=data_root, limit=limit, out=out,
                       runs_dir=runs_dir, zoo=zoo, weights=weights, device=device, method_options=method_options,
-                      seed=seed)
+                      seed=seed, weights_lock=weights_lock)
     dist = from_env(ctx.device)
     if dist.active and ctx.device.startswith("cuda"):
         ctx = dataclasses.replace(ctx, device=dist.cuda_device())
@@ -295,6 +296,15 @@ def run(
         raise KeyboardInterrupt(_saved_so_far(ctx.run_dir, len(ctx.split))) from None
     finally:
         dist.close()
+
+
+def _lock(path: str | os.PathLike | None) -> Any:
+    """The weights lock of ``--weights-lock`` (None without one)."""
+    if path is None:
+        return None
+    from .provenance import read_lock
+
+    return read_lock(path)
 
 
 def prepare_run(
@@ -311,6 +321,7 @@ def prepare_run(
     device: str = "auto",
     method_options: dict[str, Any] | None = None,
     seed: int | None = None,
+    weights_lock: str | os.PathLike | None = None,
 ) -> RunContext:
     """Resolve and check everything a run needs before anything is written: the protocol, the
     method and its options, the split, the device, every metric's weights, and the run directory."""
@@ -320,8 +331,8 @@ def prepare_run(
     split = load_split(dataset, data_root, limit)
     device = pick_device(device)
     zoo = resolve_zoo(zoo, dataset)
-    store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(weights))
-    preflight_artifacts(proto, store, split)  # a missing weight fails now, not after generation
+    store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(weights), lock=_lock(weights_lock))
+    preflight_artifacts(proto, store, split)  # a missing (or, with a lock, a different) weight fails now
     options = dict(method_options or {})
     method_cls.validate_options(options)  # a misspelled option fails before a run directory exists
 
@@ -448,8 +459,9 @@ def _run_in(ctx: RunContext, dist: Dist, opts: RunOptions) -> RunResult:
         # and a run whose images came from tiny-zoo weights stays not comparable
         carried = previous.get("artifacts") if method_obj is None and previous else None
         carried = {k: v for k, v in carried.items() if isinstance(v, dict)} if isinstance(carried, dict) else {}
-        used = {name: r.record() for name, r in store.used.items()}
-        manifest["artifacts"] = dict(sorted({**carried, **used}.items()))
+        manifest["artifacts"] = dict(sorted({**carried, **store.records()}.items()))
+        if store.lock is not None:
+            manifest["weights_lock"] = {"digest": store.lock.digest, "file": store.lock.source}
         comparable = (not store.any_tiny and not any(rec.get("tiny") for rec in carried.values())
                       and not any(s.meta.get("synthetic") for s in split))
         manifest["comparable"] = comparable
@@ -846,6 +858,7 @@ def evaluate(
     device: str = "auto",
     allow_missing: bool = False,
     progress: bool = True,
+    weights_lock: str | os.PathLike | None = None,
 ) -> RunResult:
     """Score a folder of images produced by any outside code (``batch_size`` samples per
     evaluation batch, default :data:`EVAL_BATCH_SIZE`)."""
@@ -859,7 +872,7 @@ def evaluate(
     split = load_split(dataset, data_root, limit)
     device = pick_device(device)
     zoo = resolve_zoo(zoo, dataset)
-    store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(weights))
+    store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(weights), lock=_lock(weights_lock))
     preflight_artifacts(proto, store, split)
     scan = scan_external(images_dir, split)
     located = scan.located
@@ -914,7 +927,8 @@ def evaluate(
             "protocol": {**proto.record(), "source": proto.source},
             "zoo": zoo,
             "environment": environment(device),
-            "artifacts": {n: r.record() for n, r in sorted(store.used.items())},
+            "artifacts": store.records(),
+            **({"weights_lock": {"digest": store.lock.digest, "file": store.lock.source}} if store.lock else {}),
             "comparable": comparable,
             "feature_cache": evaluation.cache,
             "run_cache": evaluation.reused,

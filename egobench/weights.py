@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from .errors import ConfigError, MissingArtifactError, UserError
-from .io import atomic_write_json, sha256_file
+from .io import atomic_write_json
 from .registry import Registry
 
 TINY_MARKER = "EGOBENCH_TINY_ZOO.json"
@@ -48,6 +48,8 @@ class Artifact:
     make: str | None = None
     #: what ``make`` starts from, shown as the source (e.g. "hf://repo/file.ckpt")
     made_from: str | None = None
+    #: the Hugging Face commit the pins refer to, where known (never guessed: empty when unverified)
+    revision: str | None = None
 
     @property
     def downloadable(self) -> bool:
@@ -159,14 +161,14 @@ class Resolved:
     def file(self, rel: str) -> Path:
         return self.path / rel
 
-    def record(self, with_hashes: bool = True) -> dict[str, Any]:
-        art = ARTIFACTS.get(self.name)
-        out: dict[str, Any] = {"path": str(self.path), "origin": self.origin, "tiny": self.tiny}
-        if with_hashes:
-            out["sha256"] = {
-                f: sha256_file(self.path / f) for f in art.files if (self.path / f).is_file()
-            }
-        return out
+    def record(self, with_hashes: bool = True, lock: Any = None) -> dict[str, Any]:
+        """What a manifest stores: path, origin and, with hashes, each file's sha256 and size, the
+        source revision when known and ``verified`` / ``unverified`` (:mod:`egobench.provenance`)."""
+        if not with_hashes:
+            return {"path": str(self.path), "origin": self.origin, "tiny": self.tiny}
+        from .provenance import artifact_record
+
+        return artifact_record(self, ARTIFACTS.get(self.name), lock)
 
 
 class WeightStore:
@@ -178,6 +180,7 @@ class WeightStore:
         overrides: dict[str, str | os.PathLike] | None = None,
         weights_dir: str | os.PathLike | None = None,
         tiny_root: str | os.PathLike | None = None,
+        lock: Any = None,
     ):
         if zoo not in ("real", "tiny"):
             raise UserError(f"unknown zoo '{zoo}'; use 'real' or 'tiny'")
@@ -189,6 +192,8 @@ class WeightStore:
         self.weights_dir = Path(wd).expanduser() if wd else None
         self.tiny_root = Path(tiny_root) if tiny_root else default_tiny_root()
         self.used: dict[str, Resolved] = {}
+        #: a :class:`~egobench.provenance.WeightsLock`: every resolved artifact must match it
+        self.lock = lock
 
     @property
     def any_tiny(self) -> bool:
@@ -199,8 +204,14 @@ class WeightStore:
             return self.used[name]
         art = ARTIFACTS.get(name)
         res = self._find(art)
+        if self.lock is not None:
+            self.lock.check(name, res.record(lock=self.lock))  # one line naming artifact, file and digests
         self.used[name] = res
         return res
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """Every used artifact's manifest record (digests, revision, verified)."""
+        return {name: r.record(lock=self.lock) for name, r in sorted(self.used.items())}
 
     def _find(self, art: Artifact) -> Resolved:
         if art.name in self.overrides:
@@ -328,6 +339,17 @@ def check(res: Resolved) -> list[str]:
     return problems
 
 
+def _verify_fetched(art: Artifact, folder: Path) -> None:
+    """What was fetched matches the registry's pins (files without a pin are not checked: the registry
+    leaves a digest empty where it could not be verified offline)."""
+    from .provenance import verify_download
+
+    bad = verify_download(art, folder)
+    if bad:
+        raise ChecksumError(bad[0] + "; the download does not match the registry's pin (delete it and retry, or "
+                            "report it)")
+
+
 def download(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
     """Fetch an artifact from its public source (the only networked call)."""
     art = ARTIFACTS.get(name)
@@ -337,8 +359,9 @@ def download(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
 
         path = None
         for f in art.files:
-            path = hf_hub_download(art.hf_repo, f, repo_type=art.hf_repo_type)
+            path = hf_hub_download(art.hf_repo, f, repo_type=art.hf_repo_type, revision=art.revision)
         assert path is not None
+        _verify_fetched(art, Path(path).parent)
         return Path(path).parent
     if art.url:
         import torch.hub

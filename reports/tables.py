@@ -77,16 +77,6 @@ class RunData:
         return bool(self.metrics.get("comparable", False))
 
     @property
-    def zero_shot(self) -> bool:
-        """The manifest says the method's weights never saw this benchmark's training data."""
-        return ((self.manifest.get("method") or {}).get("config") or {}).get("finetuned_on_benchmark") is False
-
-    @property
-    def label(self) -> str:
-        """The row label: the method, marked when it is a zero-shot (off-the-shelf) model."""
-        return self.method + (ZERO_SHOT if self.zero_shot else "")
-
-    @property
     def vllm_finetuned(self) -> bool | None:
         m = self.manifest.get("method", {})
         for src in (m.get("options") or {}, (m.get("config") or {}).get("options") or {}):
@@ -339,6 +329,30 @@ def _base_notes(table: Table, runs: list[RunData]) -> None:
             table.notes.append(f"{run.method}: not scored " + ", ".join(f"{k} {v}" for k, v in sorted(probs.items())))
     if USER_STUDY in cols:
         table.notes.append("User Study: win rate (%) from egobench import-amt, 95% bootstrap interval over items.")
+    table.notes.append(weights_footer(runs))
+
+
+def zero_shot(run: Any) -> bool:
+    """The run's manifest says the method's weights never saw this benchmark's training data."""
+    return ((run.manifest.get("method") or {}).get("config") or {}).get("finetuned_on_benchmark") is False
+
+
+def row_label(run: Any) -> str:
+    """A row's label: the method, marked when it is a zero-shot (off-the-shelf) model."""
+    return run.method + (ZERO_SHOT if zero_shot(run) else "")
+
+
+def weights_footer(runs: list[RunData]) -> str:
+    """"weights: locked <hash>" when every row ran under one weights lock, else how many of the
+    rows' artifacts matched no pin ("weights: N unverified")."""
+    from egobench.provenance import footer
+
+    locks = {str((r.manifest.get("weights_lock") or {}).get("digest") or "") for r in runs}
+    if len(locks) == 1 and "" not in locks:
+        return footer({}, locks.pop()[:12])
+    artifacts = {f"{r.path}:{name}": rec for r in runs for name, rec in (r.manifest.get("artifacts") or {}).items()
+                 if isinstance(rec, dict)}
+    return footer(artifacts)
 
 
 def _protocols(runs: list[RunData]) -> list[dict[str, Any]]:
@@ -429,7 +443,7 @@ def build_tables(
         has_t3 = bool(abl) and ((len(abl) >= 2 and any(r.method in ABLATION_ONLY for _, r in abl)) or ds in studies)
         study_in_t1 = ds in studies and not has_t3  # the win rates go to Table 3, else to Table 1
         if main:
-            t1 = _make(f"table1-{ds}", f"Table 1: image metrics on {name}", ds, main, [r.label for r in main],
+            t1 = _make(f"table1-{ds}", f"Table 1: image metrics on {name}", ds, main, [row_label(r) for r in main],
                        TABLE1, studies.get(ds), n_boot, seed, with_study=study_in_t1)
             if t1 and t1.columns:
                 if study_in_t1:
@@ -437,19 +451,19 @@ def build_tables(
                 tables.append(t1)
             if any(k in r.metrics["metrics"] for r in main for k in TABLE2):
                 t2 = _make(f"table2-{ds}", f"Table 2: BLIP caption similarity on {name}", ds, main,
-                           [r.label for r in main], TABLE2, None, n_boot, seed)
+                           [row_label(r) for r in main], TABLE2, None, n_boot, seed)
                 if t2:
                     _blip_dropout_note(t2, main)
                     tables.append(t2)
             if any(k in r.metrics["metrics"] for r in main for k in ACTION_TABLE):
-                ta = _make(f"action-{ds}", f"Action faithfulness on {name}", ds, main, [r.label for r in main],
+                ta = _make(f"action-{ds}", f"Action faithfulness on {name}", ds, main, [row_label(r) for r in main],
                            ACTION_TABLE, None, n_boot, seed)
                 if ta:
                     ta.notes.append("Does the frame show the asked action? (egobench-v2) The oracle row (ground-truth "
                                     "frames) is the ceiling and input-copy the floor; sensitivity 50 means the action "
                                     "is ignored (input-copy scores exactly 50).")
                     tables.append(ta)
-            if any(r.zero_shot for r in main):
+            if any(zero_shot(r) for r in main):
                 for t in tables[-3:]:
                     if t.dataset == ds and not any(ZERO_SHOT.strip() in n for n in t.notes):
                         t.notes.append("(zero-shot): off-the-shelf weights, not trained on this benchmark's data.")

@@ -96,3 +96,38 @@ def test_a_download_is_checked_against_the_registry_pins(tmp_path):
     (res.path / "c.json").write_text('{"tampered": true}')
     bad = verify_download(art, res.path)
     assert len(bad) == 1 and "c.json" in bad[0] and digests["c.json"] in bad[0]
+
+
+def test_weights_lock_then_run_with_it_and_a_changed_file_is_refused_before_any_work(tmp_path, release):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from egobench.cli import main
+    from egobench.weights import WeightStore
+    from tests.conftest import write_protocol
+
+    proto = write_protocol(tmp_path / "p.yaml", metrics=("psnr", "lpips"), name="locked")
+    folder = tmp_path / "lpips-copy"
+    shutil.copytree(WeightStore(zoo="tiny").resolve("lpips-squeeze-backbone").path, folder)
+    common = ["--zoo", "tiny", "--weights", f"lpips-squeeze-backbone={folder}"]
+    r = CliRunner().invoke(main, ["weights", "lock", "--protocol", str(proto), "--out", str(tmp_path / "w.lock"),
+                                  *common])
+    assert r.exit_code == 0, r.output
+    lock = json.loads((tmp_path / "w.lock").read_text())
+    assert set(lock["artifacts"]) == {"lpips-squeeze-backbone"} and "weights: locked" in r.output
+    run = ["run", "-m", "input-copy", "-d", "epickitchens", "--data-root", str(release), "--protocol", str(proto),
+           "--quiet", "--weights-lock", str(tmp_path / "w.lock"), *common]
+    r = CliRunner().invoke(main, [*run, "--out", str(tmp_path / "ok")])
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
+    rec = manifest["artifacts"]["lpips-squeeze-backbone"]
+    assert rec["verified"] == "verified" and rec["pinned_by"] == "lock"
+    assert manifest["weights_lock"]["digest"] == lock["digest"]
+    weight_file = next(p for p in folder.iterdir() if p.suffix == ".pth")
+    weight_file.write_bytes(weight_file.read_bytes() + b"\0")
+    r = CliRunner().invoke(main, [*run, "--out", str(tmp_path / "refused")])
+    assert r.exit_code != 0
+    msg = str(r.exception) if r.exception and not isinstance(r.exception, SystemExit) else r.output
+    assert "lpips-squeeze-backbone" in msg and weight_file.name in msg and "expected sha256" in msg
+    assert not (tmp_path / "refused").exists()
