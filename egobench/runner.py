@@ -604,9 +604,31 @@ class MethodError(Exception):
         self.trace = trace
 
 
-def _generate_chunk(method_obj: Method, name: str, chunk: list[Sample], seeds: dict, keep_going: bool) -> list[Any]:
-    """Outputs for ``chunk``, one per sample; a failing batch is retried sample by
-    sample so one bad sample costs only itself. Failures come back as exceptions."""
+def is_out_of_memory(error: BaseException) -> bool:
+    """An allocation failure of the accelerator or of torch's CPU allocator (egobench imports no torch:
+    ``torch.cuda.OutOfMemoryError`` is recognised by its class name, the CPU one by its message)."""
+    if any(c.__name__ == "OutOfMemoryError" for c in type(error).__mro__):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("DefaultCPUAllocator: can't allocate memory" in text
+                                                or "CUDA out of memory" in text)
+
+
+def _free_memory() -> None:
+    """Give back what a failed batch held before retrying a smaller one (torch's cache, if torch is loaded)."""
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _generate_chunk(method_obj: Method, name: str, chunk: list[Sample], seeds: dict, keep_going: bool,
+                    tried: tuple[int, ...] = ()) -> list[Any]:
+    """Outputs for ``chunk``, one per sample; failures come back as exceptions. A batch that runs out of
+    memory is retried in halves down to one sample (then recorded as failed, with the sizes tried); a batch
+    that fails otherwise is retried sample by sample, so one bad sample costs only itself."""
     import traceback
 
     try:
@@ -621,12 +643,25 @@ def _generate_chunk(method_obj: Method, name: str, chunk: list[Sample], seeds: d
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - a method's bug must not lose the run
+        if is_out_of_memory(e):
+            sizes = (*tried, len(chunk))
+            first = str(e).splitlines()[0] if str(e) else ""
+            _free_memory()
+            if len(chunk) == 1:
+                return [MethodError(f"method '{name}' ran out of memory ({type(e).__name__}: {first}) at batch "
+                                    f"sizes {', '.join(map(str, sizes))}; a smaller resolution, dtype=fp16/bf16 "
+                                    "or offload may fit")]
+            half = (len(chunk) + 1) // 2
+            LOG.warning("method %s ran out of memory on a batch of %d; retrying in batches of %d", name,
+                        len(chunk), half)
+            return [o for part in (chunk[:half], chunk[half:])
+                    for o in _generate_chunk(method_obj, name, part, seeds, keep_going, sizes)]
         problem = MethodError(f"method '{name}' raised {type(e).__name__}: {e}", traceback.format_exc())
     if len(chunk) == 1:
         return [problem]
     out: list[Any] = []
     for s in chunk:
-        out.extend(_generate_chunk(method_obj, name, [s], seeds, keep_going))
+        out.extend(_generate_chunk(method_obj, name, [s], seeds, keep_going, tried))
     return out
 
 
