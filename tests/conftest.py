@@ -207,10 +207,10 @@ def one_line_error(result, *needles: str) -> str:
     return lines[0]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_thread():
-    """One intra-op torch thread for the test (tiny models gain nothing from more, and OpenMP
-    spin-waits make a busy 2-core machine many times slower); use with ``pytest.mark.usefixtures``."""
+    """One intra-op torch thread for a test module (tiny models gain nothing from more, and OpenMP
+    spin-waits make a busy 2-core machine many times slower): ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -255,3 +255,31 @@ def first_pool_fid(store, monkeypatch, **settings):
     monkeypatch.setattr(fid_module, "FEATURE_DIM", 64)
     monkeypatch.setattr(fid_module, "POOL3_LAYERS", FIRST_POOL_LAYERS)
     return build_metric(fid_module.FID, store, **settings)
+
+
+# --- Cheap demo runs shared by the report, crowd-study and agreement tests ------------------------
+#: the methods of the shared runs: the bounds and a copy method with a distinct name
+STUDY_METHODS = ("input-copy", "oracle", "tests.plugins.methods:SlowCopy")
+_RUNS: dict[str, dict[str, Path]] = {}
+
+
+def make_runs(base: Path) -> dict[str, Path]:
+    """Three cheap runs on the demo split (PSNR only), made once per test session and ``base``."""
+    key = str(base)
+    if key not in _RUNS:
+        import dataclasses
+
+        from egobench import run
+        from egobench.protocol import load_protocol
+
+        p = load_protocol("egobench-v1")
+        p = dataclasses.replace(p, metrics=tuple(m for m in p.metrics if m.name in ("psnr",)))
+        _RUNS[key] = {m: run(m, "demo", protocol=p, limit=8, out=base / "runs" / m.split(":")[-1],
+                             progress=False).run_dir for m in STUDY_METHODS}
+    return _RUNS[key]
+
+
+@pytest.fixture
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """The shared demo runs, by method."""
+    return make_runs(tmp_path_factory.getbasetemp() / "shared-runs")

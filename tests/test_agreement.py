@@ -110,7 +110,8 @@ def test_agree_on_an_exported_study_with_ties_missing_votes_and_an_inattentive_r
     from click.testing import CliRunner
 
     from egobench.agreement import agree, agree_cmd
-    from tests.test_userstudy import _export, make_runs, results_csv
+    from tests.conftest import make_runs
+    from tests.test_userstudy import _export, results_csv
 
     runs = make_runs(tmp_path_factory.getbasetemp() / "shared-runs")
     res = _export(runs, tmp_path / "ex", attention_checks=2)

@@ -9,21 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from egobench.cli import main
+from tests.conftest import one_line_error
 
 
 def invoke(*args):
     return CliRunner().invoke(main, list(args))
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("egobench: error: ")
-    assert "Traceback" not in result.output
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
 
 
 def test_unknown_method_suggests(release):

@@ -13,6 +13,7 @@ from egobench.compare_folders import index_folder, select_metrics
 from egobench.errors import UserError
 from egobench.io import read_json
 from egobench.protocol import load_protocol
+from tests.conftest import one_line_error
 
 #: a cheap protocol for the CLI tests: PSNR only
 PSNR_ONLY = """name: psnr-only
@@ -132,25 +133,17 @@ def test_compare_cli_counts_unmatched_and_writes_report(folders, tmp_path):
     assert read_json(tmp_path / "same.json")["metrics"]["psnr"]["value"] == "inf"
 
 
-def _one_line_error(result, *needles):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    for n in needles:
-        assert n in lines[0], lines[0]
-
-
 def test_compare_cli_errors_are_one_line(folders, tmp_path):
     a, b, _, proto = folders
-    _one_line_error(_invoke("compare", a, tmp_path / "nope", "-p", proto), "nope", "does not exist")
+    one_line_error(_invoke("compare", a, tmp_path / "nope", "-p", proto), "nope", "does not exist")
     (tmp_path / "amb").mkdir()
     (tmp_path / "amb" / "sub").mkdir()
     for ext in ("png", "jpg"):
         (tmp_path / "amb" / "sub" / f"0.{ext}").write_bytes((a / "sub" / "0.png").read_bytes())
-    _one_line_error(_invoke("compare", a, tmp_path / "amb", "-p", proto), "ambiguous pair", "0.png", "0.jpg")
+    one_line_error(_invoke("compare", a, tmp_path / "amb", "-p", proto), "ambiguous pair", "0.png", "0.jpg")
     (tmp_path / "other").mkdir()
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "other" / "zzz.png")
-    _one_line_error(_invoke("compare", a, tmp_path / "other", "-p", proto), "no image pairs")
+    one_line_error(_invoke("compare", a, tmp_path / "other", "-p", proto), "no image pairs")
     (tmp_path / "bad" / "sub").mkdir(parents=True)
     (tmp_path / "bad" / "sub" / "0.png").write_bytes(b"not a png")
-    _one_line_error(_invoke("compare", tmp_path / "bad", b, "-p", proto), "0.png")
+    one_line_error(_invoke("compare", tmp_path / "bad", b, "-p", proto), "0.png")

@@ -19,14 +19,7 @@ from lego.tiny import SCHEDULER_CONFIG, TINY_CONDITIONING, tiny_components
 SIZE = 64  # test images (tiny VAE: 8x down -> 8 x 8 latents)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and OpenMP spin-waits make a shared,
-    loaded CPU ten times slower with two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -35,12 +35,7 @@ TAG = "tiny-train-tag"
 RES = 64  # training crops (tiny VAE: 8 x 8 latents)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,7 @@ ALL = ("lego-vllm-ego4d", "lego-vllm-epic", "llava-llama-2-13b", "llava-vision-t
 MAX_NEW = 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is much faster (and steadier on a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

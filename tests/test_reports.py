@@ -16,17 +16,12 @@ from egobench.plots import bar_chart_svg
 from reports.cli import compile_latex, report_cmd, write_report
 from reports.latex import latex_escape, render_document
 from reports.tables import build_tables, load_run
-from tests.test_userstudy import NASTY, make_runs
+from tests.test_userstudy import NASTY
 
 SAMPLE_METRICS = {  # name: (higher_is_better, display_scale)
     "egovlp": (True, 100.0), "egovlp-plus": (True, 100.0), "clip": (True, 100.0), "psnr": (True, 1.0),
     "lpips": (False, 100.0), "blip-b": (True, 100.0), "blip-l": (True, 100.0),
 }
-
-
-@pytest.fixture
-def runs(tmp_path_factory):
-    return make_runs(tmp_path_factory.getbasetemp() / "shared-runs")
 
 
 def fake_run(src: Path, dst: Path, method: str, quality: float, seed: int, options: dict | None = None,

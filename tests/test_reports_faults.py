@@ -23,25 +23,15 @@ from egobench.cli import main
 from egobench.images import open_rgb
 from egobench.io import TMP_PREFIX
 from reports.cli import write_report
+from tests.conftest import one_line_error
 from tests.test_reports import _userstudy, fake_run
-from tests.test_userstudy import make_runs
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def runs(tmp_path_factory):
-    return make_runs(tmp_path_factory.getbasetemp() / "shared-runs")
 
 
 def _report(args: list[str]):
     """``egobench report ARGS`` through the top-level command (its one-line error handling)."""
     return CliRunner().invoke(main, ["report"] + args + ["--bootstrap", "50"])
-
-
-def _one_line_error(res) -> None:
-    assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1, res.output
 
 
 # -- issue 13 item 8: stored results only; moved data root, non-image frames ----------------------------------
@@ -85,17 +75,17 @@ def test_report_damaged_run_files_are_one_line_errors(runs, tmp_path):
     shutil.copytree(runs["input-copy"], bad)
     (bad / "samples.parquet").write_bytes(b"PAR1 garbage")
     res = _report([str(bad), "--out", str(tmp_path / "r")])
-    _one_line_error(res)
+    one_line_error(res)
     assert "samples.parquet: cannot read" in res.output and "Traceback" not in res.output
     (bad / "samples.parquet").unlink()
     (bad / "metrics.json").write_text("[1, 2]")
     res = _report([str(bad), "--out", str(tmp_path / "r")])
-    _one_line_error(res)
+    one_line_error(res)
     assert "metrics.json: not an egobench metrics file" in res.output
     us = tmp_path / "us.json"
     us.write_text(json.dumps({"egobench_userstudy": 1, "methods": {"lego": 3}}))  # no dataset, no rates
     res = _report([str(runs["input-copy"]), "--user-study", str(us), "--out", str(tmp_path / "r")])
-    _one_line_error(res)
+    one_line_error(res)
     assert "us.json: user-study file without a dataset" in res.output
 
 

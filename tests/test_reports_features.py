@@ -17,12 +17,7 @@ from reports.cli import write_report
 from reports.formats import md_escape
 from reports.published import PUBLISHED_FILE
 from tests.test_reports import fake_run
-from tests.test_userstudy import NASTY, make_runs
-
-
-@pytest.fixture
-def runs(tmp_path_factory):
-    return make_runs(tmp_path_factory.getbasetemp() / "shared-runs")
+from tests.test_userstudy import NASTY
 
 
 def _as(d: Path, *, dataset: str | None = None, protocol: str | None = None, comparable: bool | None = None,

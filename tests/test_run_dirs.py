@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from egobench.cli import main
-from tests.conftest import SMALL_PROTOCOL
+from tests.conftest import SMALL_PROTOCOL, one_line_error
 
 PSNR_ONLY = SMALL_PROTOCOL.format(name="psnr-only") + "  - name: psnr\n    metric: psnr\n"
 
@@ -35,16 +35,6 @@ def proto(tmp_path: Path) -> str:
 
 def invoke(*args, **kw):
     return CliRunner().invoke(main, [str(a) for a in args], **kw)
-
-
-def one_line_error(result, *needles) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("egobench: error: ") and "Traceback" not in result.output
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
 
 
 def run_demo(proto: str, runs: Path, *extra) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import shutil
@@ -27,31 +26,10 @@ from egobench.userstudy import (
     read_results,
     stratified_sample,
 )
+from tests.conftest import STUDY_METHODS
 
-METHODS = ("input-copy", "oracle", "tests.plugins.methods:SlowCopy")
+METHODS = STUDY_METHODS
 NASTY = "<script>alert(1)</script> & 100% of_x {a} \"dq\" 'sq' ~^$#\\"
-_RUNS: dict[str, dict[str, Path]] = {}
-
-
-def make_runs(base: Path) -> dict[str, Path]:
-    """Three cheap runs on the demo split (PSNR only), made once per test session."""
-    key = str(base)
-    if key not in _RUNS:
-        from egobench import run
-        from egobench.protocol import load_protocol
-
-        p = load_protocol("egobench-v1")
-        p = dataclasses.replace(p, metrics=tuple(m for m in p.metrics if m.name in ("psnr",)))
-        out = {}
-        for m in METHODS:
-            out[m] = run(m, "demo", protocol=p, limit=8, out=base / "runs" / m.split(":")[-1], progress=False).run_dir
-        _RUNS[key] = out
-    return _RUNS[key]
-
-
-@pytest.fixture
-def runs(tmp_path_factory) -> dict[str, Path]:
-    return make_runs(tmp_path_factory.getbasetemp() / "shared-runs")
 
 
 def nasty_copy(src: Path, dst: Path, action: str = NASTY, description: str = NASTY) -> Path:

@@ -23,14 +23,10 @@ from PIL import Image, ImageCms, PngImagePlugin
 from egobench import userstudy
 from egobench.errors import DataError, UserError
 from egobench.userstudy import Judgment, analyze, export_amt, import_amt, read_results
-from tests.test_userstudy import METHODS, _synthetic_key, make_runs, results_csv
+from tests.conftest import assert_one_line
+from tests.test_userstudy import METHODS, _synthetic_key, results_csv
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def runs(tmp_path_factory) -> dict[str, Path]:
-    return make_runs(tmp_path_factory.getbasetemp() / "shared-runs")
 
 
 def _export(runs, out, **kw):
@@ -146,13 +142,6 @@ def test_common_size_caps_the_long_side():
 # ---------------------------------------------------------------------------
 # Item 10: hostile results files, CSV formula cells, linear time
 # ---------------------------------------------------------------------------
-def _one_line(e: pytest.ExceptionInfo, *parts: str) -> str:
-    msg = str(e.value)
-    assert "\n" not in msg and len(msg) < 400, msg
-    for p in parts:
-        assert p in msg, (p, msg)
-    return msg
-
 
 @pytest.fixture
 def batch(runs, tmp_path):
@@ -179,12 +168,12 @@ def test_deep_task_answers_json_is_one_line(batch, tmp_path):
     p.write_text(_task_answers_csv(res.batch_csv, key, deep))
     with pytest.raises(DataError) as e:
         read_results(p, key)
-    _one_line(e, str(p), "line 3", "Answer.taskAnswers", "nested deeper")
+    assert_one_line(str(e.value), str(p), "line 3", "Answer.taskAnswers", "nested deeper")
     # a duplicate key would silently keep the last answer
     p.write_text(_task_answers_csv(res.batch_csv, key, '[{"choice": {"candidate_1": true}, "choice": "candidate_2"}]'))
     with pytest.raises(DataError) as e:
         read_results(p, key)
-    _one_line(e, str(p), "line 3", "Answer.taskAnswers", "duplicate key")
+    assert_one_line(str(e.value), str(p), "line 3", "Answer.taskAnswers", "duplicate key")
     # and a working one still parses
     p.write_text(_task_answers_csv(res.batch_csv, key, '[{"choice": "2"}]'))
     assert [j.answer for j in read_results(p, key)[0]] == ["candidate_1", "candidate_2"]
@@ -231,11 +220,11 @@ def test_hostile_results_files_each_one_line(batch, tmp_path):
         with pytest.raises(DataError) as e:
             read_results(p, key)
             pytest.fail(f"{name}: accepted")
-        _one_line(e, str(p), *parts)
+        assert_one_line(str(e.value), str(p), *parts)
     (tmp_path / "folder.csv").mkdir()
     with pytest.raises(DataError) as e:
         read_results(tmp_path / "folder.csv", key)
-    _one_line(e, "is a folder")
+    assert_one_line(str(e.value), "is a folder")
 
 
 def test_hostile_key_files_each_one_line(batch, tmp_path):
@@ -253,7 +242,7 @@ def test_hostile_key_files_each_one_line(batch, tmp_path):
         with pytest.raises(DataError) as e:
             import_amt(tmp_path / "r.csv", p)
             pytest.fail(f"{name}: accepted")
-        _one_line(e, str(p), "not an egobench study key")
+        assert_one_line(str(e.value), str(p), "not an egobench study key")
 
 
 FORMULAS = ['=HYPERLINK("http://evil.example","x")', "@SUM(1+1)", "+1+1", "-2+3", "\tTAB", "\rCR"]
@@ -546,7 +535,7 @@ def test_run_output_leaving_the_run_folder_is_refused(runs, tmp_path):
         df.to_parquet(a / "samples.parquet", index=False)
         with pytest.raises(DataError) as e:
             export_amt("demo", [a, runs["oracle"]], tmp_path / f"ex-{case}", n=8, seed=0)
-        _one_line(e, "samples.parquet", "leaves the run folder")
+        assert_one_line(str(e.value), "samples.parquet", "leaves the run folder")
         assert not (tmp_path / f"ex-{case}").exists()
 
 
@@ -554,12 +543,12 @@ def test_export_refuses_bad_base_url_and_non_empty_out(runs, tmp_path):
     for url in ('javascript:alert(1)//', 'https://x.org/" onerror="alert(1)', "ftp://x"):
         with pytest.raises(UserError) as e:
             _export(runs, tmp_path / "a", image_base_url=url)
-        _one_line(e, "--image-base-url")
+        assert_one_line(str(e.value), "--image-base-url")
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "notes.txt").write_text("mine")
     with pytest.raises(UserError) as e:
         _export(runs, tmp_path / "b")
-    _one_line(e, "not empty")
+    assert_one_line(str(e.value), "not empty")
     assert (tmp_path / "b" / "notes.txt").read_text() == "mine"
     (tmp_path / "c").mkdir()  # an empty folder is fine
     assert _export(runs, tmp_path / "c").batch_csv.is_file()
@@ -572,7 +561,7 @@ def test_import_refuses_an_out_folder_holding_other_files(batch, tmp_path):
     (tmp_path / "o" / "thesis.tex").write_text("mine")
     with pytest.raises(UserError) as e:
         import_amt(tmp_path / "r.csv", res.key_json, tmp_path / "o")
-    _one_line(e, "did not write")
+    assert_one_line(str(e.value), "did not write")
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["thesis.tex"]
 
 
