@@ -38,7 +38,7 @@ from egobench.errors import UserError
 from egobench.weights import parse_weight_overrides
 
 #: --init choices documented for each model
-INITS = {"ip2p": ("ip2p-init", "sd15"), "ldm": ("sd15",)}
+INITS = {"ip2p": ("ip2p-init", "magicbrush", "sd15"), "ldm": ("sd15",)}
 
 
 @dataclass
@@ -48,11 +48,65 @@ class BaselineTrainSpec:
     model: str  # "ip2p" | "ldm"
     dataset: str  # ego4d | epickitchens
     data_root: str | os.PathLike
-    init: str  # diffusers folder or artifact name
+    init: str  # diffusers folder, artifact name, IP2P-family preset or Hugging Face id
     part: str = "train"
     zoo: str = "real"
     weights: dict[str, str] = field(default_factory=dict)
     limit: int | None = None
+
+
+#: IP2P-family pipeline classes; the SDXL one needs a loop with two text encoders and added time ids
+SD_IP2P_CLASS = "StableDiffusionInstructPix2PixPipeline"
+SDXL_IP2P_CLASS = "StableDiffusionXLInstructPix2PixPipeline"
+
+
+def ip2p_presets() -> dict[str, Any]:
+    """The editor presets of the InstructPix2Pix family, by method name (``--init magicbrush``): their
+    :class:`~editors.diffusers_edit.Preset` records (artifact, Hugging Face id, class)."""
+    from editors import presets
+    from editors.diffusers_edit import DiffusersEdit
+
+    found = {}
+    for cls in vars(presets).values():
+        if isinstance(cls, type) and issubclass(cls, DiffusersEdit) and cls.preset is not None \
+                and cls.preset.class_name in (SD_IP2P_CLASS, SDXL_IP2P_CLASS):
+            found[cls.name] = cls.preset
+    return found
+
+
+def _sdxl_refusal(what: str) -> UserError:
+    return UserError(f"{what}: SDXL InstructPix2Pix (two text encoders, added text/time conditioning) cannot be "
+                     "finetuned by this loop yet; finetune an SD 1.5-family init (ip2p-init, magicbrush, sd15) "
+                     "or run the sdxl-ip2p preset zero-shot")
+
+
+def _refuse_sdxl_folder(folder: Path, what: str) -> None:
+    """Refuse an SDXL pipeline folder before any model is loaded (its class or its second text encoder)."""
+    from egobench.io import read_json
+
+    index = folder / "model_index.json"
+    name = read_json(index).get("_class_name") if index.is_file() else None
+    if name == SDXL_IP2P_CLASS or "XL" in str(name or "") or (folder / "text_encoder_2").is_dir():
+        raise _sdxl_refusal(what)
+
+
+def resolve_baseline_init(init: str, store: Any) -> Any:
+    """``--init`` as a :class:`~diffusion_core.folders.InitFolder`: a folder, an artifact, an IP2P-family
+    preset (``magicbrush``, ``sdxl-ip2p``: its artifact) or a Hugging Face id (``vinesmsuic/magicbrush-jul7``).
+    SDXL is refused in one line before anything is loaded."""
+    from diffusion_core.folders import resolve_init
+
+    presets = ip2p_presets()
+    what = f"--init {init}"
+    sdxl_ids = {p.hf_repo for p in presets.values() if p.class_name == SDXL_IP2P_CLASS}
+    sdxl_names = {n for n, p in presets.items() if p.class_name == SDXL_IP2P_CLASS}
+    sdxl_names |= {p.artifact for p in presets.values() if p.class_name == SDXL_IP2P_CLASS}
+    if init in sdxl_ids or (init in sdxl_names and not Path(init).expanduser().exists()):
+        raise _sdxl_refusal(what)
+    found = resolve_init(init, store, aliases={n: p.artifact for n, p in presets.items()},
+                         repos={p.hf_repo: p.artifact for p in presets.values()}, what=what)
+    _refuse_sdxl_folder(found.folder, what)
+    return found
 
 
 def train_baseline(spec: BaselineTrainSpec, config: Any, *, on_step: Any = None, progress: bool = False,
@@ -63,26 +117,27 @@ def train_baseline(spec: BaselineTrainSpec, config: Any, *, on_step: Any = None,
     ensure_torchvision()
     from diffusion_core.bundle import load_sd_bundle
     from diffusion_core.data import PairDataset
-    from diffusion_core.folders import resolve_folder
     from diffusion_core.training import train_loop
     from egobench.data.lego_release import load_release
     from egobench.weights import WeightStore
 
     if spec.model not in INITS:
         raise UserError(f"unknown baseline model {spec.model!r}; use ip2p or ldm")
+    store = WeightStore(zoo=spec.zoo, overrides=spec.weights or None)
+    found = resolve_baseline_init(str(spec.init), store)  # a missing or SDXL init fails before the data is read
+    init = found.folder
     split = load_release(Path(spec.data_root).expanduser(), spec.dataset, part=spec.part).head(spec.limit)
     dataset = PairDataset(split, resolution=config.resolution, resize=config.resize, random_crop=config.random_crop,
                           flip_prob=config.random_flip, text="action")
-    store = WeightStore(zoo=spec.zoo, overrides=spec.weights or None)
-    init, tiny = resolve_folder(spec.init, store)
-    bundle = load_sd_bundle(init, in_channels=8 if spec.model == "ip2p" else None, tiny=tiny, source=str(init))
+    bundle = load_sd_bundle(init, in_channels=8 if spec.model == "ip2p" else None, tiny=found.tiny,
+                            source=str(init))
     want = "ip2p" if spec.model == "ip2p" else "t2i"
     if bundle.mode != want:
         raise UserError(f"--init {spec.init}: a UNet with {bundle.unet.config.in_channels} input channels cannot "
                         f"be finetuned as {spec.model} (use {' or '.join(INITS[spec.model])})")
     record = {
         "model": spec.model, "dataset": spec.dataset, "part": spec.part, "split_fingerprint": split.short_fingerprint,
-        "init": str(spec.init), "init_folder": str(init), "text": "action",
+        "init": str(spec.init), "init_folder": str(init), "init_source": found.record, "text": "action",
     }
     return train_loop(bundle, dataset, config, on_step=on_step, progress=progress, record=record,
                       validation=validation)
@@ -138,8 +193,10 @@ class IP2PTrainOptions(BaselineTrainOptions):
 
     model: ClassVar[str] = "ip2p"
     folder_option: ClassVar[str] = "model"
-    init: str = option("ip2p-init", help="diffusers folder or artifact: ip2p-init (timbrooks/instruct-pix2pix) or "
-                       "sd15 (Stable Diffusion 1.5, UNet input widened to 8 channels, new ones zero)")
+    init: str = option("ip2p-init", help="diffusers folder, artifact, IP2P-family preset or Hugging Face id: "
+                       "ip2p-init (timbrooks/instruct-pix2pix), magicbrush (vinesmsuic/magicbrush-jul7, or that id), "
+                       "sd15 (Stable Diffusion 1.5, UNet input widened to 8 channels, new ones zero); an id must be "
+                       "in the local Hugging Face cache ('hf download ID'). SDXL (sdxl-ip2p) is refused")
 
 
 @dataclass(kw_only=True)

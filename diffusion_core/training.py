@@ -68,12 +68,12 @@ from .bundle import ExtraConditionFn, ModelBundle, encode_prompts
 from .checkpoints import STATE_FILE, checkpoint_dirs, clean_partial_checkpoints, publish, save_checkpoint
 from .data import MicroBatches, PairDataset, TrainingStream, collate
 from .ema import EMA
+from .folders import TRAINING_RECORD
 from .loop import OptimizerSteps, StepCallback, progress_bar, reset_accelerate_state, start_accelerator
 from .loss import CFGDropout, diffusion_loss
 from .scheduler import inference_scheduler
 from .validation import Validation, validate
 
-TRAINING_RECORD = "training.json"
 MixedPrecision = Literal["no", "fp16", "bf16"]
 
 

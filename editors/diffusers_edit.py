@@ -32,7 +32,7 @@ from baselines._common import (
 from egobench.config import from_dict
 from egobench.data import Sample, Split
 from egobench.errors import ConfigError
-from egobench.methods import Method
+from egobench.methods import Method, benchmark_training
 from egobench.weights import WeightStore
 
 from .families import EditCall, Family
@@ -88,9 +88,9 @@ class DiffusersEdit(Method):
         if cls.preset is None and o.pipeline is None:
             raise ConfigError(f"{where}: pass -o pipeline=HF_ID_OR_PATH (a diffusers editing pipeline folder or a "
                               "cached Hugging Face id)")
-        if cls.preset is not None and o.finetuned:
-            raise ConfigError(f"{where}: a preset is the off-the-shelf model; for finetuned weights use "
-                              "diffusers-edit -o pipeline=PATH -o finetuned=true")
+        if cls.preset is not None and o.finetuned and o.pipeline is None:
+            raise ConfigError(f"{where}: a preset is the off-the-shelf model; for finetuned weights pass "
+                              "-o pipeline=PATH (a folder made by 'egobench train' is marked finetuned by itself)")
         for key in ("steps", "size", "batch_size"):
             value = getattr(o, key)
             if value is not None and value < 1:
@@ -180,6 +180,7 @@ class DiffusersEdit(Method):
 
     def config(self) -> dict[str, Any]:
         src, s, o = self.source(), self.settings(), self.options
+        trained = benchmark_training(src.folder)  # a folder made by 'egobench train' (e.g. --init magicbrush)
         record: dict[str, Any] = {
             "name": self.name,
             "options": asdict(o),
@@ -192,8 +193,10 @@ class DiffusersEdit(Method):
             else "the pipeline's own (its scheduler_config.json)",
             **asdict(s),
             "guidance_means": src.family.guidance_means,
-            "finetuned_on_benchmark": bool(o.finetuned),
+            "finetuned_on_benchmark": bool(o.finetuned) if o.finetuned is not None else trained is not None,
         }
+        if trained is not None:
+            record["trained_on"] = trained
         if self.preset is not None:
             record.update(hf_repo=self.preset.hf_repo, license=self.preset.license,
                           settings_source=self.preset.settings_source)

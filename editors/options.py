@@ -38,8 +38,9 @@ class EditOptions:
     scheduler: Literal["pipeline", "protocol"] = "pipeline"
     #: samples per pipeline call under per-sample seeds (families that batch); default 1
     batch_size: int | None = None
-    #: declare that the weights were trained on the benchmark's data (recorded in the manifest)
-    finetuned: bool = False
+    #: whether the weights were trained on the benchmark's data (recorded in the manifest); default: True when
+    #: the folder carries the training record of 'egobench train', else False (zero-shot)
+    finetuned: bool | None = None
 
 
 def canonical(options: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,9 @@ from .registry import Registry
 
 GeneratedImage = Any  # PIL.Image.Image | np.ndarray | torch.Tensor
 
+#: the record ``egobench train`` leaves beside a model it saved: what it was finetuned on
+TRAINING_RECORD = "training.json"
+
 
 class Method:
     """Base class for generation methods."""
@@ -75,6 +78,43 @@ class Method:
 
 METHODS: Registry[type[Method]] = Registry("method", entry_point_group="egobench.methods")
 register_method = METHODS.register
+
+
+def benchmark_training(folder: Any) -> dict[str, Any] | None:
+    """What a weights folder trained by ``egobench train`` says it was finetuned on (dataset, part, split
+    fingerprint, steps, init), or None: no such record (an off-the-shelf model, or not a folder)."""
+    from pathlib import Path
+
+    from .io import read_json
+
+    path = Path(folder).expanduser() / TRAINING_RECORD
+    if not path.is_file():
+        return None
+    record = read_json(path)
+    if not isinstance(record, dict) or not record.get("dataset") or not record.get("split_fingerprint"):
+        return None
+    keys = ("dataset", "part", "split_fingerprint", "steps", "model", "init", "init_source")
+    return {k: record[k] for k in keys if k in record}
+
+
+def mark_finetuned(config: dict[str, Any], folders: Sequence[Any]) -> None:
+    """Record in a method's config that its weights were finetuned on the benchmark when one of the
+    ``folders`` it used (or a folder named by its options or ``weights``) carries a training record.
+    A method's own ``finetuned_on_benchmark`` (False for zero-shot editors) is kept as it says."""
+    from pathlib import Path
+
+    if "finetuned_on_benchmark" in config:
+        return
+    named = [config.get("weights")] + list((config.get("options") or {}).values())
+    candidates = [v for v in named if isinstance(v, str) and v] + list(folders)
+    for folder in candidates:
+        if not Path(folder).expanduser().is_dir():
+            continue
+        trained = benchmark_training(folder)
+        if trained is not None:
+            config["finetuned_on_benchmark"] = True
+            config["trained_on"] = trained
+            return
 
 
 def load_rgb(path: Any) -> Image.Image:

@@ -37,7 +37,7 @@ from .evaluator import (
 )
 from .images import BadImageError, save_atomic
 from .io import atomic_open, atomic_write_json, clean_stale_temps, read_json, safe_component, safe_join
-from .methods import METHODS, Method
+from .methods import METHODS, Method, mark_finetuned
 from .metrics.cache import FeatureCache, default_cache_dir
 from .postprocess import BadOutputError, finalize, output_relpath
 from .probes import COUNTERFACTUAL, counterfactual_samples, needs_counterfactual, probe_dir
@@ -431,6 +431,8 @@ def _run_in(ctx: RunContext, dist: Dist, opts: RunOptions) -> RunResult:
             generated = _generate_into(method_obj, method, pending, images, failures_dir, relpaths, seeds, gen,
                                        keep_going, batch_size, tick)
             tick.close()
+            # weights trained by 'egobench train' say so: the run is marked finetuned (tables mark zero-shot rows)
+            mark_finetuned(manifest["method"]["config"], [r.path for r in store.used.values()])
         elif previous and "config" in previous.get("method", {}):
             manifest["method"]["config"] = previous["method"]["config"]
         if needs_counterfactual(proto):
