@@ -43,6 +43,9 @@ class Artifact:
     sha256: dict[str, str] = field(default_factory=dict)  # full digests where known
     sha256_prefix: dict[str, str] = field(default_factory=dict)  # torchvision-style name prefixes
     tiny: str | None = None  # "module:function(out_dir)" building the tiny stand-in
+    #: "module:function(out_dir)" building a real-size random-weight stand-in (``egobench bench --profile
+    #: full-arch``); None: the tiny stand-in already has the real architecture or is only a vocabulary
+    full_arch: str | None = None
     #: for artifacts with no download source: the one command that makes the folder
     #: (e.g. "egobench convert lego --ckpt X.ckpt --out $EGOBENCH_WEIGHTS/NAME")
     make: str | None = None
@@ -296,22 +299,38 @@ def _hf_cached_folder(art: Artifact) -> Path | None:
     return None
 
 
-def build_tiny(name: str, folder: str | os.PathLike | None = None) -> Path:
-    """Build the tiny stand-in of artifact ``name`` (deterministic) and return its folder."""
+def build_tiny(name: str, folder: str | os.PathLike | None = None, full_arch: bool = False) -> Path:
+    """Build the tiny stand-in of artifact ``name`` (deterministic) and return its folder; with
+    ``full_arch``, the real-size random-weight one (:attr:`Artifact.full_arch`, else the tiny one)."""
     from .registry import _import_ref
 
     art = ARTIFACTS.get(name)
-    if not art.tiny:
+    ref = (art.full_arch or art.tiny) if full_arch else art.tiny
+    if not ref:
         raise UserError(f"artifact '{name}' has no tiny stand-in")
     folder = Path(folder) if folder else default_tiny_root() / name
     folder.mkdir(parents=True, exist_ok=True)
-    builder: Callable[[Path], None] = _import_ref(art.tiny)
+    builder: Callable[[Path], None] = _import_ref(ref)
     builder(folder)
+    size = "at real size " if full_arch else ""
     atomic_write_json(
         folder / TINY_MARKER,
-        {"artifact": name, "note": "random weights built by egobench; results are NOT comparable"},
+        {"artifact": name, "note": f"random weights {size}built by egobench; results are NOT comparable"},
     )
     return folder
+
+
+def build_full_arch_zoo(names: Sequence[str], folder: str | os.PathLike,
+                        tick: Callable[[int], None] = lambda n: None) -> Path:
+    """Real-size random-weight stand-ins of ``names`` under ``folder/<name>/``, in the real files'
+    formats and marked as stand-ins; an artifact already built there is kept. Load them with
+    ``WeightStore(zoo="real", weights_dir=folder)``: the real loaders read them."""
+    for name in names:
+        target = Path(folder) / name
+        if not (target / TINY_MARKER).is_file():
+            build_tiny(name, target, full_arch=True)
+        tick(1)
+    return Path(folder)
 
 
 class ChecksumError(MissingArtifactError):

@@ -112,10 +112,10 @@ def tiny_model(model: str, vision_ln_eps: float = VISION_LN_EPS) -> Any:
     return m
 
 
-def _write_tokenizer_files(folder: Path, hf_layout: bool) -> None:
+def _write_tokenizer_files(folder: Path, hf_layout: bool, words: list[str] | None = None) -> None:
     from ..io import atomic_write_json, atomic_write_text
 
-    words = tiny_vocab()
+    words = words or tiny_vocab()
     atomic_write_text(folder / "vocab.txt", "\n".join(words) + "\n")
     if not hf_layout:
         return
@@ -156,11 +156,14 @@ def _write_tokenizer_files(folder: Path, hf_layout: bool) -> None:
 
 
 def _build_tiny_hf(model: str, folder: Path) -> None:
+    # the ports keep transformers' default vision LayerNorm eps
+    _write_hf(tiny_model(model, vision_ln_eps=1e-5), model, Path(folder))
+
+
+def _write_hf(m: Any, model: str, folder: Path, words: list[str] | None = None) -> None:
+    """``m`` in the Hugging Face ports' layout: config, weights, image processor and tokenizer."""
     from ..io import atomic_open, atomic_write_json
 
-    folder = Path(folder)
-    # the ports keep transformers' default vision LayerNorm eps
-    m = tiny_model(model, vision_ln_eps=1e-5)
     m.config.save_pretrained(str(folder))
     weights = HF_WEIGHTS[model]
     state = {k: v.contiguous() for k, v in m.state_dict().items()}
@@ -189,7 +192,7 @@ def _build_tiny_hf(model: str, folder: Path) -> None:
             "size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE},
         },
     )
-    _write_tokenizer_files(folder, hf_layout=True)
+    _write_tokenizer_files(folder, hf_layout=True, words=words)
 
 
 def _safetensors_bytes(state: dict[str, torch.Tensor], save_file: Callable) -> bytes:
@@ -202,11 +205,15 @@ def _safetensors_bytes(state: dict[str, torch.Tensor], save_file: Callable) -> b
 
 
 def _build_tiny_original(model: str, folder: Path) -> None:
+    _write_original(tiny_model(model, vision_ln_eps=VISION_LN_EPS), model, Path(folder), _TINY_MAX_POS)
+
+
+def _write_original(m: Any, model: str, folder: Path, max_positions: int) -> None:
+    """``m`` as the original BLIP release's ``.pth`` (``{"model": state dict}``)."""
     from ..io import atomic_open
 
-    m = tiny_model(model, vision_ln_eps=VISION_LN_EPS)
-    state = hf_to_original_state_dict(m.state_dict(), _TINY_MAX_POS)
-    with atomic_open(Path(folder) / ORIGINAL_FILES[model], "wb") as f:
+    state = hf_to_original_state_dict(m.state_dict(), max_positions)
+    with atomic_open(folder / ORIGINAL_FILES[model], "wb") as f:
         torch.save({"model": state}, f)
 
 
@@ -228,3 +235,55 @@ def build_tiny_large_original(folder: Path) -> None:
 
 def build_tiny_bert_tokenizer(folder: Path) -> None:
     _write_tokenizer_files(Path(folder), hf_layout=False)
+
+
+# --- full-arch stand-ins (``egobench bench --profile full-arch``) ------------------------------
+#: a bert-base-uncased-sized vocabulary: the tiny words, then fillers up to 30,522 entries
+BERT_VOCAB = 30522
+_FULL_ARCH_VISION = {"base": (768, 12, 3072), "large": (1024, 24, 4096)}  # width, depth, MLP
+
+
+def full_arch_vocab() -> list[str]:
+    words = tiny_vocab()
+    return words + [f"[unused{i}]" for i in range(BERT_VOCAB - len(words))]
+
+
+def full_arch_model(model: str, seed: int, vision_ln_eps: float = VISION_LN_EPS) -> Any:
+    """BLIP's captioner at real size: ViT-B/16 or ViT-L/16 at 384, BERT-base decoder, random weights."""
+    _compat.ensure_torchvision()
+    from transformers import BlipConfig, BlipForConditionalGeneration
+
+    width, depth, mlp = _FULL_ARCH_VISION[model]
+    sep = full_arch_vocab().index("[SEP]")
+    config = BlipConfig(
+        vision_config=dict(hidden_size=width, num_hidden_layers=depth, intermediate_size=mlp,
+                           num_attention_heads=width // HEAD_DIM, image_size=IMAGE_SIZE, patch_size=16,
+                           layer_norm_eps=vision_ln_eps),
+        text_config=dict(vocab_size=BERT_VOCAB + 2, hidden_size=768, encoder_hidden_size=width,
+                         intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                         max_position_embeddings=512, bos_token_id=BERT_VOCAB, eos_token_id=sep, sep_token_id=sep,
+                         pad_token_id=0))
+    torch.manual_seed(seed)
+    m = BlipForConditionalGeneration(config).eval()
+    m.tie_weights()
+    return m
+
+
+def build_full_arch_base_hf(folder: Path) -> None:
+    _write_hf(full_arch_model("base", 51, vision_ln_eps=1e-5), "base", Path(folder), full_arch_vocab())
+
+
+def build_full_arch_large_hf(folder: Path) -> None:
+    _write_hf(full_arch_model("large", 52, vision_ln_eps=1e-5), "large", Path(folder), full_arch_vocab())
+
+
+def build_full_arch_base_original(folder: Path) -> None:
+    _write_original(full_arch_model("base", 53), "base", Path(folder), 512)
+
+
+def build_full_arch_large_original(folder: Path) -> None:
+    _write_original(full_arch_model("large", 54), "large", Path(folder), 512)
+
+
+def build_full_arch_bert_tokenizer(folder: Path) -> None:
+    _write_tokenizer_files(Path(folder), hf_layout=False, words=full_arch_vocab())

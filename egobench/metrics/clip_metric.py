@@ -74,6 +74,7 @@ CLIP_VIT_L_14 = register_artifact(
         license="MIT (OpenAI CLIP)",
         hf_repo="timm/vit_large_patch14_clip_224.openai",
         tiny="egobench.metrics.clip_metric:build_tiny_clip",
+        full_arch="egobench.metrics.clip_metric:build_full_arch_clip",
     )
 )
 
@@ -318,14 +319,25 @@ def build_tiny_clip(folder: Path) -> None:
     """A small random CLIP of the same family, in the real artifact's file format
     (open_clip state dict as safetensors) plus the ``open_clip_config.json`` that
     defines its architecture."""
-    from safetensors.torch import save
-
-    from ..io import atomic_write_bytes, atomic_write_json
+    from ..io import atomic_write_json
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / CONFIG_FILE, TINY_CLIP_CONFIG)
+    _write_random_clip(folder, folder / CONFIG_FILE)
+
+
+def build_full_arch_clip(folder: Path) -> None:
+    """ViT-L/14 at real size (open_clip's own config, QuickGELU) with random weights, in the real file format."""
+    _write_random_clip(Path(folder), None)
+
+
+def _write_random_clip(folder: Path, config_file: Path | None) -> None:
+    from safetensors.torch import save
+
+    from ..io import atomic_write_bytes
+
     torch.manual_seed(21)
-    model = build_clip("ViT-L-14", None, folder / CONFIG_FILE)
+    model = build_clip("ViT-L-14", None, config_file)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     atomic_write_bytes(folder / WEIGHTS_FILE, save(state))

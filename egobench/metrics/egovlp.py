@@ -73,6 +73,7 @@ EGOVLP_EGO4D_ARTIFACT = Artifact(
     license="MIT (EgoVLP, showlab/EgoVLP); redistributed by bolinlai/LEGO-Metrics",
     hf_repo=_LEGO_METRICS,
     tiny="egobench.metrics.egovlp:build_tiny_ego4d",
+    full_arch="egobench.metrics.egovlp:build_full_arch_ego4d",
 )
 EGOVLP_EPIC_ARTIFACT = Artifact(
     name="egovlp-epic",
@@ -82,6 +83,7 @@ EGOVLP_EPIC_ARTIFACT = Artifact(
     license="MIT (EgoVLP, showlab/EgoVLP); redistributed by bolinlai/LEGO-Metrics",
     hf_repo=_LEGO_METRICS,
     tiny="egobench.metrics.egovlp:build_tiny_epic",
+    full_arch="egobench.metrics.egovlp:build_full_arch_epic",
 )
 # LEGO-Metrics ships this folder only as a zip of a transformers cache dir
 # (``distilber-base-uncased.zip``): the released code calls
@@ -478,9 +480,27 @@ def _official_config(cls: type, name: str, dims: EgoVLPDims) -> Any:
     return cfg
 
 
-def _build_tiny_checkpoint(folder: Path, family: str, frames: int, seed: int) -> None:
+def _write_checkpoint(folder: Path, family: str, dims: EgoVLPDims, seed: int, size: str) -> None:
+    """A random-weight EgoVLP of ``dims`` saved as the official checkpoint of ``family`` (the tiny
+    ones get non-trivial norms so every parameter matters)."""
     from ..io import atomic_open
 
+    torch.manual_seed(seed)
+    model = EgoVLPModel(dims)
+    if size == "tiny":
+        with torch.no_grad():
+            for mod in model.modules():
+                if isinstance(mod, torch.nn.LayerNorm):
+                    mod.weight.uniform_(0.5, 1.5)
+                    mod.bias.normal_(0.0, 0.1)
+    with _throwaway_parse_config() as cls:
+        config = _official_config(cls, f"egovlp-{family}-{size}", dims)
+        ckpt = to_official_checkpoint(model, config, epoch=1, monitor_best=np.float64(0.0))
+        with atomic_open(Path(folder) / CHECKPOINT_FILE[family], "wb") as f:
+            torch.save(ckpt, f)
+
+
+def _build_tiny_checkpoint(folder: Path, family: str, frames: int, seed: int) -> None:
     dims = EgoVLPDims(
         embed_dim=64,
         depth=2,
@@ -497,18 +517,7 @@ def _build_tiny_checkpoint(folder: Path, family: str, frames: int, seed: int) ->
         text_hidden=64,
         text_max_positions=512,
     )
-    torch.manual_seed(seed)
-    model = EgoVLPModel(dims)
-    with torch.no_grad():  # non-trivial norms so every parameter matters
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.LayerNorm):
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.normal_(0.0, 0.1)
-    with _throwaway_parse_config() as cls:
-        config = _official_config(cls, f"egovlp-{family}-tiny", dims)
-        ckpt = to_official_checkpoint(model, config, epoch=1, monitor_best=np.float64(0.0))
-        with atomic_open(Path(folder) / CHECKPOINT_FILE[family], "wb") as f:
-            torch.save(ckpt, f)
+    _write_checkpoint(folder, family, dims, seed, "tiny")
 
 
 def build_tiny_ego4d(folder: Path) -> None:
@@ -517,6 +526,16 @@ def build_tiny_ego4d(folder: Path) -> None:
 
 def build_tiny_epic(folder: Path) -> None:
     _build_tiny_checkpoint(folder, "epic", frames=16, seed=22)
+
+
+def build_full_arch_ego4d(folder: Path) -> None:
+    """EgoVLP at real size (ViT-B/16 + DistilBERT-base, 4 frames), random weights, official format."""
+    _write_checkpoint(folder, "ego4d", EgoVLPDims(num_frames=4), 41, "full-arch")
+
+
+def build_full_arch_epic(folder: Path) -> None:
+    """EgoVLP at real size (ViT-B/16 + DistilBERT-base, 16 frames), random weights, official format."""
+    _write_checkpoint(folder, "epic", EgoVLPDims(num_frames=16), 42, "full-arch")
 
 
 def build_tiny_distilbert(folder: Path) -> None:
