@@ -175,12 +175,17 @@ def write_report(
     prefer: str = "largest",
     top_k: int = 10,
     breakdown_metric: str | None = None,
+    input_copy: bool = True,
+    bounds_cache: str | os.PathLike | None = None,
 ) -> ReportResult:
     """Write the report's files under ``out``; every file is written atomically.
 
     The steps (json, md, csv, latex, html, then pdf) run in that order; a step
     that fails is recorded in ``ReportResult.failed`` with its reason and the
-    other steps still run, so the outputs already made are kept."""
+    other steps still run, so the outputs already made are kept.
+
+    ``input_copy``: give every table its input-copy row, made through the harness (and cached in
+    ``bounds_cache``, see :mod:`reports.bounds`) where the runs include none."""
     from egobench.userstudy import load_userstudy
 
     bad = [f for f in formats if f not in FORMATS]
@@ -198,6 +203,14 @@ def write_report(
         unique.setdefault(p.resolve(), p)
     loaded = [load_run(p) for p in unique.values()]
     groups, sel_notes = select_runs(loaded, explicit=explicit_set(list(runs)), prefer=prefer)
+    if input_copy:
+        from .bounds import ensure_input_copy
+        from .select import RunGroup
+
+        copies = ensure_input_copy(groups, bounds_cache)
+        groups += [RunGroup([r]) for r in copies.runs]
+        for ds, notes in copies.notes.items():
+            sel_notes.setdefault(ds, []).extend(notes)
     studies = [load_userstudy(p) for p in userstudy]
     for p, us in zip(userstudy, studies):
         if not isinstance(us.get("dataset"), str) or not isinstance(us.get("methods"), dict) or not all(
@@ -308,15 +321,20 @@ def write_report(
               help="rows of the per-verb / per-noun tables (most frequent first)")
 @click.option("--breakdown-metric", default=None, help="metric of the breakdown tables (default: the first "
               "per-sample metric of Table 1)")
+@click.option("--bounds-cache", default=None, help="where the input-copy runs the report makes are cached "
+              "(default: $EGOBENCH_CACHE/bounds, else ~/.cache/egobench/bounds)")
+@click.option("--no-input-copy", "no_copy", is_flag=True, help="do not make the input-copy row when no input-copy "
+              "run is given (tables then have no such row and no \u2021 marks)")
 @click.option("--pdf", is_flag=True, help="also compile tables.tex with pdflatex (when installed)")
 @click.option("--out", required=True, help="report folder")
-def report_cmd(runs, runs_dir, formats, userstudy, title, n_boot, seed, prefer, top_k, breakdown_metric, pdf, out):
+def report_cmd(runs, runs_dir, formats, userstudy, title, n_boot, seed, prefer, top_k, breakdown_metric, bounds_cache,
+               no_copy, pdf, out):
     """Tables 1-4 of the paper with published rows and breakdowns (HTML with image grids
     and plots, LaTeX, Markdown, CSV, JSON) from runs."""
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     res = write_report(runs, runs_dir=runs_dir, out=out, formats=fmts, userstudy=userstudy, title=title,
                        n_boot=n_boot, seed=seed, pdf=pdf, prefer=prefer, top_k=top_k,
-                       breakdown_metric=breakdown_metric)
+                       breakdown_metric=breakdown_metric, input_copy=not no_copy, bounds_cache=bounds_cache)
     click.echo(f"{len(res.tables)} table(s): {', '.join(t.id for t in res.tables) or 'none'}")
     for f in res.files:
         click.echo(f"written: {f}")

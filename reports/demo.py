@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
+    from egobench.protocol import Protocol
     from egobench.runner import RunResult
 
 
@@ -52,6 +53,15 @@ def strongest_method() -> str:
     return _bound_names()[0]
 
 
+def demo_protocol(proto: Protocol, steps: int) -> Protocol:
+    """``proto`` with ``steps`` sampling steps: the demo's tiny random models gain nothing from 100 steps;
+    the name says so (``<name>+demo<steps>steps``; reports.bounds rebuilds it from that name)."""
+    import dataclasses
+
+    return dataclasses.replace(proto, name=f"{proto.name}+demo{steps}steps",
+                               generation=dataclasses.replace(proto.generation, steps=steps))
+
+
 def demo(
     *,
     method: str | None = None,
@@ -64,8 +74,6 @@ def demo(
 ) -> DemoResult:
     """``egobench demo``: ``method`` (default: the strongest available) and the bounds on the demo
     split with the tiny zoo, and an HTML page of them."""
-    import dataclasses
-
     import torch
 
     from egobench.protocol import load_protocol
@@ -79,11 +87,7 @@ def demo(
     chosen = method or strongest_method()
     proto = load_protocol(protocol)
     if steps is not None and steps != proto.generation.steps:
-        # the demo's tiny random models gain nothing from 100 steps; the name says so
-        proto = dataclasses.replace(
-            proto, name=f"{proto.name}+demo{steps}steps",
-            generation=dataclasses.replace(proto.generation, steps=steps),
-        )
+        proto = demo_protocol(proto, steps)
     names = [chosen] + [m for m in _bound_names() if m != chosen]
     results = [
         run(m, "demo", protocol=proto, zoo="tiny", runs_dir=runs_dir, limit=limit, progress=progress)

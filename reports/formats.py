@@ -15,7 +15,7 @@ import re
 
 from egobench.io import csv_row
 
-from .tables import Table
+from .tables import COPY_MARK, Table
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]#|~])")  # what can start emphasis, code, links, cells
 
@@ -32,6 +32,8 @@ def _md_cell(c) -> str:
         text = f"**{text}**"
     if c.behind:
         text += "\u2020"
+    if c.not_above_copy:
+        text += COPY_MARK
     if c.ci is not None:
         text += " " + md_escape(c.ci_text)
     if c.delta is not None:
@@ -67,7 +69,7 @@ def tables_markdown(tables: list[Table], *, title: str = "egobench report", bann
 
 
 CSV_HEAD = ["table", "dataset", "row", "kind", "method", "n", "source", "column", "value", "ci_low", "ci_high",
-            "std", "delta_published", "best", "behind", "text"]
+            "std", "delta_published", "best", "behind", "not_above_input_copy", "text"]
 
 
 def _f(v: float | None) -> float | str:
@@ -87,5 +89,6 @@ def tables_csv(tables: list[Table]) -> str:
                 w.writerow(csv_row([
                     t.id, t.dataset, r.label, r.kind, r.method, "" if r.n is None else r.n, r.source, c.label,
                     _f(cell.display), _f(cell.ci[0]) if cell.ci else "", _f(cell.ci[1]) if cell.ci else "",
-                    _f(cell.std), _f(cell.delta), int(cell.best), int(cell.behind), cell.text]))
+                    _f(cell.std), _f(cell.delta), int(cell.best), int(cell.behind),
+                    int(cell.not_above_copy), cell.text]))
     return buf.getvalue()

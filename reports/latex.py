@@ -36,6 +36,7 @@ _SPECIAL = {
     "\u2193": r"$\downarrow$",
     "\u2191": r"$\uparrow$",
     "\u2020": r"$^\dagger$",
+    "\u2021": r"$^\ddagger$",
 }
 _RE = re.compile("|".join(re.escape(k) for k in _SPECIAL))
 
@@ -55,6 +56,8 @@ def _cell(c, with_ci: bool) -> str:
         text = rf"\textbf{{{text}}}"
     if c.behind:
         text += r"$^\dagger$"
+    if c.not_above_copy:
+        text += r"$^\ddagger$"
     extra = []
     if with_ci and c.ci is not None:
         extra.append(rf"{{\scriptsize[{latex_escape(c.ci_text[1:-1])}]}}")

@@ -15,8 +15,12 @@ Values print as ``value * display_scale`` with two decimals; the best value per
 column is bold. Per-sample metrics get 95% paired bootstrap intervals over the
 samples every row of the table scored (the same resampled indices for every
 row), and a row is marked with a dagger where the paired bootstrap interval of
-its difference to the best row excludes zero. Set metrics (FID) get neither:
-resampling FID needs the per-sample Inception features, which runs do not keep.
+its difference to the best row excludes zero. Every table has an ``input-copy``
+row (reports.bounds makes it when no run was given), and a cell is marked with a
+double dagger where the paired bootstrap interval of its difference to that row
+does not lie above zero: not significantly better than copying the input. Set
+metrics (FID) get neither: resampling FID needs the per-sample Inception
+features, which runs do not keep.
 """
 
 from __future__ import annotations
@@ -51,6 +55,11 @@ ABLATION_ONLY = {"lego-desc", "lego-img", "lego-txt"}
 DATASET_NAMES = {"ego4d": "Ego4D", "epickitchens": "EPIC-Kitchens", "demo": "demo (synthetic)"}
 USER_STUDY = "user-study"
 PAPER_ORDER = ("input-copy", "proxedit", "sdedit", "ip2p", "lego", "oracle")  # Table 1's row order; others follow
+#: the method every table shows as a row, and marks the cells that do not beat (egobench.bounds.InputCopy)
+COPY = "input-copy"
+COPY_MARK = "\u2021"
+COPY_LEGEND = (f"{COPY_MARK} not significantly better than {COPY} (paired bootstrap of the difference to the "
+               f"{COPY} row of the same protocol over the samples both scored, 95%: its lower end is not above 0).")
 
 
 @dataclass
@@ -144,6 +153,7 @@ class Cell:
     ci: tuple[float, float] | None = None  # display scale
     best: bool = False
     behind: bool = False  # significantly behind the best (paired bootstrap)
+    not_above_copy: bool = False  # not significantly better than the input-copy row (paired bootstrap)
     display: float | None = None  # value in display units (x display_scale)
     std: float | None = None  # display scale; across seed runs
     delta: float | None = None  # display scale; measured minus published (same protocol, real weights)
@@ -268,6 +278,7 @@ def _fill(table: Table, runs: list[RunData], userstudy: dict[str, dict] | None, 
             skipped_set.append(col.label)
             continue
         present = [i for i, s in enumerate(series) if s is not None]
+        _mark_copy(table, by_label, cells, series, col.higher_is_better, n_boot, seed)
         scale = float(by_label[table.rows[present[0]].label].metrics["metrics"][col.key].get("display_scale", 1.0)) \
             if present else 1.0
         # interval of each row over its own samples (rows may have scored different samples)
@@ -312,6 +323,47 @@ def _fill(table: Table, runs: list[RunData], userstudy: dict[str, dict] | None, 
     return table
 
 
+def copy_rows(table: Table, by_label: dict[str, Any]) -> dict[int, int]:
+    """For each row index, the index of the input-copy row it is compared with: the one of the same
+    protocol hash, else of the same protocol name and version; rows without one are left out."""
+    copies = [i for i, r in enumerate(table.rows) if r.kind == "measured" and by_label[r.label].method == COPY]
+    out: dict[int, int] = {}
+    for i, row in enumerate(table.rows):
+        if row.kind != "measured" or i in copies:
+            continue
+        p = by_label[row.label].protocol
+        same = [c for c in copies if by_label[table.rows[c].label].protocol.get("hash") == p.get("hash")]
+        if not same:
+            same = [c for c in copies if (by_label[table.rows[c].label].protocol.get("name"),
+                                          by_label[table.rows[c].label].protocol.get("version"))
+                    == (p.get("name"), p.get("version"))]
+        if same:
+            out[i] = same[0]
+    return out
+
+
+def _mark_copy(table: Table, by_label: dict[str, Any], cells: list[Cell], series: list, higher_is_better: bool,
+               n_boot: int, seed: int) -> None:
+    """Mark each cell whose paired bootstrap difference to its input-copy row does not lie above zero
+    (over the samples both rows scored; its own generator, so the other marks do not move)."""
+    rng = np.random.default_rng([seed, 1])
+    sign = 1.0 if higher_is_better else -1.0
+    for i, c in copy_rows(table, by_label).items():
+        a, b = series[i], series[c]
+        if a is None or b is None or cells[i].value is None:
+            continue
+        common = sorted(set(a.index) & set(b.index))
+        if len(common) < 2:
+            continue
+        x = a.reindex(common).to_numpy(dtype=float)
+        y = b.reindex(common).to_numpy(dtype=float)
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            continue
+        d = rng.integers(0, len(common), size=(n_boot, len(common)))
+        diff = sign * (x - y)[d].mean(1)
+        cells[i].not_above_copy = bool(np.percentile(diff, 2.5) <= 0)
+
+
 def _base_notes(table: Table, runs: list[RunData]) -> None:
     cols = {c.key for c in table.columns}
     scaled = [c.label for c in table.columns if c.key not in ("psnr", "fid", USER_STUDY)]
@@ -329,6 +381,8 @@ def _base_notes(table: Table, runs: list[RunData]) -> None:
             table.notes.append(f"{run.method}: not scored " + ", ".join(f"{k} {v}" for k, v in sorted(probs.items())))
     if USER_STUDY in cols:
         table.notes.append("User Study: win rate (%) from egobench import-amt, 95% bootstrap interval over items.")
+    if any(r.method == COPY for r in runs):
+        table.notes.insert(1, COPY_LEGEND)
     table.notes.append(weights_footer(runs))
 
 
@@ -469,7 +523,9 @@ def build_tables(
                         t.notes.append("(zero-shot): off-the-shelf weights, not trained on this benchmark's data.")
         if has_t3:
             rs = [r for _, r in abl]
-            t3 = _make(f"table3-{ds}", f"Table 3: conditioning ablation on {name}", ds, rs, [lab for lab, _ in abl],
+            copies = _copies_for(in_ds, rs)
+            rs, labels = copies + rs, [COPY] * len(copies) + [lab for lab, _ in abl]
+            t3 = _make(f"table3-{ds}", f"Table 3: conditioning ablation on {name}", ds, rs, labels,
                        TABLE1 + TABLE2, studies.get(ds), n_boot, seed, with_study=ds in studies)
             if t3:
                 if ds in studies:
@@ -484,11 +540,24 @@ def build_tables(
                 pairs += [(f"{method} w/o finetuning", r) for r in off] + [(f"{method} finetuned", r) for r in on]
         if pairs:
             rs = [r for _, r in pairs]
-            t4 = _make(f"table4-{ds}", f"Table 4: VLLM without vs with finetuning on {name}", ds, rs,
-                       [lab for lab, _ in pairs], TABLE1 + TABLE2, None, n_boot, seed)
+            copies = _copies_for(in_ds, rs)
+            t4 = _make(f"table4-{ds}", f"Table 4: VLLM without vs with finetuning on {name}", ds, copies + rs,
+                       [COPY] * len(copies) + [lab for lab, _ in pairs], TABLE1 + TABLE2, None, n_boot, seed)
             if t4:
                 tables.append(t4)
     return tables
+
+
+def _copies_for(in_ds: list, rows: list) -> list:
+    """The input-copy runs of a dataset for a table of ``rows``: those of the rows' protocols (by hash,
+    else by name and version); the table's rows are compared with them."""
+    copies = [r for r in in_ds if r.method == COPY and r not in rows]
+    hashes = {r.protocol.get("hash") for r in rows}
+    same = [c for c in copies if c.protocol.get("hash") in hashes]
+    if not same:
+        names = {(r.protocol.get("name"), r.protocol.get("version")) for r in rows}
+        same = [c for c in copies if (c.protocol.get("name"), c.protocol.get("version")) in names]
+    return same
 
 
 def _blip_dropout_note(t: Table, runs: list) -> None:
@@ -530,7 +599,8 @@ def tables_json(tables: list[Table]) -> str:
                       "source": r.source,
                       "cells": [{"value": _json_num(c.value), "display": _json_num(c.display),
                                  "text": c.text, "ci": list(c.ci) if c.ci else None, "best": c.best,
-                                 "behind": c.behind, "std": c.std, "delta_published": c.delta}
+                                 "behind": c.behind, "not_above_input_copy": c.not_above_copy, "std": c.std,
+                                 "delta_published": c.delta}
                                 for c in r.cells]} for r in t.rows],
         })
     return json.dumps(out, indent=2, ensure_ascii=False) + "\n"

@@ -206,8 +206,10 @@ def test_latex_caption_once_title_first_and_user_study_column(runs, tmp_path):
     data = json.loads(us.read_text())
     data["methods"]["sdedit"] = {"rate": 10.0, "ci_low": 5.0, "ci_high": 15.0, "votes": 30}
     us.write_text(json.dumps(data))
+    # an empty input-copy cache: these rows' made-up metrics (no recorded settings) cannot be rebuilt, so
+    # no input-copy row is made (tests/test_reports_copy.py covers it); the rows do not depend on test order
     res = write_report(runs_dir=root, out=tmp_path / "rep", formats=["html", "latex"], userstudy=[us], n_boot=50,
-                       pdf=True)
+                       pdf=True, bounds_cache=tmp_path / "bounds")
     t3 = next(t for t in res.tables if t.id == "table3-demo")
     assert t3.columns[-1].label == "User Study"
     assert [(r.label, r.cells[-1].text) for r in t3.rows] == [("Action labels", "20.00"), ("+ joint emb.", "50.00")]
@@ -381,7 +383,8 @@ def test_wide_frames_stay_in_their_grid_columns_in_chromium(runs, tmp_path):
         df = pd.read_parquet(d / "samples.parquet")
         df["input_path"] = df["target_path"] = str(wide)
         df.to_parquet(d / "samples.parquet", index=False)
-    write_report(runs_dir=root, out=tmp_path / "rep", formats=["html"], n_boot=20, max_rows=3)
+    write_report(runs_dir=root, out=tmp_path / "rep", formats=["html"], n_boot=20, max_rows=3,
+                 bounds_cache=tmp_path / "bounds")  # no input-copy column: 3 methods
     page = tmp_path / "rep" / "probe.html"
     page.write_text((tmp_path / "rep" / "index.html").read_text().replace("</body>", PROBE + "</body>"))
     with tempfile.TemporaryDirectory() as prof:
