@@ -82,23 +82,34 @@ class AblationResult:
     def rows(self, key: int | str) -> list[tuple[str, RunResult]]:
         return self.tables.get(str(key), [])
 
+    #: ``--prompts``: each row's prompt template, by row label (a column of the table)
+    prompts: dict[str, str] = field(default_factory=dict)
+
     def markdown(self) -> str:
-        return "\n".join(_markdown(self.titles[k], self.tables.get(k, [])) for k in self.titles)
+        return "\n".join(_markdown(self.titles[k], self.tables.get(k, []), self.prompts) for k in self.titles)
 
 
-def _markdown(title: str, rows: list[tuple[str, RunResult]]) -> str:
+def _cell(text: str) -> str:
+    """A Markdown table cell: one line, pipes escaped (labels, templates and titles may hold any text)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _markdown(title: str, rows: list[tuple[str, RunResult]], prompts: dict[str, str] | None = None) -> str:
     from .evaluator import NOT_COMPARABLE, format_value, metric_heads
 
     if not rows:
         return ""
     metrics = rows[0][1].metrics
     names = list(metrics)
-    head = "| row | method | " + " | ".join(metric_heads(metrics)) + " |"
-    lines = [f"### {title}", "", head, "|" + "---|" * (len(names) + 2)]
+    extra = ["prompt"] if prompts else []
+    head = "| row | method | " + "".join(f"{h} | " for h in extra) + " | ".join(metric_heads(metrics)) + " |"
+    lines = [f"### {_cell(title)}", "", head, "|" + "---|" * (len(names) + 2 + len(extra))]
     for label, res in rows:
         cells = [format_value(res.metrics[n]) for n in names]
         method = res.run_dir.parts[-2]
-        lines.append(f"| {label} | {method} | " + " | ".join(cells) + " |")
+        shown = [f"`{_cell(prompts.get(label, '')).replace('`', '')}`"] if prompts else []
+        lines.append(f"| {_cell(label)} | {_cell(method)} | " + "".join(f"{c} | " for c in shown)
+                     + " | ".join(cells) + " |")
     proto = rows[0][1].protocol
     lines += ["", f"protocol {proto.name} v{proto.version} ({proto.short_hash}); x100 except PSNR (dB) and FID"]
     if not all(r.comparable for _, r in rows):
@@ -140,7 +151,6 @@ def ablate(
 ) -> AblationResult:
     """Run the rows of the ablation ``tables`` (default: every registered table) and write them."""
     from .protocol import Protocol, load_protocol
-    from .runner import run
 
     proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
     wanted = {str(t) for t in (tables if tables is not None else table_keys())}
@@ -167,11 +177,20 @@ def ablate(
             shared["compute_features"] = True
     # every registered table has its place in the Markdown (an empty one when not run)
     result = AblationResult(out_dir, titles={k: chosen[k].title if k in chosen else "" for k in table_keys()})
+    return _run_tables(result, chosen, dataset, identity, common, shared)
+
+
+def _run_tables(result: AblationResult, chosen: dict[str, AblationTable], dataset: str, identity: dict[str, Any],
+                common: dict[str, Any], shared: dict[str, Any]) -> AblationResult:
+    """Run every row of ``chosen`` (each an ordinary resumable run), then write tables.md and tables.json."""
+    from .runner import run
+
     for key, table in chosen.items():
         done = result.tables.setdefault(key, [])
         for row in table.rows:
             options = {**(shared if row.features else {}), **row.options}
             done.append((row.label, run(row.method, dataset, method_options=options, **common)))
+    out_dir = result.out
     atomic_write_text(out_dir / "tables.md", result.markdown())
     atomic_write_json(out_dir / "tables.json", {
         "identity": identity,
@@ -180,3 +199,81 @@ def ablate(
            for k, rows in result.tables.items() if rows},
     })
     return result
+
+
+#: ``egobench ablate --prompts``: the text one editor is given, as ``-o prompt=TEMPLATE`` over the sample's
+#: fields. The action label (Ego4D's "#C C" stripped), LEGO's enriched description of the action frame, and an
+#: imperative instruction in the style InstructPix2Pix-family editors were trained on
+PROMPT_ROWS: tuple[tuple[str, str], ...] = (
+    ("action label", "{action}"),
+    ("enriched description", "{description}"),
+    ("templated instruction", "make the hands {verb} the {noun}"),
+)
+PROMPTS_KEY = "prompts"
+
+
+def _check_takes_prompt(method: str, method_cls: type, options: dict[str, Any]) -> None:
+    """The method must take a prompt template (``-o prompt=``), and the ablation sets it, not the user."""
+    import dataclasses
+
+    options_class = getattr(method_cls, "options_class", None)
+    fields = {f.name for f in dataclasses.fields(options_class)} if dataclasses.is_dataclass(options_class) else set()
+    if "prompt" not in fields:
+        raise ConfigError(f"method '{method}' takes no prompt template (-o prompt=TEMPLATE), so its prompts cannot "
+                          "be ablated; use an editor (diffusers-edit or a preset: egobench methods)")
+    if "prompt" in options:
+        raise ConfigError(f"method '{method}': -o prompt= is what --prompts varies; drop it")
+
+
+def prompt_ablation(
+    method: str,
+    dataset: str,
+    *,
+    method_options: dict[str, Any] | None = None,
+    templates: Sequence[tuple[str, str]] = PROMPT_ROWS,
+    protocol: str | Protocol = "lego-official",
+    data_root: str | os.PathLike | None = None,
+    limit: int | None = None,
+    batch_size: int = 4,
+    runs_dir: str | os.PathLike = "runs",
+    out: str | os.PathLike | None = None,
+    zoo: str = "auto",
+    weights: Sequence[str] | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> AblationResult:
+    """``egobench ablate --prompts --method M``: ``method`` run once per prompt template (default
+    :data:`PROMPT_ROWS`: action label, enriched description, templated instruction), as one table. Every
+    option and template is checked before any run starts; each row is an ordinary resumable run."""
+    from .protocol import Protocol, load_protocol
+    from .runner import resolve_method
+
+    proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    base = dict(method_options or {})
+    method_cls = resolve_method(method)
+    _check_takes_prompt(method, method_cls, base)
+    if not templates:
+        raise ConfigError("--prompts: no prompt templates to compare")
+    labels = [label for label, _ in templates]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"--prompts: two rows share a label ({', '.join(labels)})")
+    rows = tuple(AblationRow(label=label, method=method, options={**base, "prompt": template})
+                 for label, template in templates)
+    for row in rows:
+        method_cls.validate_options(dict(row.options))  # a bad template (unknown field) fails before any run
+    table = AblationTable(title=f"Prompts: {method} with the action label, the enriched description and an "
+                                "instruction", rows=rows)
+    identity = {"dataset": dataset, "protocol": proto.hash, "limit": limit, "zoo": zoo, "method": method,
+                "options": base, "prompts": [list(t) for t in templates]}
+    leaf = f"prompts-{safe_component(method.replace(':', '-'), 'method name')}"
+    if limit is not None:
+        leaf += f"-limit{int(limit)}"
+    out_dir = Path(out) if out else safe_join(Path(runs_dir), safe_component(dataset, "dataset name"),
+                                              safe_component(proto.name, "protocol name"), leaf)
+    _claim_tables_dir(out_dir, identity)
+    common: dict[str, Any] = dict(protocol=proto, data_root=data_root, limit=limit, batch_size=batch_size,
+                                  runs_dir=runs_dir, zoo=zoo, weights=list(weights or []), device=device,
+                                  progress=progress)
+    result = AblationResult(out_dir, titles={PROMPTS_KEY: table.title})
+    result.prompts = {label: template for label, template in templates}
+    return _run_tables(result, {PROMPTS_KEY: table}, dataset, identity, common, {})

@@ -115,3 +115,47 @@ def test_a_malformed_or_unknown_table_fails_before_any_run(tables, tmp_path):
     with pytest.raises(ConfigError, match="ablation table 10 .* has no rows"):
         ablate("demo", protocol=_psnr_protocol(), limit=1, runs_dir=tmp_path / "runs", tables=(10,), progress=False)
     assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------
+# --prompts: one editor with the action label, the enriched description and an instruction
+# ---------------------------------------------------------------------------
+MAGICBRUSH = "editors.presets:MagicBrush"
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_prompt_ablation_runs_one_editor_per_template_as_one_table(tmp_path):
+    from egobench.ablate import PROMPT_ROWS, prompt_ablation
+
+    kw = dict(protocol=_psnr_protocol(), limit=1, runs_dir=tmp_path / "runs", progress=False,
+              method_options={"steps": 2, "size": 64})
+    res = prompt_ablation(MAGICBRUSH, "demo", **kw)
+    rows = res.rows("prompts")
+    assert [label for label, _ in rows] == ["action label", "enriched description", "templated instruction"]
+    manifests = [json.loads((r.run_dir / "manifest.json").read_text()) for _, r in rows]
+    assert [m["method"]["options"]["prompt"] for m in manifests] == [t for _, t in PROMPT_ROWS]
+    assert all(m["method"]["options"]["steps"] == 2 for m in manifests)
+    images = [{p.name: p.read_bytes() for p in (r.run_dir / "images").iterdir()} for _, r in rows]
+    assert images[0].keys() == images[1].keys() and images[0] != images[1]  # the prompt reaches the editor
+    md = (res.out / "tables.md").read_text()
+    assert md.startswith("### Prompts: ") and "| row | method | prompt | psnr" in md.replace("PSNR", "psnr")
+    assert "| enriched description |" in md and "`{description}`" in md and "NOT COMPARABLE" in md
+    saved = json.loads((res.out / "tables.json").read_text())
+    assert [r["row"] for r in saved["tableprompts"]] == [label for label, _ in PROMPT_ROWS]
+    assert saved["identity"]["method"] == MAGICBRUSH
+    again = prompt_ablation(MAGICBRUSH, "demo", **kw)
+    assert all(r.generated == 0 for _, r in again.rows("prompts"))  # resumed: nothing regenerated
+
+
+def test_prompt_ablation_refuses_before_any_run(tmp_path):
+    from egobench.ablate import prompt_ablation
+    from egobench.errors import ConfigError
+
+    kw = dict(protocol=_psnr_protocol(), limit=1, runs_dir=tmp_path / "runs", progress=False)
+    with pytest.raises(ConfigError, match="method 'ip2p' takes no prompt template"):
+        prompt_ablation("ip2p", "demo", **kw)
+    with pytest.raises(ConfigError, match="-o prompt= is what --prompts varies"):
+        prompt_ablation(MAGICBRUSH, "demo", method_options={"prompt": "{action}"}, **kw)
+    with pytest.raises(ConfigError, match=r"\{object\} is unknown"):
+        prompt_ablation(MAGICBRUSH, "demo", templates=[("a", "{action}"), ("b", "{verb} the {object}")], **kw)
+    assert not (tmp_path / "runs").exists()
