@@ -147,6 +147,11 @@ class LEGOOptions:
     #: run the VLLM (lego.vllm) for samples whose features are missing, writing them
     #: under features_root (a 13B model: a GPU is advised)
     compute_features: bool = False
+    #: the prompt enhancer: any transformers image-text-to-text model (an artifact such as
+    #: lego-vllm-qwen2-vl-2b, a Hugging Face id or a folder; lego.vllm_choice); default LEGO's LLaVA.
+    #: Its features have their own tag; the LDM's conditioning must be sized for it (hidden size,
+    #: image tokens: read from the VLM's config; the tiny zoo builds a matching tiny LDM)
+    vllm: str | None = None
 
 
 def _domain(sample: Sample) -> str:
@@ -180,8 +185,20 @@ class LEGO(Method):
                     f"method '{self.name}': ldm={o.ldm} is not a diffusers folder (no model_index.json); "
                     "make one with 'egobench convert lego --ckpt <released .ckpt>'"
                 )
+        if o.vllm is not None and not o.vllm_finetuned:
+            raise ConfigError(f"method '{self.name}': vllm={o.vllm} and vllm_finetuned=false exclude each other "
+                              "(vllm_finetuned chooses between LEGO's own LLaVAs)")
+        self._choice = None
+        if o.vllm is not None:
+            from .vllm_choice import parse_vllm
+
+            self._choice = parse_vllm(o.vllm, f"method '{self.name}': vllm")
         if self.weights is None:
             self.weights = WeightStore()
+        #: the run's feature source (filled by prepare(); the manifest holds this same dict)
+        self._feature_record: dict[str, Any] = {}
+        self._tags: dict[str, str] = {}
+        self._sizes: dict[str, int] | None = None
         self._pipes: dict[str, Any] = {}
         self._ldm: dict[str, tuple[Path, bool]] = {}
         self._features_root: Path | None = Path(o.features_root).expanduser() if o.features_root else None
@@ -200,6 +217,10 @@ class LEGO(Method):
             "ldm": self.options.ldm or {d: artifact_name(d, self.variant, self.options.scaleup) for d in DOMAINS},
             "model_tags": None if not self.uses_features else (
                 self.options.model_tag or (RELEASED_TAGS if self.options.vllm_finetuned else OFFSHELF_TAG)),
+            "vllm": self._choice.id if self._choice else "LEGO LLaVA-Llama-2-13B"
+            + (" (finetuned per dataset)" if self.options.vllm_finetuned else " (off the shelf)"),
+            # filled in by prepare(): released dumps or self-computed features (and their provenance sha256)
+            "features": self._feature_record,
             "sampler": "k-diffusion 0.0.15 euler-ancestral" if gen.scheduler == "euler-ancestral" else gen.scheduler,
             "input": f"LANCZOS {gen.resolution}x{gen.resolution}",
             "dtype": self._dtype_name(),
@@ -209,6 +230,28 @@ class LEGO(Method):
         return "fp32" if str(self.device).startswith("cpu") else self.protocol.generation.precision
 
     def model_tag(self, domain: str) -> str:
+        """The tag this run reads ``domain``'s features under (decided by prepare(); before: the default)."""
+        if domain in self._tags:
+            return self._tags[domain]
+        if self.options.model_tag:
+            return self.options.model_tag
+        if self._choice is not None:
+            return self.own_tag(domain)
+        return self.released_tag(domain)
+
+    def own_tag(self, domain: str) -> str:
+        """The tag of features egobench computes for ``domain`` (never a released dump's tag)."""
+        from .vllm_choice import self_tag
+        from .vllm_features import enhancer_for
+
+        try:
+            return self_tag(enhancer_for(domain, self.options.vllm_finetuned, self.options.vllm))
+        except ConfigError:  # no finetuned VLLM for this domain: there is no own tag either
+            raise ConfigError(f"method '{self.name}': no VLLM for dataset '{domain}'; pass vllm=... or "
+                              "model_tag=...") from None
+
+    def released_tag(self, domain: str) -> str:
+        """The released dump's tag for ``domain``."""
         if self.options.model_tag:
             return self.options.model_tag
         if not self.options.vllm_finetuned:
@@ -275,6 +318,17 @@ class LEGO(Method):
                     f"method '{self.name}': {folder} holds an LDM with VLLM image={flags[0]}, text={flags[1]}; "
                     f"this method needs image={want[0]}, text={want[1]}"
                 )
+            if cond is not None and self._sizes is not None:
+                got = (cond.config.vllm_hidden, cond.config.image_tokens if cond.config.use_image else None)
+                need = (self._sizes["hidden"], self._sizes["image_tokens"] if cond.config.use_image else None)
+                if got != need:
+                    vlm = self._feature_record.get("vlm") or {}
+                    made = ", ".join(sorted(set(vlm.values()))) or "the VLLM"
+                    raise ConfigError(
+                        f"method '{self.name}': {folder}'s conditioning takes {got[0]}-wide VLLM features"
+                        f"{f' with {got[1]} image tokens' if got[1] else ''}, but {made} makes {need[0]}-wide ones"
+                        f"{f' with {need[1]} image tokens' if need[1] else ''}; pass -o ldm=<a LEGO folder trained "
+                        "on these features ('egobench train lego --features-root ROOT --model-tag TAG')>")
             pipe.scheduler = make_scheduler(self.protocol.generation.scheduler, pipe.scheduler.config)
             pipe.set_progress_bar_config(disable=True)
             pipe.to(self.device)
@@ -283,24 +337,44 @@ class LEGO(Method):
 
     # -- features -------------------------------------------------------------
     def prepare(self, split: Split) -> None:
-        """Resolve and load the LDM(s), and check every sample's VLLM features and prompt."""
+        """Resolve and load the LDM(s); decide the run's one feature source (refusing a mix), compute
+        missing features when asked, and check every sample's VLLM features and prompt."""
+        from . import feature_source
+
         domains = sorted({_domain(s) for s in split})
         tiny = all(self.ldm_folder(d)[1] for d in domains)
+        auto_compute = False
         if self._features_root is None and tiny:
-            from .tiny import write_tiny_features
-
             self._features_root = self._tiny_features_root()
-            if self.uses_features or any(not s.description for s in split):
-                write_tiny_features(self._features_root, split, {d: self.model_tag(d) for d in domains})
-        if self.uses_features:
+            if self._choice is None:
+                # random stand-in features under the released tags (no VLLM is run)
+                from .tiny import write_tiny_features
+
+                if self.uses_features or any(not s.description for s in split):
+                    tags = {d: self.released_tag(d) for d in domains}
+                    write_tiny_features(self._features_root, split, tags)
+                    self._tags = tags
+                    self._feature_record.update(feature_source.FeatureSource(
+                        feature_source.TINY, self._features_root, tags).record())
+            else:
+                auto_compute = True  # the tiny zoo runs the chosen (tiny) VLM itself
+        needs = self.uses_features or self._choice is not None and any(not s.description for s in split)
+        if needs and not self._tags:
             if self._features_root is None:
                 raise DataError(self._how_to_get_features(split[0], len(split), len(split)))
+            compute = self.options.compute_features or auto_compute
+            source = feature_source.choose(
+                self._features_root, list(split), released_tag=self._released_or_none,
+                own_tag=self.own_tag, explicit_tag=self.options.model_tag, will_compute=compute)
+            self._tags = dict(source.tags)
             missing = [s for s in split if not has_features(self._features_root, s, self.model_tag(_domain(s)))]
             if missing:
-                try:
-                    self._compute_features(missing)
-                except NotImplementedError as e:
-                    raise DataError(str(e)) from None
+                if not compute or source.kind != feature_source.SELF:
+                    raise DataError(self._how_to_get_features(missing[0], len(missing), len(split)))
+                self._compute_features(missing)
+            source = feature_source.verify(source, list(split))
+            self._feature_record.update(source.record())
+            self._use_sizes(source)
         if self.options.text == "description":
             for s in split:
                 if not s.description and not self._description_file(s).is_file():
@@ -310,6 +384,55 @@ class LEGO(Method):
                     )
         for d in domains:
             self.pipeline(d)  # load now, before the run seeds the global RNG
+
+    def _released_or_none(self, domain: str) -> str | None:
+        """The released tag a sample may be read under (none for another VLM: it has no released dumps)."""
+        if self._choice is not None:
+            return None
+        try:
+            return self.released_tag(domain)
+        except ConfigError:
+            return None
+
+    def _use_sizes(self, source: Any) -> None:
+        """Size the tiny LDM from the VLM (hidden size, image tokens) or check the given LDM takes them."""
+        sizes = {(v["hidden"], v["image_tokens"]) for v in source.sizes.values()}
+        if len(sizes) != 1:
+            return  # released dumps (no record), or two VLMs: the pipeline checks shapes per sample
+        hidden, tokens = next(iter(sizes))
+        self._sizes = {"hidden": hidden, "image_tokens": tokens}
+        from .tiny import TINY_CONDITIONING
+
+        for d, (_folder, is_tiny) in list(self._ldm.items()):
+            if not is_tiny or self.variant == "desc" or self.options.ldm:
+                continue
+            if (TINY_CONDITIONING["vllm_hidden"], TINY_CONDITIONING["image_tokens"]) != (hidden, tokens):
+                self._ldm[d] = (self._sized_tiny_ldm(hidden, tokens), True)
+
+    def _sized_tiny_ldm(self, hidden: int, tokens: int) -> Path:
+        """A tiny LDM whose conditioning takes ``hidden``-wide features and ``tokens`` image tokens."""
+        from egobench.io import atomic_write_json
+
+        from .tiny import build_tiny_ldm
+
+        base = getattr(self.weights, "tiny_root", None) or default_tiny_root()
+        folder = Path(base) / "lego-ldm-sized" / f"{self.variant}-h{int(hidden)}-i{int(tokens)}"
+        if not (folder / TINY_MARKER).is_file():
+            import os
+            import shutil
+            import tempfile
+
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+            build_tiny_ldm(work, self.variant, vllm_hidden=hidden, image_tokens=tokens)
+            atomic_write_json(work / TINY_MARKER, {"artifact": f"lego tiny LDM sized for a {hidden}-wide VLLM",
+                                                   "note": "random weights built by egobench; results are NOT "
+                                                   "comparable"})
+            try:
+                os.replace(work, folder)  # whole or not at all (another process may have won the race)
+            except OSError:
+                shutil.rmtree(work, ignore_errors=True)
+        return folder
 
     def _description_file(self, s: Sample) -> Path:
         root = self._features_root or Path("<features_root>")
@@ -331,13 +454,12 @@ class LEGO(Method):
         )
 
     def _compute_features(self, samples: Sequence[Sample]) -> None:
-        """Compute missing VLLM features with the VLLM when ``compute_features`` is on."""
-        if not self.options.compute_features or self._features_root is None:
-            raise NotImplementedError(self._how_to_get_features(samples[0], len(samples), len(samples)))
+        """Compute missing VLLM features with the chosen VLLM under this run's (own) tags."""
         from .vllm_features import compute_features
 
         compute_features(samples, self._features_root, self.weights, finetuned=self.options.vllm_finetuned,
-                         tag_for=self.model_tag, device=self.device)
+                         vllm=self.options.vllm, tag_for=self.model_tag, device=self.device,
+                         progress=self.progress)
 
     # -- generation -----------------------------------------------------------
     def generate(self, samples: Sequence[Sample], seeds: Sequence[int | None]) -> list[Any]:

@@ -43,9 +43,11 @@ SCHEDULER_CONFIG = dict(
 )
 
 
-def tiny_components(variant: str = "full", seed: int = 0) -> dict:
+def tiny_components(variant: str = "full", seed: int = 0, *, vllm_hidden: int | None = None,
+                    image_tokens: int | None = None) -> dict:
     """The tiny pipeline's components (deterministic, global RNG untouched): the tiny SD parts of
-    :mod:`diffusion_core.tiny`, then the VLLM conditioning drawn from the same seeded stream."""
+    :mod:`diffusion_core.tiny`, then the VLLM conditioning drawn from the same seeded stream.
+    ``vllm_hidden`` / ``image_tokens`` size the conditioning for another VLLM (default: the tiny LLaVA's)."""
     import torch
     from diffusers import EulerAncestralDiscreteScheduler
 
@@ -56,13 +58,14 @@ def tiny_components(variant: str = "full", seed: int = 0) -> dict:
     if variant not in VARIANT_FLAGS:
         raise ValueError(f"unknown LEGO variant {variant!r}; use one of {', '.join(VARIANT_FLAGS)}")
     use_image, use_text = VARIANT_FLAGS[variant]
+    sizes = {k: v for k, v in (("vllm_hidden", vllm_hidden), ("image_tokens", image_tokens)) if v is not None}
     tokenizer = tiny_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         models = draw_tiny_models(tokenizer)
         unet, vae, text_encoder = models["unet"], models["vae"], models["text_encoder"]
         conditioning = (
-            LEGOConditioning(**TINY_CONDITIONING, use_image=use_image, use_text=use_text)
+            LEGOConditioning(**{**TINY_CONDITIONING, **sizes}, use_image=use_image, use_text=use_text)
             if (use_image or use_text) else None
         )
     scheduler = EulerAncestralDiscreteScheduler(**SCHEDULER_CONFIG)
@@ -73,12 +76,15 @@ def tiny_components(variant: str = "full", seed: int = 0) -> dict:
                 scheduler=scheduler, conditioning=conditioning)
 
 
-def build_tiny_ldm(folder: str | os.PathLike, variant: str = "full", seed: int = 0) -> Path:
-    """Save a tiny LEGO diffusers folder (what ``egobench convert lego`` writes, shrunk)."""
+def build_tiny_ldm(folder: str | os.PathLike, variant: str = "full", seed: int = 0, *, vllm_hidden: int | None = None,
+                   image_tokens: int | None = None) -> Path:
+    """Save a tiny LEGO diffusers folder (what ``egobench convert lego`` writes, shrunk); the sizes
+    give the conditioning another VLLM's feature width and image-token count."""
     from .pipeline import LEGOPipeline
 
     folder = Path(folder)
-    LEGOPipeline(**tiny_components(variant, seed)).save_pretrained(folder)
+    comps = tiny_components(variant, seed, vllm_hidden=vllm_hidden, image_tokens=image_tokens)
+    LEGOPipeline(**comps).save_pretrained(folder)
     return folder
 
 

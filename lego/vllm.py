@@ -262,6 +262,25 @@ class LegoVLLM:
         tag = RELEASE_TAGS.get(self.variant, self.variant)
         return f"{tag}-egobench-tiny" if self.tiny else tag
 
+    def settings(self) -> dict[str, Any]:
+        """Everything that changes the features besides weights and inputs (for feature provenance)."""
+        from .vllm_prompt import SYSTEM_PROMPT
+
+        cfg = self.model.config
+        vis = cfg.vision_config
+        return {
+            "sampling": {"do_sample": True, "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p,
+                         "max_new_tokens": self.max_new_tokens, "seeding": "per-sample"},
+            "query": {"template": QUERY, "format": "llava_llama_2 (image first, mm_use_im_start_end false)",
+                      "system": SYSTEM_PROMPT, "release_slicing": self.release_slicing},
+            "sizes": {"hidden": int(cfg.text_config.hidden_size),
+                      "image_tokens": int((vis.image_size // vis.patch_size) ** 2),
+                      "image_side": int(self.preprocess.crop[0])},
+            "class": "LlavaForConditionalGeneration (converted from the original LLaVA layout)",
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": self.device.type,
+        }
+
     # -- prompt ---------------------------------------------------------------
     def action(self, action: str, dataset: str) -> str:
         return action_phrase(action, dataset, release_slicing=self.release_slicing)

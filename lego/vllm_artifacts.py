@@ -107,3 +107,31 @@ register_artifact(
         tiny="lego.vllm_tiny:build_tiny_vision_tower",
     )
 )
+
+#: every artifact in LEGO's original LLaVA layout (loaded by lego.vllm, not by transformers' Auto classes)
+LLAVA_ARTIFACTS: tuple[str, ...] = tuple(VARIANT_ARTIFACTS.values())
+
+# -- alternative prompt enhancers (any transformers image-text-to-text model; lego.vllm_hf) -------------
+#: Qwen/Qwen2-VL-2B-Instruct's files (two bf16 safetensors shards), as the vlm-judge metric lists them
+QWEN2_VL_2B_SHARDS = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+QWEN2_VL_2B_FILES = (
+    "config.json", "generation_config.json", *QWEN2_VL_2B_SHARDS, "model.safetensors.index.json",
+    "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+    "chat_template.json",
+)
+#: Hugging Face id -> artifact, for ``-o vllm=<HF id>``
+ALT_VLLM_ARTIFACTS: dict[str, str] = {"Qwen/Qwen2-VL-2B-Instruct": "lego-vllm-qwen2-vl-2b"}
+
+register_artifact(
+    Artifact(
+        name="lego-vllm-qwen2-vl-2b",
+        description="Qwen2-VL-2B-Instruct (transformers Qwen2VLForConditionalGeneration) as LEGO's prompt enhancer "
+        "(-o vllm=lego-vllm-qwen2-vl-2b; the 'VLLM backend' rows of Table 4). No sha256 and no revision are "
+        "pinned: the real repo's digests could not be verified offline when this was written (a digest is "
+        "never guessed); manifests and feature provenance record the digests of the files found",
+        files=QWEN2_VL_2B_FILES,
+        license="Apache-2.0 (Qwen2-VL-2B-Instruct)",
+        hf_repo="Qwen/Qwen2-VL-2B-Instruct",
+        tiny="lego.vllm_alt_tiny:build_tiny_qwen2_vl",
+    )
+)
