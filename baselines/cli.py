@@ -10,6 +10,12 @@ baselines ("all are finetuned on the same data"):
   ``timbrooks/instruct-pix2pix``) or from ``sd15`` with the input convolution
   widened to 8 channels (zero-initialised); CFG dropout 5/5/5 % (text / both /
   image). Output: the ``ip2p-<dataset>`` folder of the ``ip2p`` method.
+  ``--init`` also takes an InstructPix2Pix-family editor preset (``magicbrush``,
+  ``sdxl-ip2p``) or a Hugging Face id from the local cache (its snapshot commit
+  goes into ``training.json``). SDXL InstructPix2Pix trains with both text
+  encoders and its added text / time conditioning; its folder runs as
+  ``-m sdxl-ip2p -o pipeline=FOLDER``. A run from a trained folder is marked
+  finetuned on the benchmark.
 - ``train ldm``: Stable Diffusion 1.5 text-to-image on the action frames with
   their labels (4-channel UNet, text dropout 10 %). Output: the
   ``ldm-<dataset>`` folder of ``sdedit`` and ``proxedit``.
@@ -38,7 +44,7 @@ from egobench.errors import UserError
 from egobench.weights import parse_weight_overrides
 
 #: --init choices documented for each model
-INITS = {"ip2p": ("ip2p-init", "magicbrush", "sd15"), "ldm": ("sd15",)}
+INITS = {"ip2p": ("ip2p-init", "magicbrush", "sdxl-ip2p", "sd15"), "ldm": ("sd15",)}
 
 
 @dataclass
@@ -55,7 +61,7 @@ class BaselineTrainSpec:
     limit: int | None = None
 
 
-#: IP2P-family pipeline classes; the SDXL one needs a loop with two text encoders and added time ids
+#: IP2P-family pipeline classes (SD 1.5 and SDXL: two text encoders, added text / time conditioning)
 SD_IP2P_CLASS = "StableDiffusionInstructPix2PixPipeline"
 SDXL_IP2P_CLASS = "StableDiffusionXLInstructPix2PixPipeline"
 
@@ -74,38 +80,28 @@ def ip2p_presets() -> dict[str, Any]:
     return found
 
 
-def _sdxl_refusal(what: str) -> UserError:
-    return UserError(f"{what}: SDXL InstructPix2Pix (two text encoders, added text/time conditioning) cannot be "
-                     "finetuned by this loop yet; finetune an SD 1.5-family init (ip2p-init, magicbrush, sd15) "
-                     "or run the sdxl-ip2p preset zero-shot")
-
-
-def _refuse_sdxl_folder(folder: Path, what: str) -> None:
-    """Refuse an SDXL pipeline folder before any model is loaded (its class or its second text encoder)."""
+def is_sdxl_folder(folder: Path) -> bool:
+    """An SDXL pipeline folder (its class, or a second text encoder), told before any model is loaded."""
     from egobench.io import read_json
 
     index = folder / "model_index.json"
     name = read_json(index).get("_class_name") if index.is_file() else None
-    if name == SDXL_IP2P_CLASS or "XL" in str(name or "") or (folder / "text_encoder_2").is_dir():
-        raise _sdxl_refusal(what)
+    return "XL" in str(name or "") or (folder / "text_encoder_2").is_dir()
 
 
-def resolve_baseline_init(init: str, store: Any) -> Any:
+def resolve_baseline_init(init: str, store: Any, model: str = "ip2p") -> Any:
     """``--init`` as a :class:`~diffusion_core.folders.InitFolder`: a folder, an artifact, an IP2P-family
     preset (``magicbrush``, ``sdxl-ip2p``: its artifact) or a Hugging Face id (``vinesmsuic/magicbrush-jul7``).
-    SDXL is refused in one line before anything is loaded."""
+    SDXL trains as InstructPix2Pix only: ``train ldm`` refuses it in one line before anything is loaded."""
     from diffusion_core.folders import resolve_init
 
     presets = ip2p_presets()
     what = f"--init {init}"
-    sdxl_ids = {p.hf_repo for p in presets.values() if p.class_name == SDXL_IP2P_CLASS}
-    sdxl_names = {n for n, p in presets.items() if p.class_name == SDXL_IP2P_CLASS}
-    sdxl_names |= {p.artifact for p in presets.values() if p.class_name == SDXL_IP2P_CLASS}
-    if init in sdxl_ids or (init in sdxl_names and not Path(init).expanduser().exists()):
-        raise _sdxl_refusal(what)
     found = resolve_init(init, store, aliases={n: p.artifact for n, p in presets.items()},
                          repos={p.hf_repo: p.artifact for p in presets.values()}, what=what)
-    _refuse_sdxl_folder(found.folder, what)
+    if model != "ip2p" and is_sdxl_folder(found.folder):
+        raise UserError(f"{what}: an SDXL folder; 'train {model}' finetunes Stable Diffusion 1.5 (sdedit and "
+                        "proxedit sample SD 1.5): use sd15, or 'train ip2p' for SDXL InstructPix2Pix")
     return found
 
 
@@ -124,7 +120,7 @@ def train_baseline(spec: BaselineTrainSpec, config: Any, *, on_step: Any = None,
     if spec.model not in INITS:
         raise UserError(f"unknown baseline model {spec.model!r}; use ip2p or ldm")
     store = WeightStore(zoo=spec.zoo, overrides=spec.weights or None)
-    found = resolve_baseline_init(str(spec.init), store)  # a missing or SDXL init fails before the data is read
+    found = resolve_baseline_init(str(spec.init), store, spec.model)  # a missing init fails before the data is read
     init = found.folder
     split = load_release(Path(spec.data_root).expanduser(), spec.dataset, part=spec.part).head(spec.limit)
     dataset = PairDataset(split, resolution=config.resolution, resize=config.resize, random_crop=config.random_crop,
@@ -196,7 +192,8 @@ class IP2PTrainOptions(BaselineTrainOptions):
     init: str = option("ip2p-init", help="diffusers folder, artifact, IP2P-family preset or Hugging Face id: "
                        "ip2p-init (timbrooks/instruct-pix2pix), magicbrush (vinesmsuic/magicbrush-jul7, or that id), "
                        "sd15 (Stable Diffusion 1.5, UNet input widened to 8 channels, new ones zero); an id must be "
-                       "in the local Hugging Face cache ('hf download ID'). SDXL (sdxl-ip2p) is refused")
+                       "in the local Hugging Face cache ('hf download ID'); sdxl-ip2p "
+                       "(diffusers/sdxl-instructpix2pix-768) trains with both text encoders")
 
 
 @dataclass(kw_only=True)
@@ -237,9 +234,10 @@ def run_train(options: BaselineTrainOptions) -> None:
         res = train_baseline(spec, config, progress=not o.quiet, validation=validation)
     short = {"ego4d": "ego4d", "epickitchens": "epic"}[o.dataset]
     where = f" (resumed at step {res.resumed_from})" if res.resumed_from is not None else ""
+    use = (f"use with -m sdxl-ip2p -o pipeline={res.output_dir}" if is_sdxl_folder(Path(res.output_dir)) else
+           f"use with -o {o.folder_option}={res.output_dir}, or place it at $EGOBENCH_WEIGHTS/{model}-{short}")
     click.echo(f"trained {res.steps} steps{where}: final loss {res.losses[-1]:.4f}; {model} folder "
-               f"{res.output_dir} (use with -o {o.folder_option}={res.output_dir}, or place it at "
-               f"$EGOBENCH_WEIGHTS/{model}-{short})")
+               f"{res.output_dir} ({use})")
 
 
 @click.command("ip2p")

@@ -44,6 +44,14 @@ class ModelBundle:
     make_pipeline: PipelineFactory | None = None
     tiny: bool = False  # built from the tiny zoo: the output is marked as such
     source: str = ""  # where the weights came from (recorded in training.json)
+    #: SDXL: the second text encoder (with projection: its pooled output feeds the added time embedding)
+    text_encoder_2: Any = None
+    tokenizer_2: Any = None
+
+    @property
+    def sdxl(self) -> bool:
+        """An SDXL UNet: two text encoders, added text / time conditioning (``addition_embed_type`` text_time)."""
+        return self.text_encoder_2 is not None
 
     @property
     def mode(self) -> str:
@@ -57,9 +65,19 @@ class ModelBundle:
                           "(InstructPix2Pix: noise + image latent)")
 
     def build_pipeline(self, components: dict[str, Any]) -> Any:
-        """The pipeline to save or sample: ``make_pipeline``, else InstructPix2Pix or text-to-image by mode."""
-        factory = self.make_pipeline or (ip2p_pipeline if self.mode == "ip2p" else t2i_pipeline)
-        return factory(components)
+        """The pipeline to save or sample: ``make_pipeline``, else (SDXL) InstructPix2Pix or text-to-image."""
+        if self.make_pipeline is not None:
+            return self.make_pipeline(components)
+        if self.sdxl:
+            if self.mode != "ip2p":
+                raise ConfigError("an SDXL bundle is finetuned as InstructPix2Pix only (8-channel UNet)")
+            return sdxl_ip2p_pipeline({"text_encoder_2": self.text_encoder_2, "tokenizer_2": self.tokenizer_2,
+                                       **components})
+        return (ip2p_pipeline if self.mode == "ip2p" else t2i_pipeline)(components)
+
+    def text_encoders(self) -> list[Any]:
+        """The frozen text encoders (one; two for SDXL)."""
+        return [self.text_encoder] + ([self.text_encoder_2] if self.sdxl else [])
 
 
 
@@ -94,6 +112,15 @@ def load_sd_bundle(folder: str | os.PathLike, in_channels: int | None = None, **
         widen_conv_in(unet, in_channels)
     bundle_kwargs.setdefault("tiny", (folder / TINY_MARKER).is_file())
     bundle_kwargs.setdefault("source", str(folder))
+    if unet.config.addition_embed_type == "text_time":  # SDXL
+        from transformers import CLIPTextModelWithProjection
+
+        for sub in ("text_encoder_2", "tokenizer_2"):
+            if not (folder / sub).is_dir():
+                raise DataError(f"{folder}: an SDXL UNet but no {sub}/ (not a diffusers SDXL folder)")
+        bundle_kwargs.setdefault("text_encoder_2", CLIPTextModelWithProjection.from_pretrained(
+            folder, subfolder="text_encoder_2", **kw))
+        bundle_kwargs.setdefault("tokenizer_2", CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer_2", **kw))
     return ModelBundle(
         vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", **kw),
         text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", **kw),
@@ -116,6 +143,17 @@ def ip2p_pipeline(components: dict[str, Any]) -> Any:
     )
 
 
+def sdxl_ip2p_pipeline(components: dict[str, Any]) -> Any:
+    """diffusers ``StableDiffusionXLInstructPix2PixPipeline`` (no watermark: the benchmark scores pixels)."""
+    from diffusers import StableDiffusionXLInstructPix2PixPipeline
+
+    return StableDiffusionXLInstructPix2PixPipeline(
+        vae=components["vae"], text_encoder=components["text_encoder"], text_encoder_2=components["text_encoder_2"],
+        tokenizer=components["tokenizer"], tokenizer_2=components["tokenizer_2"], unet=components["unet"],
+        scheduler=components["scheduler"], add_watermarker=False,
+    )
+
+
 def t2i_pipeline(components: dict[str, Any]) -> Any:
     """diffusers ``StableDiffusionPipeline`` (no safety checker) from trained components."""
     from diffusers import StableDiffusionPipeline
@@ -133,3 +171,36 @@ def encode_prompts(tokenizer: Any, text_encoder: Any, prompts: Sequence[str], de
     ids = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids
     return text_encoder(ids.to(device))[0]
+
+
+@dataclass
+class TextCondition:
+    """What the UNet is conditioned on by the text: cross-attention tokens and, for SDXL, the pooled
+    text embedding of the second encoder (its added time embedding also takes the six size / crop numbers)."""
+
+    context: torch.Tensor  # (B, 77, D)
+    pooled: torch.Tensor | None = None  # SDXL: (B, projection dim)
+
+    def added_cond_kwargs(self, size: int) -> dict[str, torch.Tensor] | None:
+        """SDXL's ``added_cond_kwargs`` for square ``size`` images: original size, crop (0, 0), target size
+        (as diffusers' SDXL InstructPix2Pix pipeline and training script pass them); None for SD 1.5."""
+        if self.pooled is None:
+            return None
+        ids = torch.tensor([[size, size, 0, 0, size, size]], dtype=self.pooled.dtype, device=self.pooled.device)
+        return {"text_embeds": self.pooled, "time_ids": ids.repeat(self.pooled.shape[0], 1)}
+
+
+def encode_text(bundle: ModelBundle, prompts: Sequence[str], device: torch.device) -> TextCondition:
+    """The text conditioning of ``prompts``: SD 1.5's CLIP last hidden state; SDXL's penultimate hidden
+    states of both encoders side by side, and the second encoder's projected pooled output (the
+    conditioning diffusers' SDXL pipelines compute)."""
+    if not bundle.sdxl:
+        return TextCondition(encode_prompts(bundle.tokenizer, bundle.text_encoder, prompts, device))
+    states, pooled = [], None
+    for tokenizer, encoder in ((bundle.tokenizer, bundle.text_encoder), (bundle.tokenizer_2, bundle.text_encoder_2)):
+        ids = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
+                        truncation=True, return_tensors="pt").input_ids
+        out = encoder(ids.to(device), output_hidden_states=True)
+        states.append(out.hidden_states[-2])
+        pooled = out[0]  # the last encoder's: CLIPTextModelWithProjection's text_embeds
+    return TextCondition(torch.cat(states, dim=-1), pooled)

@@ -11,7 +11,7 @@ from torch import nn
 
 from egobench.errors import ConfigError
 
-from .bundle import ExtraConditionFn, ModelBundle, encode_prompts
+from .bundle import ExtraConditionFn, ModelBundle, encode_text
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,16 @@ def diffusion_loss(
     extra = extra if extra is not None else bundle.extra
     device = torch.device(device) if device is not None else next(unet.parameters()).device
     vae, mode = bundle.vae, bundle.mode
-    target = batch["target"].to(device=device, dtype=weight_dtype)
+    if bundle.sdxl and extra_condition_fn is not None:
+        raise ConfigError("extra condition tokens are not supported with an SDXL UNet")
+    vae_dtype = next(vae.parameters()).dtype  # SDXL's VAE stays in fp32 under mixed precision (force_upcast)
+    target = batch["target"].to(device=device, dtype=vae_dtype)
     bsz = target.shape[0]
     with torch.no_grad():
         posterior = vae.encode(target).latent_dist
-        latents = posterior.sample(generator=generator) * vae.config.scaling_factor
-        clip = encode_prompts(bundle.tokenizer, bundle.text_encoder, batch["text"], device)
+        latents = (posterior.sample(generator=generator) * vae.config.scaling_factor).to(weight_dtype)
+        text = encode_text(bundle, batch["text"], device)
+        clip = text.context
         if dropout is not None:
             r = torch.rand(bsz, generator=generator, device=generator.device if generator else None).to(device)
             drop_text, drop_image = dropout.masks(r)
@@ -84,13 +88,13 @@ def diffusion_loss(
             if drop_text.any():
                 null = null_embedding
                 if null is None:
-                    null = encode_prompts(bundle.tokenizer, bundle.text_encoder, [""], device)
+                    null = encode_text(bundle, [""], device).context
                 clip = torch.where(drop_text.view(-1, 1, 1), null.to(clip.dtype), clip)
         else:
             drop_text = drop_image = torch.zeros(bsz, dtype=torch.bool, device=device)
         image_latents = None
         if mode == "ip2p":
-            image_latents = vae.encode(batch["input"].to(device=device, dtype=weight_dtype)).latent_dist.mode()
+            image_latents = vae.encode(batch["input"].to(device=device, dtype=vae_dtype)).latent_dist.mode()
             image_latents = image_latents * (~drop_image).view(-1, 1, 1, 1).to(image_latents.dtype)
     gen_device = generator.device if generator is not None else None
     t = torch.randint(0, bundle.noise.num_train_timesteps, (bsz,), generator=generator, device=gen_device).to(device)
@@ -106,5 +110,8 @@ def diffusion_loss(
         tokens = tokens * (~drop_text).view(-1, 1, 1).to(tokens.dtype)
         context = torch.cat([clip, tokens.to(clip.dtype)], dim=1)
     model_in = noisy if image_latents is None else torch.cat([noisy, image_latents.to(noisy.dtype)], dim=1)
-    pred = unet(model_in, t, encoder_hidden_states=context).sample
+    # SDXL: the pooled text and size / crop ids (not dropped with the text, as diffusers' SDXL IP2P script)
+    added = text.added_cond_kwargs(int(batch["target"].shape[-1]))
+    kwargs = {"added_cond_kwargs": added} if added is not None else {}
+    pred = unet(model_in, t, encoder_hidden_states=context, **kwargs).sample
     return F.mse_loss(pred.float(), noise.float(), reduction="mean")

@@ -132,12 +132,17 @@ def make_scheduler(kind: str, config: Any) -> SchedulerMixin:
     return table[kind].from_config(config)
 
 
-def inference_scheduler(noise: NoiseSchedule, k_diffusion: bool = True) -> SchedulerMixin:
+def inference_scheduler(noise: NoiseSchedule, k_diffusion: bool = True, sdxl: bool = False) -> SchedulerMixin:
     """Euler ancestral on the training schedule (the sampler InstructPix2Pix and LEGO use).
 
     ``k_diffusion=True``: ``timestep_spacing="linspace"``, no offset (k-diffusion's
     ``get_sigmas``, what LEGO's pipeline expects); False: SD 1.5's ``"leading"`` spacing
-    with ``steps_offset=1`` (what diffusers' Stable Diffusion pipelines expect)."""
+    with ``steps_offset=1`` (what diffusers' Stable Diffusion pipelines expect). ``sdxl``: Euler
+    (not ancestral) with that spacing, the sampler SDXL InstructPix2Pix's release folder names."""
     spacing = dict(timestep_spacing="linspace", steps_offset=0) if k_diffusion else dict(
         timestep_spacing="leading", steps_offset=1)
+    if sdxl:
+        from diffusers import EulerDiscreteScheduler
+
+        return EulerDiscreteScheduler(**noise.config, prediction_type="epsilon", **spacing)
     return EulerAncestralDiscreteScheduler(**noise.config, prediction_type="epsilon", **spacing)

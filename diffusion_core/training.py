@@ -64,7 +64,7 @@ from torch import nn
 from egobench.errors import ConfigError, UserError
 from egobench.io import atomic_write_json, read_json
 
-from .bundle import ExtraConditionFn, ModelBundle, encode_prompts
+from .bundle import ExtraConditionFn, ModelBundle, encode_text
 from .checkpoints import STATE_FILE, checkpoint_dirs, clean_partial_checkpoints, publish, save_checkpoint
 from .data import MicroBatches, PairDataset, TrainingStream, collate
 from .ema import EMA
@@ -233,10 +233,12 @@ def train_loop(
 
     weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[accelerator.mixed_precision]
     vae, text_encoder, unet = bundle.vae, bundle.text_encoder, bundle.unet
-    for frozen in (vae, text_encoder):
+    for frozen in (vae, *bundle.text_encoders()):
         frozen.requires_grad_(False)
         frozen.eval()
-        move(frozen, device, weight_dtype)
+        # SDXL's VAE overflows in fp16 (its config says force_upcast): it stays in fp32, as diffusers' SDXL scripts
+        keep_fp32 = frozen is vae and bool(getattr(vae.config, "force_upcast", False)) and bundle.sdxl
+        move(frozen, device, torch.float32 if keep_fp32 else weight_dtype)
     unet.requires_grad_(True)
     unet.train()
     if config.gradient_checkpointing:
@@ -286,7 +288,7 @@ def train_loop(
         losses = [float(x) for x in state.get("losses", [])][:step]
 
     with torch.no_grad():
-        null_embedding = encode_prompts(bundle.tokenizer, text_encoder, [""], device)
+        null_embedding = encode_text(bundle, [""], device).context
     stream = TrainingStream(dataset, config.seed)
     sampler = MicroBatches(step * config.grad_accum, config.max_steps * config.grad_accum, config.batch_size,
                            accelerator.process_index, accelerator.num_processes)
@@ -341,8 +343,12 @@ def train_loop(
         components = {
             "vae": move(vae, dtype=torch.float32), "text_encoder": move(text_encoder, dtype=torch.float32),
             "tokenizer": bundle.tokenizer, "unet": move(accelerator.unwrap_model(p_unet), dtype=torch.float32),
-            "scheduler": inference_scheduler(bundle.noise, k_diffusion=bundle.make_pipeline is not None),
+            "scheduler": inference_scheduler(bundle.noise, k_diffusion=bundle.make_pipeline is not None,
+                                             sdxl=bundle.sdxl),
         }
+        if bundle.sdxl:
+            components.update(text_encoder_2=move(bundle.text_encoder_2, dtype=torch.float32),
+                              tokenizer_2=bundle.tokenizer_2)
         for name in extra_names:
             components[name] = move(accelerator.unwrap_model(p_extra[name]), dtype=torch.float32).eval()
         components["unet"].eval()

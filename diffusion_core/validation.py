@@ -57,9 +57,10 @@ class Validation:
         out = []
         for s in samples:
             kwargs: dict[str, Any] = {}
-            if "image" in inspect.signature(pipe.__call__).parameters:
+            params = inspect.signature(pipe.__call__).parameters
+            if "image" in params:
                 kwargs["image"] = load_rgb(s.input_path).resize((resolution, resolution), Image.Resampling.LANCZOS)
-            else:
+            if "image" not in params or "height" in params:  # SDXL InstructPix2Pix takes the size too
                 kwargs.update(height=resolution, width=resolution)
             gen = torch.Generator(device="cpu").manual_seed(seed)
             out.append(pipe(text(s), num_inference_steps=self.steps, generator=gen, output_type="pil", **kwargs).images[0])
@@ -92,7 +93,8 @@ def validate(validation: Validation, step: int, bundle: ModelBundle, accelerator
 
     unet = accelerator.unwrap_model(p_unet)
     components = {"vae": vae, "text_encoder": text_encoder, "tokenizer": bundle.tokenizer, "unet": unet,
-                  "scheduler": inference_scheduler(bundle.noise, k_diffusion=bundle.make_pipeline is not None)}
+                  "scheduler": inference_scheduler(bundle.noise, k_diffusion=bundle.make_pipeline is not None,
+                                                   sdxl=bundle.sdxl)}
     extra = {name: accelerator.unwrap_model(m) for name, m in p_extra.items()}
     components.update(extra)
     modules = [unet, *extra.values()]

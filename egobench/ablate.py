@@ -144,6 +144,7 @@ def ablate(
     zoo: str = "auto",
     weights: Sequence[str] | None = None,
     device: str = "auto",
+    weights_lock: str | os.PathLike | None = None,
     features_root: str | os.PathLike | None = None,
     compute_features: bool = False,
     tables: Sequence[int | str] | None = None,
@@ -169,7 +170,7 @@ def ablate(
     _claim_tables_dir(out_dir, identity)
     common: dict[str, Any] = dict(protocol=proto, data_root=data_root, limit=limit, batch_size=batch_size,
                                   runs_dir=runs_dir, zoo=zoo, weights=list(weights or []), device=device,
-                                  progress=progress)
+                                  progress=progress, weights_lock=weights_lock)
     shared: dict[str, Any] = {}  # the options of the rows that read the shared VLLM features
     if features_root is not None:
         shared["features_root"] = str(features_root)
@@ -240,6 +241,7 @@ def prompt_ablation(
     zoo: str = "auto",
     weights: Sequence[str] | None = None,
     device: str = "auto",
+    weights_lock: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> AblationResult:
     """``egobench ablate --prompts --method M``: ``method`` run once per prompt template (default
@@ -273,7 +275,7 @@ def prompt_ablation(
     _claim_tables_dir(out_dir, identity)
     common: dict[str, Any] = dict(protocol=proto, data_root=data_root, limit=limit, batch_size=batch_size,
                                   runs_dir=runs_dir, zoo=zoo, weights=list(weights or []), device=device,
-                                  progress=progress)
+                                  progress=progress, weights_lock=weights_lock)
     result = AblationResult(out_dir, titles={PROMPTS_KEY: table.title})
     result.prompts = {label: template for label, template in templates}
     return _run_tables(result, {PROMPTS_KEY: table}, dataset, identity, common, {})

@@ -141,16 +141,59 @@ def test_an_id_missing_from_the_cache_says_how_to_fetch_it(tmp_path, monkeypatch
         resolve_baseline_init("no-such-thing", WeightStore(zoo="tiny"))
 
 
-@pytest.mark.parametrize("init", ["sdxl-ip2p", "diffusers/sdxl-instructpix2pix-768", "instructpix2pix-sdxl-768",
-                                  "FOLDER"])
-def test_sdxl_is_refused_in_one_line_before_any_work(tmp_path, init):
+def test_sdxl_ip2p_trains_with_both_text_encoders_and_runs_as_the_preset(tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    protocol = tmp_path / "p.yaml"
+    protocol.write_text(PROTOCOL)
+    folder = tmp_path / "sdxl-epic"
+    r = CliRunner().invoke(main, TRAIN + ["--init", "sdxl-ip2p", "--out", str(folder)])
+    assert r.exit_code == 0, r.output
+    assert f"-m sdxl-ip2p -o pipeline={folder}" in r.output
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionXLInstructPix2PixPipeline" and "text_encoder_2" in index
+    before = UNet2DConditionModel.from_pretrained(WeightStore(zoo="tiny").resolve("instructpix2pix-sdxl-768").path,
+                                                  subfolder="unet")
+    after = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+    assert after.config.addition_embed_type == "text_time"
+    changed = [k for k, v in before.state_dict().items() if not (v == after.state_dict()[k]).all()]
+    assert any(k.startswith("add_embedding") for k in changed)  # the added text/time embedding was trained
+    config = _run("editors.presets:SDXLIP2P", tmp_path / "run-xl", protocol, f"pipeline={folder}", "size=64",
+                  "steps=2")
+    assert config["finetuned_on_benchmark"] is True and config["trained_on"]["init"] == "sdxl-ip2p"
+
+
+def test_sdxl_text_conditioning_is_the_pipelines():
+    """encode_text and the added ids against diffusers' own SDXL InstructPix2Pix pipeline methods."""
+    import torch
+
+    from diffusion_core.bundle import encode_text, load_sd_bundle
+    from editors.tiny_sd import tiny_sdxl_ip2p_pipeline
+
+    pipe = tiny_sdxl_ip2p_pipeline()
+    folder = WeightStore(zoo="tiny").resolve("instructpix2pix-sdxl-768").path
+    bundle = load_sd_bundle(folder, in_channels=8)
+    prompts = ["open the drawer", "pour water into the glass"]
+    with torch.no_grad():
+        ours = encode_text(bundle, prompts, torch.device("cpu"))
+        embeds, _, pooled, _ = pipe.encode_prompt(prompts, device="cpu", num_images_per_prompt=1,
+                                                  do_classifier_free_guidance=False)
+    torch.testing.assert_close(ours.context, embeds)
+    torch.testing.assert_close(ours.pooled, pooled)
+    ids = pipe._get_add_time_ids((64, 64), (0, 0), (64, 64), dtype=pooled.dtype,
+                                 text_encoder_projection_dim=bundle.text_encoder_2.config.projection_dim)
+    added = ours.added_cond_kwargs(64)
+    torch.testing.assert_close(added["time_ids"], ids.repeat(2, 1))
+    assert added["text_embeds"] is ours.pooled
+
+
+def test_train_ldm_refuses_an_sdxl_folder_in_one_line(tmp_path):
     import editors.presets  # noqa: F401 - declares the editors' artifacts
 
-    if init == "FOLDER":
-        init = str(WeightStore(zoo="tiny").resolve("instructpix2pix-sdxl-768").path)
     out = tmp_path / "o"
-    r = CliRunner().invoke(main, TRAIN + ["--init", init, "--out", str(out)])
+    args = [a if a != "ip2p" else "ldm" for a in TRAIN]
+    r = CliRunner().invoke(main, args + ["--init", "diffusers/sdxl-instructpix2pix-768", "--out", str(out)])
     assert r.exit_code == 2, r.output
     line = r.output.strip().splitlines()[-1]
-    assert "SDXL InstructPix2Pix" in line and "cannot be finetuned by this loop" in line
+    assert "an SDXL folder; 'train ldm' finetunes Stable Diffusion 1.5" in line
     assert not out.exists()
