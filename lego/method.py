@@ -123,6 +123,41 @@ def _declare_artifacts() -> None:
 
 _declare_artifacts()
 
+#: LDMs trained on another prompt enhancer's features (no released weights): VLLM artifact -> name suffix
+ALT_VLLM_LDMS = {"lego-vllm-qwen2-vl-2b": "qwen2-vl-2b"}
+
+
+def alt_artifact_name(domain: str, variant: str, vllm_artifact: str) -> str:
+    """The LDM artifact for ``domain``/``variant`` trained on ``vllm_artifact``'s features."""
+    return f"{artifact_name(domain, variant)}-{ALT_VLLM_LDMS[vllm_artifact]}"
+
+
+def _declare_alt_artifacts() -> None:
+    from .vllm_choice import VLMChoice, self_tag
+
+    for vllm, short in ALT_VLLM_LDMS.items():
+        tag = self_tag(VLMChoice("transformers", vllm, vllm, artifact=vllm))
+        for domain, dshort in DOMAINS.items():
+            for variant in ("full", "img", "txt"):
+                name = alt_artifact_name(domain, variant, vllm)
+                make = (f"egobench train lego -d {domain} --variant {variant} --data-root <LEGO release> "
+                        f"--features-root <FEAT> --model-tag {tag} --out $EGOBENCH_WEIGHTS/{name}")
+                made_from = (f"the {dshort} training split and {vllm}'s features (egobench vllm-features -d {domain} "
+                             f"--vllm {vllm} --out <FEAT>); no released weights")
+                register_artifact(Artifact(
+                    name=name,
+                    description=f"LEGO LDM for {dshort} conditioned on {vllm}'s features ({VARIANT_SUMMARY[variant]}; "
+                    f"the 'VLLM backend' rows of Table 4), as a diffusers folder; made by '{make}' from {made_from}",
+                    files=LDM_FILES + CONDITIONING_FILES,
+                    license=LICENSE,
+                    tiny=f"lego.tiny:build_tiny_ldm_{variant}_{short.replace('-', '_')}",
+                    make=make,
+                    made_from=made_from,
+                ))
+
+
+_declare_alt_artifacts()
+
 
 @dataclass(frozen=True)
 class LEGOOptions:
@@ -185,6 +220,9 @@ class LEGO(Method):
                     f"method '{self.name}': ldm={o.ldm} is not a diffusers folder (no model_index.json); "
                     "make one with 'egobench convert lego --ckpt <released .ckpt>'"
                 )
+        if o.vllm is not None and o.scaleup:
+            raise ConfigError(f"method '{self.name}': scaleup weights exist only for LEGO's own LLaVA features, "
+                              f"not vllm={o.vllm}")
         if o.vllm is not None and not o.vllm_finetuned:
             raise ConfigError(f"method '{self.name}': vllm={o.vllm} and vllm_finetuned=false exclude each other "
                               "(vllm_finetuned chooses between LEGO's own LLaVAs)")
@@ -274,6 +312,8 @@ class LEGO(Method):
             if domain not in DOMAINS:
                 raise ConfigError(f"method '{self.name}': no LEGO weights for dataset '{domain}'; pass ldm=PATH")
             name = artifact_name(domain, self.variant, self.options.scaleup)
+            if self._choice is not None and self._choice.artifact in ALT_VLLM_LDMS and self.variant != "desc":
+                name = alt_artifact_name(domain, self.variant, self._choice.artifact)
             try:
                 res = self.weights.resolve(name)
             except MissingArtifactError as e:
@@ -401,12 +441,14 @@ class LEGO(Method):
             return  # released dumps (no record), or two VLMs: the pipeline checks shapes per sample
         hidden, tokens = next(iter(sizes))
         self._sizes = {"hidden": hidden, "image_tokens": tokens}
-        from .tiny import TINY_CONDITIONING
+        from egobench.io import read_json
 
-        for d, (_folder, is_tiny) in list(self._ldm.items()):
-            if not is_tiny or self.variant == "desc" or self.options.ldm:
+        for d, (folder, is_tiny) in list(self._ldm.items()):
+            cfg_path = folder / "conditioning" / "config.json"
+            if not is_tiny or self.options.ldm or not cfg_path.is_file():
                 continue
-            if (TINY_CONDITIONING["vllm_hidden"], TINY_CONDITIONING["image_tokens"]) != (hidden, tokens):
+            cfg = read_json(cfg_path)
+            if (cfg.get("vllm_hidden"), cfg.get("image_tokens")) != (hidden, tokens):
                 self._ldm[d] = (self._sized_tiny_ldm(hidden, tokens), True)
 
     def _sized_tiny_ldm(self, hidden: int, tokens: int) -> Path:

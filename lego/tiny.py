@@ -104,6 +104,23 @@ def build_tiny_ldm_txt(folder: Path) -> None:
     build_tiny_ldm(folder, "txt")
 
 
+#: the tiny Qwen2-VL stand-in's sizes (lego.vllm_alt_tiny: hidden 32, 16 image tokens at 112 px);
+#: a test checks them against its config and processor
+TINY_QWEN2_VL_SIZES = dict(vllm_hidden=32, image_tokens=16)
+
+
+def build_tiny_ldm_full_qwen2_vl_2b(folder: Path) -> None:
+    build_tiny_ldm(folder, "full", **TINY_QWEN2_VL_SIZES)
+
+
+def build_tiny_ldm_img_qwen2_vl_2b(folder: Path) -> None:
+    build_tiny_ldm(folder, "img", **TINY_QWEN2_VL_SIZES)
+
+
+def build_tiny_ldm_txt_qwen2_vl_2b(folder: Path) -> None:
+    build_tiny_ldm(folder, "txt", **TINY_QWEN2_VL_SIZES)
+
+
 # ---------------------------------------------------------------------------
 # Tiny VLLM features
 # ---------------------------------------------------------------------------

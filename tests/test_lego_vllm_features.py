@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,6 +201,9 @@ def test_sizes_are_read_from_the_vlms_config_and_processor(tiny_zoo):
     assert sizes.hidden == cfg.text_config.hidden_size == 32
     # 112 x 112 px (the tiny processor's pixel budget), 14 px patches merged 2 x 2: 4 x 4 tokens
     assert (sizes.image_side, sizes.image_tokens) == (112, 16)
+    from lego.tiny import TINY_QWEN2_VL_SIZES  # the tiny LDM artifacts trained "on" it are sized so
+
+    assert TINY_QWEN2_VL_SIZES == {"vllm_hidden": sizes.hidden, "image_tokens": sizes.image_tokens}
 
 
 def test_lego_with_another_vlm_runs_end_to_end_and_records_it(tmp_path, tiny_zoo):
@@ -224,11 +228,24 @@ def test_lego_with_another_vlm_runs_end_to_end_and_records_it(tmp_path, tiny_zoo
         assert not feature_paths(feat, s, RELEASED_TAGS["ego4d"])[0].exists()
     records = {r["sample"]: r for r in map(json.loads, (feat / RECORDS).read_text().splitlines())}
     assert {r["vlm"] for r in records.values()} == {ALT}
-    # the LDM's conditioning was sized from the VLM's config (the tiny LLaVA's is 64 wide)
-    from lego.conditioning import LEGOConditioning
+    # the LDM trained on this VLM's features (its artifact; the tiny one sized for the tiny Qwen2-VL)
+    ldm = manifest["artifacts"]["lego-ego4d-ldm-qwen2-vl-2b"]
+    cond = json.loads((Path(ldm["path"]) / "conditioning" / "config.json").read_text())
+    assert (cond["vllm_hidden"], cond["image_tokens"]) == (32, 16)
 
-    sized = tiny_zoo / "lego-ldm-sized" / "full-h32-i16" / "conditioning"
-    assert LEGOConditioning.from_pretrained(str(sized)).config.vllm_hidden == 32
+
+def test_a_tiny_ldm_is_sized_from_an_unregistered_vlms_features(tmp_path, tiny_zoo):
+    from lego.feature_source import SELF, FeatureSource
+
+    folder = WeightStore(zoo="tiny").resolve(ALT).path  # given as a folder: no LDM artifact for it
+    m = LEGO(_fast(), weights=WeightStore(zoo="tiny"), vllm=str(folder))
+    default, tiny = m.ldm_folder("ego4d")
+    assert tiny and json.loads((default / "conditioning" / "config.json").read_text())["vllm_hidden"] == 64
+    m._use_sizes(FeatureSource(SELF, tmp_path, {"ego4d": "t"}, sizes={"t": {"hidden": 32, "image_tokens": 16}}))
+    sized, tiny = m.ldm_folder("ego4d")
+    assert tiny and sized != default
+    cond = json.loads((sized / "conditioning" / "config.json").read_text())
+    assert (cond["vllm_hidden"], cond["image_tokens"]) == (32, 16)
 
 
 def test_an_ldm_sized_for_another_vllm_is_refused_in_one_line(tmp_path, two):
