@@ -146,8 +146,8 @@ def _artifacts(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def _environment(manifest: dict[str, Any]) -> dict[str, Any]:
     env = manifest.get("environment") if isinstance(manifest.get("environment"), dict) else {}
-    out = {k: str(env[k]) for k in ("egobench", "python", "platform", "device", "git_commit") if env.get(k)}
-    out["packages"] = {str(k): str(v) for k, v in sorted((env.get("packages") or {}).items())}
+    out = {k: str(env[k])[:200] for k in ("egobench", "python", "platform", "device", "git_commit") if env.get(k)}
+    out["packages"] = {str(k): str(v)[:200] for k, v in sorted((env.get("packages") or {}).items())}
     return out
 
 

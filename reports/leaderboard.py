@@ -48,6 +48,7 @@ from egobench.results_bundle import (
     read_run,
     replace_folder,
     result_from_run,
+    result_ids,
 )
 
 MARKER = ".egobench-leaderboard"
@@ -86,7 +87,7 @@ def load_inputs(paths: list[str]) -> list[Entry]:
         p = Path(given)
         if (p / "metrics.json").is_file():
             run = read_run(p)
-            res = result_from_run(run, "run", per_sample=True)
+            res = result_from_run(run, result_ids([run])[0], per_sample=True)
             imgs = {}
             if "output" in run.samples.columns:
                 for rec in run.samples[["sample_id", "output", "status"]].to_dict("records"):
@@ -104,6 +105,29 @@ def load_inputs(paths: list[str]) -> list[Entry]:
     if not entries:
         raise UserError("give at least one results bundle or run folder")
     return entries
+
+
+def _identity(r: dict[str, Any]) -> str:
+    """What makes two results the same row: method, data, protocol, run and values."""
+    return json.dumps([r["method"]["name"], r["dataset"], r["protocol"]["hash"], r["split"]["fingerprint"],
+                       r["source"]["run_id"], {k: m["value"] for k, m in r["metrics"].items()}], sort_keys=True)
+
+
+def dedupe(entries: list[Entry]) -> tuple[list[Entry], list[str]]:
+    """The entries with each result once (a run given both as a folder and inside a bundle), and
+    a note per entry left out."""
+    seen: dict[str, Entry] = {}
+    notes = []
+    for e in entries:
+        key = _identity(e.result)
+        if key in seen:
+            notes.append(f"{truncate(e.origin, 100)}: {truncate(e.result['method']['name'], 60)} is the same result "
+                         f"as in {truncate(seen[key].origin, 100)}; shown once")
+            if e.images and not seen[key].images:
+                seen[key].images = e.images
+            continue
+        seen[key] = e
+    return list(seen.values()), notes
 
 
 def _bundle_images(b: Bundle, r: dict[str, Any]) -> dict[str, Path]:
@@ -355,7 +379,9 @@ def _env() -> jinja2.Environment:
 def write_site(inputs: list[str], out: str | os.PathLike, *, title: str = "egobench leaderboard",
                gallery_samples: int = GALLERY_SAMPLES, protocols: tuple[str, ...] = ()) -> Path:
     """Write the site into ``out`` (swapped in whole); the path of its index.html."""
-    entries = load_inputs(list(inputs))
+    entries, skipped = dedupe(load_inputs(list(inputs)))
+    for line in skipped:
+        click.echo(f"egobench: {line}", err=True)
     known = known_protocols(protocols)
     out = Path(out)
 
