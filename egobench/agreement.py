@@ -24,7 +24,7 @@ percentile bootstrap intervals over items. The pairwise/tau/ceiling arithmetic i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import click
@@ -192,11 +192,17 @@ class Agreement:
     skipped: dict[str, str]
     ceiling: dict[str, float | int]
     rankings: dict[str, dict[str, float]]
+    #: per method: share of the kept judgments that chose it (%) with its interval (as import-amt)
+    win_rates: dict[str, dict[str, float]] = field(default_factory=dict)
+    dataset: str = ""
+    #: the protocol records ({name, version, hash}) of the study's runs, whose metrics were compared
+    protocols: list[dict[str, Any]] = field(default_factory=list)
 
     def record(self) -> dict:
-        return {"egobench_agreement": 1, "study": self.study, "n_items": self.n_items,
+        return {"egobench_agreement": 1, "study": self.study, "dataset": self.dataset, "n_items": self.n_items,
                 "n_judgments": self.n_judgments, "excluded_raters": self.excluded_raters, "metrics": self.metrics,
                 "skipped_metrics": self.skipped, "ceiling": self.ceiling, "rankings": self.rankings,
+                "win_rates": self.win_rates, "protocols": self.protocols,
                 "interval": f"95% percentile bootstrap over items ({N_BOOT} resamples; rankings 200)",
                 "pairwise_accuracy": "pairs of an item's candidates with different vote counts; metric ties half",
                 "ranking_model": "Luce's choice model on top-1 choices (Plackett-Luce; Bradley-Terry for 2), "
@@ -266,9 +272,11 @@ def study_items(study_dir: str, results: str, *, min_attention: float = 1.0) -> 
     return key, items, sorted(excluded), kept
 
 
-def _run_scores(key: dict, overrides: dict[str, str]) -> tuple[dict[str, Any], dict[str, bool], dict[str, str]]:
+def _run_scores(key: dict, overrides: dict[str, str],
+                protocols: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], dict[str, bool], dict[str, str]]:
     """Per run label: its samples table (indexed by sample id); per metric column: higher is better;
-    and metrics skipped with the reason (set metrics, columns some run lacks)."""
+    and metrics skipped with the reason (set metrics, columns some run lacks). ``protocols`` collects
+    the runs' distinct protocol records."""
     from pathlib import Path
 
     import pandas as pd
@@ -281,11 +289,17 @@ def _run_scores(key: dict, overrides: dict[str, str]) -> tuple[dict[str, Any], d
         path = Path(overrides.get(r["label"], r["path"]))
         try:
             df = pd.read_parquet(path / "samples.parquet")
-            metrics = read_json(path / "metrics.json")["metrics"]
+            record = read_json(path / "metrics.json")
+            metrics = record["metrics"]
         except (OSError, KeyError, ValueError) as e:
             raise DataError(f"run {r['label']!r}: cannot read {path}/samples.parquet and metrics.json ({e}); "
                             f"give its folder with --runs {r['label']}=PATH") from None
         tables[r["label"]] = df.set_index("sample_id")
+        proto = record.get("protocol") if isinstance(record, dict) else None
+        if protocols is not None and isinstance(proto, dict):
+            rec = {k: proto.get(k) for k in ("name", "version", "hash")}
+            if rec not in protocols:
+                protocols.append(rec)
         for name, info in metrics.items():
             direction.setdefault(name, bool(info.get("higher_is_better", True)))
             kinds.setdefault(name, set()).add(info.get("kind", "sample"))
@@ -301,15 +315,21 @@ def _run_scores(key: dict, overrides: dict[str, str]) -> tuple[dict[str, Any], d
 def agree(study_dir: str, results: str, *, runs: dict[str, str] | None = None, min_attention: float = 1.0,
           n_boot: int = N_BOOT, seed: int = 0) -> Agreement:
     """Agreement of every per-sample metric of the study's runs with the raters, the ceiling and the rankings."""
+    from .userstudy import win_rates
+
     key, items, excluded, kept = study_items(study_dir, results, min_attention=min_attention)
-    tables, direction, skipped = _run_scores(key, runs or {})
+    protocols: list[dict[str, Any]] = []
+    tables, direction, skipped = _run_scores(key, runs or {}, protocols)
     out = {}
     for name, higher in direction.items():
         scores = [np.array([_value(tables[m], it.sample_id, name) for m in it.methods]) for it in items]
         out[name] = metric_agreement(items, scores, higher, n_boot=n_boot, seed=seed)
     labels = [r["label"] for r in key["study"]["runs"]]
+    votes = {it.item: [it.methods[c] for c in it.choices] for it in items}
     return Agreement(key["study"].get("type", "action"), len(items), kept, excluded, out, skipped,
-                     rater_ceiling(items, n_boot=n_boot, seed=seed), rankings(items, labels, seed=seed))
+                     rater_ceiling(items, n_boot=n_boot, seed=seed), rankings(items, labels, seed=seed),
+                     win_rates=win_rates(votes, labels, n_boot=n_boot, seed=seed),
+                     dataset=str(key["study"].get("dataset") or ""), protocols=protocols)
 
 
 def _value(table: Any, sample_id: str, column: str) -> float:

@@ -121,6 +121,14 @@ def _plots(tables, userstudies: list[dict], assets: Path, scales: dict[str, floa
             name = f"plot-{_name(t.id, c.key)}.svg"
             atomic_write_text(assets / name, svg)
             plots.append({"src": f"assets/{name}", "alt": title})
+    for t in tables:
+        if t.kind == "ranking":
+            from .agreement import ranking_plot
+
+            title, svg = ranking_plot(t)
+            name = f"plot-{_name(t.id, 'strength')}.svg"
+            atomic_write_text(assets / name, svg)
+            plots.append({"src": f"assets/{name}", "alt": title})
     for us in userstudies:
         m = {k: v for k, v in us["methods"].items() if isinstance(v, dict)}
         labels = list(m)
@@ -177,6 +185,9 @@ def write_report(
     breakdown_metric: str | None = None,
     input_copy: bool = True,
     bounds_cache: str | os.PathLike | None = None,
+    study: str | os.PathLike | None = None,
+    study_results: str | os.PathLike | None = None,
+    study_runs: dict[str, str] | None = None,
 ) -> ReportResult:
     """Write the report's files under ``out``; every file is written atomically.
 
@@ -185,7 +196,9 @@ def write_report(
     other steps still run, so the outputs already made are kept.
 
     ``input_copy``: give every table its input-copy row, made through the harness (and cached in
-    ``bounds_cache``, see :mod:`reports.bounds`) where the runs include none."""
+    ``bounds_cache``, see :mod:`reports.bounds`) where the runs include none. ``study`` (the folder
+    export-amt wrote) with ``study_results`` (its results CSV): the agreement and ranking sections
+    (:mod:`reports.agreement`; ``study_runs``: label -> run folder for study runs that moved)."""
     from egobench.userstudy import load_userstudy
 
     bad = [f for f in formats if f not in FORMATS]
@@ -193,6 +206,9 @@ def write_report(
         raise UserError(f"unknown report format '{truncate(bad[0])}'; use {', '.join(FORMATS)}")
     if top_k < 1:
         raise UserError(f"--top-k {top_k}: give a positive number")
+    if (study is None) != (study_results is None):
+        raise UserError("--study and --results go together: the folder export-amt wrote and the results CSV of "
+                        "that study")
     paths = [Path(r) for r in runs]
     if runs_dir is not None:
         paths += find_runs(runs_dir)
@@ -240,6 +256,12 @@ def write_report(
             with_bd.extend(bds)
             t.notes.extend(notes)
     tables = with_bd + reference_tables([t.dataset for t in tables])
+    if study is not None:
+        from egobench.agreement import agree
+
+        from .agreement import agreement_tables
+
+        tables += agreement_tables(agree(str(study), str(study_results), runs=study_runs, n_boot=n_boot, seed=seed))
     comparable = all(r.comparable for r in groups)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -325,16 +347,28 @@ def write_report(
               "(default: $EGOBENCH_CACHE/bounds, else ~/.cache/egobench/bounds)")
 @click.option("--no-input-copy", "no_copy", is_flag=True, help="do not make the input-copy row when no input-copy "
               "run is given (tables then have no such row and no \u2021 marks)")
+@click.option("--study", default=None, help="a crowd study's folder (export-amt): agreement and ranking sections "
+              "(with --results)")
+@click.option("--results", "study_results", default=None, help="the results CSV of --study (as egobench agree)")
+@click.option("--study-run", "study_runs", multiple=True, metavar="LABEL=RUN_DIR",
+              help="where a study run is now, when it moved since export-amt (repeatable)")
 @click.option("--pdf", is_flag=True, help="also compile tables.tex with pdflatex (when installed)")
 @click.option("--out", required=True, help="report folder")
 def report_cmd(runs, runs_dir, formats, userstudy, title, n_boot, seed, prefer, top_k, breakdown_metric, bounds_cache,
-               no_copy, pdf, out):
+               no_copy, study, study_results, study_runs, pdf, out):
     """Tables 1-4 of the paper with published rows and breakdowns (HTML with image grids
     and plots, LaTeX, Markdown, CSV, JSON) from runs."""
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    moved = {}
+    for r in study_runs:
+        label, sep, path = r.partition("=")
+        if not sep or not label or not path:
+            raise UserError(f"--study-run {truncate(r)}: use LABEL=RUN_DIR (the label the study key gives the run)")
+        moved[label] = path
     res = write_report(runs, runs_dir=runs_dir, out=out, formats=fmts, userstudy=userstudy, title=title,
                        n_boot=n_boot, seed=seed, pdf=pdf, prefer=prefer, top_k=top_k,
-                       breakdown_metric=breakdown_metric, input_copy=not no_copy, bounds_cache=bounds_cache)
+                       breakdown_metric=breakdown_metric, input_copy=not no_copy, bounds_cache=bounds_cache,
+                       study=study, study_results=study_results, study_runs=moved)
     click.echo(f"{len(res.tables)} table(s): {', '.join(t.id for t in res.tables) or 'none'}")
     for f in res.files:
         click.echo(f"written: {f}")
