@@ -281,3 +281,24 @@ def test_vllm_values_are_checked():
 def test_released_features_are_not_under_a_self_computed_tag():
     assert not any(t.startswith("egobench-") for t in RELEASED_TAGS.values())
     assert np.isfinite(tiny_features(egobench.load_split("demo", limit=1)[0]).image).all()
+
+
+def test_ablate_table4_generates_the_vllm_backend_row(tmp_path, tiny_zoo):
+    from egobench.ablate import ablate
+    from lego.ablations import BACKEND_GROUP, VLLM_BACKENDS
+
+    res = ablate("demo", protocol=_fast(), limit=1, runs_dir=tmp_path / "runs", tables=(4,), progress=False)
+    labels = [label for label, _ in res.rows(4)]
+    backend = [f"{BACKEND_GROUP}: {name}" for name in VLLM_BACKENDS]
+    assert labels == ["w/o finetuning", "w/ finetuning", *backend]
+    run = dict(res.rows(4))[backend[0]]
+    assert run.generated == 1 and math.isfinite(run.metrics["psnr"]["value"])
+    manifest = json.loads((run.run_dir / "manifest.json").read_text())
+    assert manifest["method"]["options"] == {"vllm": ALT}
+    rec = manifest["method"]["config"]["features"]
+    assert rec["source"] == "self-computed" and rec["vlm"] == {f"egobench-{ALT}": ALT}
+    # the other rows read LEGO's own (here: tiny stand-in) features, not the backend's
+    other = json.loads((dict(res.rows(4))["w/ finetuning"].run_dir / "manifest.json").read_text())
+    assert other["method"]["config"]["features"]["source"] == "tiny-stand-in"
+    md = (res.out / "tables.md").read_text()
+    assert f"| {backend[0]} | lego |" in md
