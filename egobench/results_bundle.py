@@ -505,6 +505,12 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if dup:
         raise DataError(f"{p}: result id {dup[0]!r} used twice (at $.results[*].id); ids must be unique")
     for i, r in enumerate(doc["results"]):
+        seen: set[str] = set()
+        for j, smp in enumerate(r.get("samples") or []):
+            if smp["sample_id"] in seen:
+                raise DataError(f"{p}: $.results[{i}].samples[{j}].sample_id: {truncate(smp['sample_id'])!r} listed "
+                                "twice in one result")
+            seen.add(smp["sample_id"])
         for j, k in enumerate(r["metric_order"]):
             if k not in r["metrics"]:
                 raise DataError(f"{p}: schema error at $.results[{i}].metric_order[{j}]: {truncate(k)!r} is not "
@@ -584,9 +590,17 @@ def validate_results(path: str | os.PathLike, *, dataset: str | None = None, dat
         where = f"{b.path}: $.results[{i}] ({truncate(r['method']['name'], 60)})"
         done = [check_protocol(r, where, known)]
         for j, s in enumerate(r.get("samples") or []):
-            if "image" in s and b.image(s["image"]) is None:
+            if "image" not in s:
+                continue
+            f = b.image(s["image"])
+            if f is None:
                 raise DataError(f"{b.path}: $.results[{i}].samples[{j}].image: {truncate(s['image'])} is not a file "
                                 "in the bundle folder")
+            with open(f, "rb") as fh:
+                kind = image_kind(fh.read(16))
+            if kind != s["image"].rsplit(".", 1)[-1]:
+                raise DataError(f"{b.path}: $.results[{i}].samples[{j}].image: {truncate(s['image'])} is not a "
+                                f"{s['image'].rsplit('.', 1)[-1].upper()} image (found {kind or 'other bytes'})")
         if dataset is not None and r["dataset"] == dataset:
             on_dataset += 1
             done.append(check_split(r, where, dataset, data_root))

@@ -202,7 +202,8 @@ def build_site_data(entries: list[Entry], known: dict[str, Any]) -> dict[str, An
             info = next((e.result["metrics"][k] for e in group if k in e.result["metrics"]), None)
             higher = bool(info["higher_is_better"]) if info else k not in ("fid", "lpips")
             columns.append({"key": k, "label": labels.get(k, k), "higher": higher,
-                            "set": bool(info and info["kind"] == "set")})
+                            "set": bool(info and info["kind"] == "set"),
+                            "scale": float(info["display_scale"]) if info else (1.0 if k in ("psnr", "fid") else 100.0)})
         samples, index = _table_samples(group)
         rows, values = [], {}
         for e in group:
@@ -212,9 +213,10 @@ def build_site_data(entries: list[Entry], known: dict[str, Any]) -> dict[str, An
             rows.append({"id": f"p{t_no}-{safe_component(method, 'method')}", "label": label, "method": method,
                          "kind": "published", "marks": ["published"], "n": None, "prov": None, "url": None,
                          "weights": "", "cells": {k: {"d": v, "lo": None, "hi": None} for k, v in vals.items()}})
-        notes = [f"95% intervals: percentile bootstrap of the mean over each row's scored samples. "
-                 f"{', '.join(c['label'] for c in columns if c['key'] not in ('psnr', 'fid'))} x100 where the "
-                 "metric says so; \u2193 lower is better."]
+        scaled = [f"{c['label']} x{c['scale']:g}" for c in columns if c["scale"] != 1.0]
+        notes = ["Brackets: 95% interval of the mean, percentile bootstrap over each row's scored samples "
+                 "(1000 resamples; recomputed the same way for a verb / noun filter). "
+                 + (", ".join(scaled) + "; " if scaled else "") + "\u2193 lower is better; best measured value in bold."]
         if pub_rows:
             notes.append(f"Rows marked published: {pub.published()['source']}; not re-measured.")
         if phash not in known:

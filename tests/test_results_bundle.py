@@ -149,8 +149,8 @@ def test_bootstrap_interval_matches_scipy():
     from scipy import stats
 
     x = np.random.default_rng(3).normal(10.0, 2.0, size=40)
-    ours = bootstrap_interval(x, n_boot=20000, seed=1)
-    ref = stats.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", confidence_level=0.95,
+    ours = bootstrap_interval(x, n_boot=10000, seed=1)
+    ref = stats.bootstrap((x,), np.mean, n_resamples=10000, method="percentile", confidence_level=0.95,
                           random_state=np.random.default_rng(2)).confidence_interval
     width = ref.high - ref.low
     assert ours[0] == pytest.approx(ref.low, abs=0.05 * width) and ours[1] == pytest.approx(ref.high, abs=0.05 * width)
@@ -212,6 +212,13 @@ def test_bad_bundles_and_bad_exports(runs, bundle, tmp_path):
     gone = edited(bundle, tmp_path / "gone" / "results.json", lambda d: None)
     one_line_error(cli(validate_results_cmd, gone, "--protocol", runs["protocol"]), "samples[0].image",
                    "not a file in the bundle folder")
+    first = json.loads(bundle.read_text())["results"][0]["samples"][0]["image"]
+    (bundle.parent / first).write_bytes(b"<html>not an image</html>")
+    one_line_error(cli(validate_results_cmd, bundle, "--protocol", runs["protocol"]), "samples[0].image",
+                   "is not a PNG image (found other bytes)")
+    twice = edited(bundle, tmp_path / "twice" / "results.json",
+                   lambda d: d["results"][0]["samples"].append(d["results"][0]["samples"][0]))
+    one_line_error(cli(validate_results_cmd, twice), "$.results[0].samples[6].sample_id", "listed twice")
     (tmp_path / "broken.json").write_text('{"format": "egobench-results",')
     one_line_error(cli(validate_results_cmd, tmp_path / "broken.json"), "malformed JSON")
     (tmp_path / "dup.json").write_text('{"format": 1, "format": 2}')
