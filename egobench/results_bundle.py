@@ -16,6 +16,7 @@ from ``evaluate`` (images from outside code) export the same way. The JSON Schem
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import json
 import math
@@ -383,20 +384,22 @@ def replace_folder(out: Path, build, marker: str, what: str) -> Path:
     """Build a folder in a temporary sibling with ``build(tmp)`` and swap it in, so ``out`` is
     always either the old complete folder or the new one. An existing ``out`` is replaced only when
     it holds ``marker`` (made by this command); any other non-empty folder is refused."""
-    out = Path(out)
+    out = Path(os.path.abspath(out))
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: is a file; give a folder for the {what}")
     if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
         raise UserError(f"--out {out}: folder exists and is not an egobench {what}; give a new or empty folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    _clean_stale(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     try:
         build(tmp)
         _public(tmp)
         (tmp / marker).write_text(f"made by egobench; replaced whole by the next {what} written here\n")
         old = None
         if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
+            os.rmdir(old)
             os.replace(out, old)
         os.replace(tmp, out)
         if old is not None:
@@ -405,6 +408,27 @@ def replace_folder(out: Path, build, marker: str, what: str) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove the temporary siblings a killed earlier call left (``.<name>.tmp-<pid>-*``,
+    ``.<name>.old-<pid>-*`` of a process that is gone); a rerun then starts clean."""
+    for kind in ("tmp", "old"):
+        head = f".{out.name}.{kind}-"
+        for p in out.parent.glob(f"{glob.escape(head)}*-*"):
+            pid = p.name[len(head):].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def _public(folder: Path) -> None:

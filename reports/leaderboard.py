@@ -399,7 +399,6 @@ def write_site(inputs: list[str], out: str | os.PathLike, *, title: str = "egobe
             title=title, nonce=nonce, data_json=Markup(script_json(data)))
         atomic_write_text(tmp / "index.html", html)
 
-    (out.parent if out.parent != Path("") else Path(".")).mkdir(parents=True, exist_ok=True)
     replace_folder(out, build, MARKER, "leaderboard site")
     return out / "index.html"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -243,7 +244,20 @@ def test_bad_bundles_and_bad_exports(runs, bundle, tmp_path):
     one_line_error(cli(export_results_cmd, runs["oracle"], unfinished, "--out", bundle.parent), "not complete")
     assert bundle.read_bytes() == before
     assert not [p for p in bundle.parent.parent.iterdir() if p.name.startswith(".bundle")]
+    # a killed earlier export left its temporary folder (its process is gone): the next export removes it
+    dead = _dead_pid()
+    stale = bundle.parent.parent / f".bundle.tmp-{dead}-abc"
+    stale.mkdir()
+    (stale / "results.json").write_text("{")
     # a second export replaces its own bundle whole
     r = cli(export_results_cmd, runs["oracle"], "--out", bundle.parent)
     assert r.exit_code == 0, r.output
     assert len(json.loads(bundle.read_text())["results"]) == 1 and not (bundle.parent / "images").exists()
+    assert not stale.exists()
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited."""
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
