@@ -200,6 +200,13 @@ def test_unknown_protocol_split_mismatch_and_lock_mismatch_are_one_line(runs, bu
     (tmp_path / "good.lock").write_text(json.dumps(good.to_json()))
     r = cli(validate_results_cmd, bundle, "--protocol", runs["protocol"], "--weights-lock", tmp_path / "good.lock")
     assert r.exit_code == 0 and "weights match lock" in r.output, r.output
+    # a result made under another lock is refused by name of both digests
+    locked = edited(bundle, tmp_path / "locked" / "results.json",
+                    lambda d: [r["weights"].__setitem__("lock", {"digest": "a" * 64}) or r.pop("samples")
+                               for r in d["results"]])
+    one_line_error(cli(validate_results_cmd, locked, "--protocol", runs["protocol"], "--weights-lock",
+                       tmp_path / "good.lock"), "weights lock mismatch", "made under lock aaaaaaaaaaaa",
+                   good.digest[:12])
     arts = json.loads(json.dumps(manifest["artifacts"]))
     arts["lpips-squeeze-backbone"]["files"]["squeezenet1_1-b8a52dc0.pth"]["sha256"] = "f" * 64
     (tmp_path / "bad.lock").write_text(json.dumps(make_lock(arts).to_json()))
