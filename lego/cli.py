@@ -39,6 +39,8 @@ class LEGOTrainOptions:
     init: str = option("sd15", help="diffusers SD 1.5 folder, or an artifact name (sd15 = stable-diffusion-v1-5)")
     part: str = option("train", help="split part of the release layout to train on")
     model_tag: str | None = option(None, help="VLLM feature tag (default: the released finetuned one per dataset)")
+    vllm: str | None = option(None, help="train on the features egobench computed with this prompt enhancer "
+                              "(egobench vllm-features --vllm ...; sets the tag egobench-<VLM>)")
     text: str = option("description", choices=["description", "action"],
                        help="CLIP prompt: the enriched description (LEGO) or the action label")
     max_steps: int = option(10000, help="optimizer steps")
@@ -69,6 +71,15 @@ def run_train_lego(options: LEGOTrainOptions) -> None:
     from .train import train_lego as run
 
     o = options
+    model_tag = o.model_tag
+    if o.vllm:
+        from egobench.errors import UserError
+
+        from .vllm_choice import parse_vllm, self_tag
+
+        if o.model_tag:
+            raise UserError("--vllm and --model-tag exclude each other (--vllm sets the tag egobench-<VLM>)")
+        model_tag = self_tag(parse_vllm(o.vllm, "--vllm"))
     part, zoo = o.part, o.zoo
     if o.dataset == "demo":
         part = "val"  # the demo split's only part
@@ -76,7 +87,7 @@ def run_train_lego(options: LEGOTrainOptions) -> None:
             zoo = "tiny"  # the synthetic split pairs with the tiny zoo, as `egobench run` does
     spec = LEGOTrainSpec(
         dataset=o.dataset, data_root=o.data_root, out=o.out, features_root=o.features_root, variant=o.variant,
-        init=o.init, part=part, model_tag=o.model_tag, text=o.text, released_behaviour=o.released_behaviour, zoo=zoo,
+        init=o.init, part=part, model_tag=model_tag, text=o.text, released_behaviour=o.released_behaviour, zoo=zoo,
         weights=parse_weight_overrides(o.weights), limit=o.limit,
     )
     config = lego_train_config(

@@ -133,15 +133,12 @@ def alt_artifact_name(domain: str, variant: str, vllm_artifact: str) -> str:
 
 
 def _declare_alt_artifacts() -> None:
-    from .vllm_choice import VLMChoice, self_tag
-
     for vllm, short in ALT_VLLM_LDMS.items():
-        tag = self_tag(VLMChoice("transformers", vllm, vllm, artifact=vllm))
         for domain, dshort in DOMAINS.items():
             for variant in ("full", "img", "txt"):
                 name = alt_artifact_name(domain, variant, vllm)
                 make = (f"egobench train lego -d {domain} --variant {variant} --data-root <LEGO release> "
-                        f"--features-root <FEAT> --model-tag {tag} --out $EGOBENCH_WEIGHTS/{name}")
+                        f"--features-root <FEAT> --vllm {vllm} --out $EGOBENCH_WEIGHTS/{name}")
                 made_from = (f"the {dshort} training split and {vllm}'s features (egobench vllm-features -d {domain} "
                              f"--vllm {vllm} --out <FEAT>); no released weights")
                 register_artifact(Artifact(
@@ -368,7 +365,7 @@ class LEGO(Method):
                         f"method '{self.name}': {folder}'s conditioning takes {got[0]}-wide VLLM features"
                         f"{f' with {got[1]} image tokens' if got[1] else ''}, but {made} makes {need[0]}-wide ones"
                         f"{f' with {need[1]} image tokens' if need[1] else ''}; pass -o ldm=<a LEGO folder trained "
-                        "on these features ('egobench train lego --features-root ROOT --model-tag TAG')>")
+                        "on these features ('egobench train lego --features-root ROOT --vllm VLM')>")
             pipe.scheduler = make_scheduler(self.protocol.generation.scheduler, pipe.scheduler.config)
             pipe.set_progress_bar_config(disable=True)
             pipe.to(self.device)

@@ -117,6 +117,19 @@ def pad_text(arr: np.ndarray, tokens: int = TEXT_TOKENS) -> np.ndarray:
     return np.concatenate([arr, np.zeros((tokens - arr.shape[0], arr.shape[1]), dtype=arr.dtype)])
 
 
+def _feature_provenance(root: Path, tags: list[str]) -> dict[str, Any]:
+    """Where the training features came from: self-computed tags with their provenance sha256 (lego.vllm_provenance)."""
+    from .vllm_provenance import file_sha256, read_provenance
+
+    prov = read_provenance(root)
+    own = {t: prov[t]["sha256"] for t in tags if t in prov}
+    out: dict[str, Any] = {"source": "self-computed" if own and len(own) == len(tags) else
+                           "released" if not own else "mixed", "tags": tags}
+    if own:
+        out.update(provenance=own, provenance_sha256=file_sha256(root))
+    return out
+
+
 def lego_extras(features_root: str | os.PathLike, model_tag: str | Callable[[Sample], str], part: str,
                 use_image: bool, use_text: bool) -> Callable[[Sample], dict[str, np.ndarray]]:
     """Per-sample VLLM features for :class:`diffusion_core.data.PairDataset` (float32; text padded to 77)."""
@@ -316,6 +329,8 @@ def train_lego(spec: LEGOTrainSpec, config: Any, *, on_step: Any = None, progres
         "features_root": str(froot) if froot else None, "model_tags": sorted({tag(s) for s in split}) if froot else None,
         "text": spec.text, "released_behaviour": spec.released_behaviour,
     }
+    if froot is not None and needs_features:
+        record["features"] = _feature_provenance(froot, sorted({tag(s) for s in split}))
     return train_loop(bundle, dataset, config, lego_condition_fn if needs_features else None,
                       on_step=on_step, progress=progress, record=record)
 

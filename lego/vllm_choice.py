@@ -84,8 +84,8 @@ def parse_vllm(value: str, what: str = "vllm") -> VLMChoice:
     if value in ARTIFACTS:
         return VLMChoice("transformers", value, value, artifact=value)
     for repo, name in ALT_VLLM_ARTIFACTS.items():
-        if value == repo:
-            return VLMChoice("transformers", value, name, artifact=name)
+        if value == repo:  # the same VLM under one id (the artifact's), so provenance does not depend on the spelling
+            return VLMChoice("transformers", name, name, artifact=name)
     folder = Path(value).expanduser()
     if folder.is_dir():
         return VLMChoice("transformers", str(folder), safe_component(f"path-{folder.resolve().name}", what))

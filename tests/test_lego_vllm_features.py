@@ -302,3 +302,23 @@ def test_ablate_table4_generates_the_vllm_backend_row(tmp_path, tiny_zoo):
     assert other["method"]["config"]["features"]["source"] == "tiny-stand-in"
     md = (res.out / "tables.md").read_text()
     assert f"| {backend[0]} | lego |" in md
+
+
+def test_train_lego_on_another_vlms_features_then_lego_uses_that_ldm(tmp_path, tiny_zoo):
+    feat, out = tmp_path / "feat", tmp_path / "ldm"
+    r = CliRunner().invoke(main, ["vllm-features", "--dataset", "demo", "--out", str(feat), "--limit", "2",
+                                  "--vllm", "Qwen/Qwen2-VL-2B-Instruct", "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["train", "lego", "--dataset", "demo", "--out", str(out), "--features-root", str(feat),
+                                  "--vllm", ALT, "--max-steps", "1", "--batch-size", "2", "--grad-accum", "1",
+                                  "--checkpoint-every", "0", "--limit", "2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    cond = json.loads((out / "conditioning" / "config.json").read_text())
+    assert (cond["vllm_hidden"], cond["image_tokens"]) == (32, 16)  # sized from the features
+    log = json.loads((out / "training.json").read_text())
+    tag = f"egobench-{ALT}"
+    assert log["features"]["source"] == "self-computed"
+    assert log["features"]["provenance"] == {tag: read_provenance(feat)[tag]["sha256"]}
+    res = egobench.run("lego", "demo", protocol=_fast(), limit=2, out=tmp_path / "run", progress=False,
+                       method_options={"vllm": ALT, "features_root": str(feat), "ldm": str(out)})
+    assert res.generated == 2 and _manifest_features(tmp_path / "run")["vlm"] == {tag: ALT}
