@@ -335,6 +335,15 @@ def test_site_in_headless_chromium(runs, bundle_dir, tmp_path):
             assert browser.eval(f"document.querySelector('{t} tr[data-row=\"r1\"] td[data-col=\"lpips\"] .ci')")
         shown = browser.eval("[...document.querySelectorAll('#gallery-0 tr.sample')].map(r => r.dataset.sample)")
         assert sorted(shown) == sorted(s["sample_id"] for s in picked)
+        # and a noun on top: both filters hold
+        noun = picked[-1]["noun"]
+        both = [x for x in picked if x.get("noun") == noun]
+        browser.eval(f"(() => {{ const s = document.getElementById('f-noun'); s.value = {json.dumps(noun)}; "
+                     "s.dispatchEvent(new Event('change')); })()")
+        assert browser.eval(f"document.querySelector('{t} tr[data-row=\"r1\"] td.n').textContent") == str(len(both))
+        assert browser.eval("document.querySelectorAll('#gallery-0 tr.sample').length") == len(both)
+        browser.eval("(() => { const s = document.getElementById('f-noun'); s.value = ''; "
+                     "s.dispatchEvent(new Event('change')); })()")
         # open a gallery item: the lightbox shows that sample's image from that method
         browser.click("#gallery-0 tr.sample button.thumb")
         assert browser.wait("!document.getElementById('lightbox').hidden")
