@@ -91,6 +91,29 @@ def _from_hf_cache(repo: str, store: WeightStore, what: str) -> InitFolder:
     return InitFolder(folder, (folder / TINY_MARKER).is_file(), record)
 
 
+def _artifact_or_cache(name: str, repo: str | None, store: WeightStore, kind: str, what: str,
+                       **extra: Any) -> InitFolder:
+    """Artifact ``name`` by the weight store's rules; where the store has no copy and the artifact's Hub id
+    ``repo`` is known, that id's snapshot in the local Hugging Face cache."""
+    from egobench.weights import ChecksumError
+
+    try:
+        found = _from_artifact(name, store, kind, **extra)
+    except ChecksumError:
+        raise
+    except MissingArtifactError as e:
+        if repo is None or store.zoo == "tiny":
+            raise
+        try:
+            found = _from_hf_cache(repo, store, what)
+        except MissingArtifactError:
+            raise e from None  # the store's message names the command that makes the artifact
+        found.record.update(kind=kind, **extra, artifact=name)
+    if repo:
+        found.record.setdefault("hf_repo", repo)
+    return found
+
+
 def resolve_init(ref: str | os.PathLike, store: WeightStore, aliases: Mapping[str, str] | None = None,
                  repos: Mapping[str, str] | None = None, what: str | None = None) -> InitFolder:
     """``ref`` as a folder, an artifact, an alias (name -> artifact) or a Hugging Face id (see the module);
@@ -106,26 +129,16 @@ def resolve_init(ref: str | os.PathLike, store: WeightStore, aliases: Mapping[st
         refuse_remote_code(p, f"folder {p}")
         return InitFolder(p, (p / TINY_MARKER).is_file(), {"kind": "folder", "folder": str(p)})
     ref = str(ref)
-    known = {**_registered_repos(), **dict(repos or {})}
-    repo_of = {v: k for k, v in known.items()}
     if ref in ARTIFACTS.names() or ref in aliases:
         name = ref if ref in ARTIFACTS.names() else aliases[ref]
         extra = {"preset": ref} if ref in aliases else {}
-        found = _from_artifact(name, store, "preset" if extra else "artifact", **extra)
-        if name in repo_of:
-            found.record.setdefault("hf_repo", repo_of[name])
-        return found
+        repo = {v: k for k, v in (repos or {}).items()}.get(name)
+        return _artifact_or_cache(name, repo, store, "preset" if extra else "artifact", what, **extra)
     if _is_hf_id(ref):
-        name = known.get(ref)
+        name = {**_registered_repos(), **dict(repos or {})}.get(ref)
         if name is None:
             return _from_hf_cache(ref, store, what)
-        try:
-            found = _from_artifact(name, store, "hf")
-        except MissingArtifactError:  # not in $EGOBENCH_WEIGHTS: the Hub cache, as a plain id
-            found = _from_hf_cache(ref, store, what)
-            found.record["artifact"] = name
-        found.record.setdefault("hf_repo", ref)
-        return found
+        return _artifact_or_cache(name, ref, store, "hf", what)
     names = f"; or one of {', '.join(sorted(aliases))}" if aliases else ""
     raise UserError(f"{what}: no such folder, artifact (e.g. sd15) or Hugging Face id 'owner/name'{names}")
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
 from click.testing import CliRunner
 
 import egobench
 from egobench.cli import main
 from egobench.protocol import load_protocol
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: more threads only spin on a busy machine
 
 
 def test_train_lego_on_demo_then_generate(tmp_path):
@@ -30,3 +33,6 @@ def test_train_lego_on_demo_then_generate(tmp_path):
     res = egobench.run("lego", "demo", protocol=p, limit=2, out=tmp_path / "run", progress=False,
                        method_options={"ldm": str(out)})
     assert res.generated == 2 and res.metrics["psnr"]["value"] is not None
+    config = json.loads((res.run_dir / "manifest.json").read_text())["method"]["config"]
+    assert config["finetuned_on_benchmark"] is True  # its weights carry the training record: not a zero-shot row
+    assert config["trained_on"]["dataset"] == "demo" and config["trained_on"]["steps"] == 20

@@ -117,6 +117,26 @@ def test_init_from_a_cached_hugging_face_id_records_its_snapshot_commit(tmp_path
     assert seen["init_folder"].endswith(commit)
 
 
+def test_a_preset_in_the_real_zoo_comes_from_the_hugging_face_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants as C
+
+    import editors.presets  # noqa: F401 - declares the editors' artifacts
+    from baselines.cli import resolve_baseline_init
+
+    commit = "89abcdef0123456789abcdef0123456789abcdef"
+    cache = tmp_path / "hf"
+    monkeypatch.setattr(C, "HF_HUB_CACHE", str(cache))
+    with pytest.raises(MissingArtifactError, match="'hf download vinesmsuic/magicbrush-jul7"):
+        resolve_baseline_init("magicbrush", WeightStore(zoo="real"))
+    _fake_hf_cache(cache, "vinesmsuic/magicbrush-jul7", WeightStore(zoo="tiny").resolve("magicbrush").path, commit)
+    for init, kind in (("vinesmsuic/magicbrush-jul7", "hf"), ("magicbrush", "preset")):
+        found = resolve_baseline_init(init, WeightStore(zoo="real"))
+        assert found.folder.name == commit
+        assert found.record["kind"] == kind and found.record["artifact"] == "magicbrush"
+        assert found.record["revision"] == commit and found.record["origin"] == "hf-cache"
+        assert found.record["hf_repo"] == "vinesmsuic/magicbrush-jul7"
+
+
 def test_a_registered_hugging_face_id_resolves_as_its_artifact():
     from baselines.cli import resolve_baseline_init
 
