@@ -79,7 +79,7 @@ def run_train_lego(options: LEGOTrainOptions) -> None:
 
         if o.model_tag:
             raise UserError("--vllm and --model-tag exclude each other (--vllm sets the tag egobench-<VLM>)")
-        model_tag = self_tag(parse_vllm(o.vllm, "--vllm"))
+        model_tag = self_tag(parse_vllm(o.vllm, option="--vllm"))
     part, zoo = o.part, o.zoo
     if o.dataset == "demo":
         part = "val"  # the demo split's only part

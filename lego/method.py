@@ -227,7 +227,7 @@ class LEGO(Method):
         if o.vllm is not None:
             from .vllm_choice import parse_vllm
 
-            self._choice = parse_vllm(o.vllm, f"method '{self.name}': vllm")
+            self._choice = parse_vllm(o.vllm, f"method '{self.name}': ")
         if self.weights is None:
             self.weights = WeightStore()
         #: the run's feature source (filled by prepare(); the manifest holds this same dict)
@@ -244,6 +244,10 @@ class LEGO(Method):
         return self.variant != "desc"
 
     def config(self) -> dict[str, Any]:
+        """The manifest's method record. Its ``features`` entry is this method's own dict, filled in by
+        :meth:`prepare` (the runner asks for the config before it prepares; the manifest is written after):
+        the source (released / self-computed / tiny-stand-in), root, tag per dataset and, for
+        self-computed features, each tag's provenance sha256 and the provenance file's sha256."""
         gen = self.protocol.generation
         return {
             "name": self.name,

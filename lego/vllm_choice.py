@@ -71,15 +71,17 @@ def llava_choice(variant: str) -> VLMChoice:
     return VLMChoice("llava", name, name, artifact=name, variant=variant)
 
 
-def parse_vllm(value: str, what: str = "vllm") -> VLMChoice:
-    """``-o vllm=VALUE`` -> a transformers VLM choice (one-line ConfigError for anything else)."""
+def parse_vllm(value: str, prefix: str = "", option: str = "vllm") -> VLMChoice:
+    """``-o vllm=VALUE`` -> a transformers VLM choice (one-line ConfigError for anything else);
+    ``prefix`` starts the message (e.g. "method 'lego': "), ``option`` names the option."""
     from egobench.weights import ARTIFACTS
 
     value = str(value).strip()
+    given = f"{prefix}{option}={value}"
     if not value:
-        raise ConfigError(f"{what}: empty; name a transformers VLM (artifact, Hugging Face id or folder)")
+        raise ConfigError(f"{given}: empty; name a transformers VLM (artifact, Hugging Face id or folder)")
     if value in LLAVA_ARTIFACTS or value == VISION_ARTIFACT:
-        raise ConfigError(f"{what}={value}: that is LEGO's own LLaVA, the default; leave {what} unset "
+        raise ConfigError(f"{given}: that is LEGO's own LLaVA, the default; leave {option} unset "
                           "(and use vllm_finetuned=false for the off-the-shelf one)")
     if value in ARTIFACTS:
         return VLMChoice("transformers", value, value, artifact=value)
@@ -88,11 +90,11 @@ def parse_vllm(value: str, what: str = "vllm") -> VLMChoice:
             return VLMChoice("transformers", name, name, artifact=name)
     folder = Path(value).expanduser()
     if folder.is_dir():
-        return VLMChoice("transformers", str(folder), safe_component(f"path-{folder.resolve().name}", what))
+        return VLMChoice("transformers", str(folder), safe_component(f"path-{folder.resolve().name}", option))
     if _HF_ID.match(value) and ".." not in value:
-        return VLMChoice("transformers", value, safe_component("hf-" + value.replace("/", "--"), what))
-    raise ConfigError(f"{what}={value}: not a registered artifact, a folder or a Hugging Face id (owner/name); "
-                      f"pass e.g. {what}={next(iter(ALT_VLLM_ARTIFACTS.values()))}")
+        return VLMChoice("transformers", value, safe_component("hf-" + value.replace("/", "--"), option))
+    raise ConfigError(f"{given}: not a registered artifact, a folder or a Hugging Face id (owner/name); "
+                      f"e.g. {option}={next(iter(ALT_VLLM_ARTIFACTS.values()))}")
 
 
 def self_tag(choice: VLMChoice) -> str:

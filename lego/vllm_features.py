@@ -45,10 +45,10 @@ def _domain(s: Sample) -> str:
     return str(s.meta.get("domain", s.dataset))
 
 
-def enhancer_for(domain: str, finetuned: bool = True, vllm: str | None = None) -> VLMChoice:
+def enhancer_for(domain: str, finetuned: bool = True, vllm: str | None = None, option: str = "vllm") -> VLMChoice:
     """The prompt enhancer of a sample of ``domain``: ``vllm`` when given, else LEGO's LLaVA."""
     if vllm:
-        return parse_vllm(vllm)
+        return parse_vllm(vllm, option=option)
     if not finetuned:
         return llava_choice("off-the-shelf")
     if domain not in FINETUNED_VARIANT:
@@ -141,6 +141,8 @@ def vllm_features_cmd(dataset, data_root, out, off_the_shelf, vllm, seed, limit,
 
     if vllm and off_the_shelf:
         raise UserError("--vllm and --off-the-shelf exclude each other (--off-the-shelf is LEGO's own LLaVA)")
+    if vllm:
+        parse_vllm(vllm, option="--vllm")  # a bad value is refused before the split is read
     split: Split = load_split(dataset, data_root, limit)
     store = WeightStore(zoo=resolve_zoo(zoo, dataset), overrides=parse_weight_overrides(list(weights)))
     with library_output(quiet=quiet):
