@@ -11,7 +11,10 @@ is ``llava-llama-2-13b-chat-forecasting-finetune-ckpt450``). The HF datasets
 ``bolinlai/LEGO-VLLM-Features-Ego4D`` / ``-EpicKitchens`` hold these dumps, so
 a user can skip the 13B model. egobench writes features it computes in the
 same layout (plus the generated description in a ``.txt`` beside the text
-features), so the two sources are interchangeable.
+features) but under its own tags, ``egobench-<VLM>`` (:mod:`lego.vllm_choice`),
+with ``provenance.json`` saying how they were made (:mod:`lego.vllm_provenance`):
+the LDM reads either source alike, and a run records which one it read
+(:mod:`lego.feature_source`).
 """
 
 from __future__ import annotations

@@ -7,6 +7,14 @@ diffusers-format LDM folder (made by ``egobench convert lego`` from a released
 ``.ckpt``, or by ``egobench train lego`` for the ablations) and the VLLM
 feature files of the release layout (:mod:`lego.features`).
 
+Features come from one source per run (:mod:`lego.feature_source`): the released
+dumps, or features egobench computed (``egobench vllm-features`` or
+``compute_features=true``; own tags, ``provenance.json``); a mix is refused and the
+manifest records the source and the provenance sha256. ``vllm=`` makes another
+transformers VLM the prompt enhancer (:mod:`lego.vllm_choice`, :mod:`lego.vllm_hf`):
+its features have their own tag, and the LDM must be one trained on them (the
+``lego-*-ldm-*-qwen2-vl-2b`` artifacts; the tiny zoo sizes one from the VLM's config).
+
 Inputs as the released ``EgoGenDatasetEval``: the input frame squashed to
 256 x 256 with LANCZOS, the enriched description (``llava_forecast_finetune``)
 as the CLIP prompt. Outputs are float (3, 256, 256) arrays, ``(x + 1) / 2`` of

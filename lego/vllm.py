@@ -102,7 +102,7 @@ from egobench.errors import UserError
 from egobench.weights import Resolved, WeightStore
 
 from .features import VLLMFeatures
-from .vllm_artifacts import ARTIFACT_SUBDIR, RELEASE_TAGS, VARIANT_ARTIFACTS, VISION_ARTIFACT, Variant
+from .vllm_artifacts import ARTIFACT_SUBDIR, VARIANT_ARTIFACTS, VISION_ARTIFACT, Variant
 from .vllm_convert import LoadReport, build_llava_model, read_json
 from .vllm_preprocess import ClipPreprocess
 from .vllm_prompt import (
@@ -258,9 +258,11 @@ class LegoVLLM:
 
     @property
     def model_tag(self) -> str:
-        """Feature-folder tag: the released dump's tag for the variant ("-tiny" for the tiny zoo)."""
-        tag = RELEASE_TAGS.get(self.variant, self.variant)
-        return f"{tag}-egobench-tiny" if self.tiny else tag
+        """Feature-folder tag of features computed with this model: ``egobench-<artifact>``, never the
+        released dump's tag (:data:`RELEASE_TAGS`); how they were made is in the folder's provenance.json."""
+        from .vllm_choice import llava_choice, self_tag
+
+        return self_tag(llava_choice(self.variant))
 
     def settings(self) -> dict[str, Any]:
         """Everything that changes the features besides weights and inputs (for feature provenance)."""

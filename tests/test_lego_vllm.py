@@ -106,7 +106,8 @@ def test_tiny_tokenizer_model_is_sentencepiece_layout(store):
 @pytest.mark.parametrize("variant", ["ego4d", "epic", "off-the-shelf"])
 def test_variants_load_through_the_same_loader(store, variant):
     m = V.LegoVLLM.from_artifacts(store, variant, device="cpu", dtype=torch.float32)
-    assert m.tiny and m.model_tag.endswith("-egobench-tiny")
+    assert m.tiny and m.model_tag == f"egobench-{VA.VARIANT_ARTIFACTS[variant]}"
+    assert m.model_tag not in VA.RELEASE_TAGS.values()  # self-computed features never take a released tag
     assert (m.temperature, m.top_k, m.top_p, m.max_new_tokens) == (0.2, 50, 1.0, 1024)
     assert m.report.projector == "linear"
     assert sum("rotary_emb.inv_freq" in k for k in m.report.dropped) == 2
