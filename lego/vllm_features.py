@@ -149,3 +149,9 @@ def vllm_features_cmd(dataset, data_root, out, off_the_shelf, vllm, seed, limit,
         n = compute_features(list(split), Path(out), store, finetuned=not off_the_shelf, vllm=vllm, seed=seed,
                              device=pick_device(device), progress=not quiet)
     click.echo(f"computed features for {n} sample(s); {len(split) - n} already present under {out}")
+    from .vllm_provenance import PROVENANCE, read_provenance
+
+    tags = read_provenance(out)
+    if tags:
+        shown = ", ".join(f"{t} {e['sha256'][:12]}" for t, e in sorted(tags.items()))
+        click.echo(f"provenance: {Path(out) / PROVENANCE} ({shown})")
