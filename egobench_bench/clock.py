@@ -6,7 +6,7 @@ import contextlib
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -19,9 +19,18 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def timed(device: str, fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(seconds, result) of ``fn()``, queued device work included."""
+    sync(device)
+    t0 = time.perf_counter()
+    res = fn()
+    sync(device)
+    return time.perf_counter() - t0, res
+
+
 def reachable_modules(root: Any, depth: int = 6) -> list[torch.nn.Module]:
-    """Every ``torch.nn.Module`` reachable from ``root`` through attributes, dicts, lists and tuples (a
-    module's own submodules are not listed: :meth:`Module.modules` gives them)."""
+    """Every ``torch.nn.Module`` reachable from ``root`` through attributes, dicts and sequences (not
+    inside a module: :meth:`Module.modules` lists those)."""
     found: dict[int, torch.nn.Module] = {}
     seen: set[int] = set()
     todo = [(root, 0)]
@@ -32,12 +41,10 @@ def reachable_modules(root: Any, depth: int = 6) -> list[torch.nn.Module]:
         seen.add(id(obj))
         if isinstance(obj, torch.nn.Module):
             found[id(obj)] = obj
-        elif isinstance(obj, dict):
-            todo += [(v, d + 1) for v in obj.values()]
-        elif isinstance(obj, (list, tuple, set)):
-            todo += [(v, d + 1) for v in obj]
-        elif hasattr(obj, "__dict__"):
-            todo += [(v, d + 1) for v in vars(obj).values()]
+            continue
+        items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple, set)) else (
+            vars(obj).values() if hasattr(obj, "__dict__") else ())
+        todo += [(v, d + 1) for v in items]
     return list(found.values())
 
 
@@ -46,22 +53,16 @@ class StageClock:
     forwards per metric column, from forward hooks on every module reachable from the built metrics."""
 
     def __init__(self, columns: list, device: str, hooks: bool = True):
-        self.device = device
+        self.device, self.hooks, self.handles = device, hooks, []
         self.stages: dict[str, list[float]] = {"decode": [0.0, 0], **{c.name: [0.0, 0] for c in columns}}
         self.forward_s: dict[str, float] = {c.name: 0.0 for c in columns}
-        self._modules = {id(m): m for c in columns for top in reachable_modules(c.metric) for m in top.modules()}
-        self._hooks = hooks
-        self._handles: list[Any] = []
-        self._main = threading.get_ident()
-        self._column = ""
-        self._depth = 0
-        self._t0 = 0.0
+        self.modules = {id(m): m for c in columns for top in reachable_modules(c.metric) for m in top.modules()}
+        self.main, self.column, self.depth, self.t0 = threading.get_ident(), "", 0, 0.0
 
     @contextlib.contextmanager
     def stage(self, name: str, items: int) -> Iterator[None]:
         """The evaluator's stage hook: decoding (its own thread) or one metric call."""
-        if name != "decode":
-            self._column = name
+        self.column = name if name != "decode" else self.column
         t0 = time.perf_counter()
         try:
             yield
@@ -72,29 +73,28 @@ class StageClock:
             self.stages[name][1] += items
 
     def _before(self, module: Any, args: Any) -> None:
-        if threading.get_ident() == self._main:
-            if self._depth == 0:  # the outermost module call: nested ones are inside its time
+        if threading.get_ident() == self.main:
+            if self.depth == 0:  # the outermost module call: nested ones are inside its time
                 sync(self.device)
-                self._t0 = time.perf_counter()
-            self._depth += 1
+                self.t0 = time.perf_counter()
+            self.depth += 1
 
     def _after(self, module: Any, args: Any, output: Any) -> None:
-        if threading.get_ident() == self._main:
-            self._depth -= 1
-            if self._depth == 0:
+        if threading.get_ident() == self.main:
+            self.depth -= 1
+            if self.depth == 0:
                 sync(self.device)
-                self.forward_s[self._column] = self.forward_s.get(self._column, 0.0) + time.perf_counter() - self._t0
+                self.forward_s[self.column] = self.forward_s.get(self.column, 0.0) + time.perf_counter() - self.t0
 
     def __enter__(self) -> StageClock:
-        if self._hooks:
-            for m in self._modules.values():
-                self._handles += [m.register_forward_pre_hook(self._before), m.register_forward_hook(self._after)]
+        for m in self.modules.values() if self.hooks else ():
+            self.handles += [m.register_forward_pre_hook(self._before), m.register_forward_hook(self._after)]
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for h in self._handles:
+        for h in self.handles:
             h.remove()
-        self._handles.clear()
+        self.handles.clear()
 
     @property
     def forwards(self) -> float:

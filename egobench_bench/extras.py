@@ -36,7 +36,7 @@ def startup(repeats: int = 3) -> Measurement:
                        summary=f"median of {repeats}: {summary}; slowest: {slowest}", details={"seconds": times})
 
 
-def blip_spread(draws: int, workdir: Path, progress: bool) -> Measurement:
+def blip_spread(draws: int, workdir: Path, progress: bool, weights_lock: str | None = None) -> Measurement:
     """``lego-official``'s BLIP-B/L in released mode with ``draws`` seeds on the demo split (input-copy,
     tiny zoo): the standard deviation across draws of each column's split mean, x100. With the tiny
     zoo's text towers this is the harness working, not the real noise floor."""
@@ -47,7 +47,8 @@ def blip_spread(draws: int, workdir: Path, progress: bool) -> Measurement:
     specs = tuple(dataclasses.replace(m, settings={**m.settings, "draws": draws})
                   for m in proto.metrics if m.metric == "blip")
     proto = dataclasses.replace(proto, name="lego-official+blip-draws", metrics=specs)
-    res = run("input-copy", "demo", protocol=proto, out=workdir / "blip-spread", zoo="tiny", progress=progress)
+    res = run("input-copy", "demo", protocol=proto, out=workdir / "blip-spread", zoo="tiny", progress=progress,
+              weights_lock=weights_lock)
     stds = {n: float(res.metrics[n].get("draw_std", float("nan"))) * float(res.metrics[n].get("display_scale", 1.0))
             for n in ("blip-b", "blip-l")}
     summary = ", ".join(f"{n} +-{v:.4f}" for n, v in stds.items())

@@ -1,11 +1,13 @@
-"""What ``egobench bench`` measures and how: one typed options record; the fields with flags are the CLI."""
+"""What ``egobench bench`` measures and how: one typed options record; the fields made with ``option`` are
+the command line (:mod:`diffusion_core.options`), the others are for the Python API."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from diffusion_core.options import option
 from egobench.errors import UserError
 
 from .report import ITEMS, OPTIONAL_ITEMS
@@ -22,42 +24,39 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-def _cli(*flags: str, default: Any = None, **click: Any) -> Any:
-    """A field that is also a command-line option (``click`` holds the option's own settings)."""
-    return field(default=default, metadata={"flags": flags, **click})
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(","))
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
+def _listed(value: Any, convert: type, flag: str) -> tuple | None:
+    """A comma-separated option's text as a tuple (a tuple passes as it is)."""
+    if value is None or isinstance(value, tuple):
+        return value
+    try:
+        return tuple(convert(x.strip()) for x in str(value).split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"bench: {flag} expects comma-separated numbers, got {value!r}") from None
 
 
 @dataclass(frozen=True)
 class BenchOptions:
     """Options of one bench run; unset numbers take the profile's defaults (:meth:`resolved`)."""
 
-    profile: str = _cli("--profile", default="tiny", choices=tuple(PROFILES), show_default=True,
-                        help="tiny zoo (CI-safe) or real-size architectures with random weights")
-    device: str = _cli("--device", default="auto", show_default=True)
-    n: int | None = _cli("--n", type=int, help="samples for measurements 1-3 (default: per profile)")
-    batch_size: int | None = _cli("--batch-size", type=int, help="evaluator batch size (default: per profile)")
+    profile: str = option("tiny", choices=tuple(PROFILES),
+                          help="tiny zoo (CI-safe) or real-size architectures with random weights")
+    device: str = option("auto")
+    n: int | None = option(None, help="samples for measurements 1-3 (default: per profile)")
+    batch_size: int | None = option(None, help="evaluator batch size (default: per profile)")
     #: whose metric settings both pipelines follow; egobench-v1 by default: under lego-official FID's scipy
     #: sqrtm of a 2048 x 2048 matrix costs the same fixed tens of seconds everywhere and drowns the ratios
-    protocol: str = _cli("--protocol", "-p", default="egobench-v1", show_default=True,
-                         help="whose metric settings are timed")
-    mem_sizes: tuple[int, ...] | None = _cli("--mem-sizes", metavar="N1,N2", parse=_ints,
-                                             help="split sizes of the memory measurement")
-    out: str | None = _cli("--json", help="also write the report as JSON")
+    protocol: str = option("egobench-v1", short="-p", help="whose metric settings are timed")
+    mem_sizes: tuple[int, ...] | str | None = option(None, metavar="N1,N2", help="split sizes of the memory measurement")
+    out: str | None = option(None, flag="--json", help="also write the report as JSON")
     #: where the full-arch stand-ins are built and kept for the next run (default: a temporary folder)
-    weights_dir: str | None = _cli("--weights-dir", help="build full-arch stand-ins here and reuse them next time")
-    items: tuple[str, ...] | None = _cli(
-        "--items", metavar="LIST", parse=_names,
-        help="comma-separated subset of metrics (items 1-3), pipeline, memory, startup (default: all of these), "
-             "and blip-spread (only when named: lego-official BLIP-B/L spread over 3 draws)")
-    progress: bool = _cli("--quiet", default=True, flag_value=False, help="no progress bars")
+    weights_dir: str | None = option(None, help="build full-arch stand-ins here and reuse them next time")
+    weights_lock: str | None = option(None, metavar="FILE", help="refuse any weight file whose sha256 differs "
+                                      "from this lock (egobench weights lock), before measuring anything")
+    items: tuple[str, ...] | str | None = option(
+        None, metavar="LIST", help="comma-separated subset of metrics (items 1-3), pipeline, memory, startup (default: "
+        "all of these), and, only when named, blip-spread (lego-official BLIP-B/L spread over 3 draws) and scale")
+    samples: int | None = option(None, metavar="N", help="split size of the scale item (default: its own)")
+    quiet: bool = option(False, is_flag=True, help="no progress bars")
     steps: int | None = None  # diffusion steps of item 4
     repeats: int | None = None  # rounds of items 1-3 and calls of item 4, best taken
     pipeline_repeats: int | None = None  # calls of item 4 (default: repeats, else the profile's)
@@ -65,6 +64,10 @@ class BenchOptions:
     threads: int | None = None  # torch intra-op threads while benchmarking (subprocesses too)
     flush_denormal: bool = True  # on a CPU: random weights make denormals that slow some convs several fold
     workdir: str | None = None  # where the temporary folder goes
+
+    @property
+    def progress(self) -> bool:
+        return not self.quiet
 
     def resolved(self) -> BenchOptions:
         """These options with the profile's defaults filled in, checked."""
@@ -75,20 +78,18 @@ class BenchOptions:
             self, n=int(self.n or cfg["n"]), batch_size=int(self.batch_size or cfg["batch_size"]),
             steps=int(self.steps or cfg["steps"]), repeats=int(self.repeats or cfg["repeats"]),
             pipeline_repeats=int(self.pipeline_repeats or self.repeats or cfg["pipeline_repeats"]),
-            mem_sizes=tuple(int(x) for x in (self.mem_sizes or cfg["mem_sizes"])),
-            items=tuple(ITEMS if self.items is None else self.items))
-        sizes, unknown = new.mem_sizes, set(new.items) - set(ITEMS) - set(OPTIONAL_ITEMS)
-        if new.n < 2:
-            raise UserError("bench: --n must be at least 2 (FID needs two images per set)")
-        if new.batch_size < 1:
-            raise UserError("bench: --batch-size must be at least 1")
-        if new.repeats < 1 or new.steps < 1:
-            raise UserError("bench: repeats and steps must be at least 1")
-        if len(sizes) != 2 or not 0 < sizes[0] < sizes[1]:
-            raise UserError(f"bench: memory sizes must be two increasing counts, got {sizes}")
-        if new.domain not in DOMAINS:
-            raise UserError(f"bench: unknown domain '{new.domain}'; use one of {', '.join(DOMAINS)}")
-        if not new.items or unknown:
-            raise UserError(f"bench: unknown item(s) {', '.join(sorted(unknown)) or '(none)'}; "
-                            f"choose from {', '.join(ITEMS + OPTIONAL_ITEMS)}")
+            mem_sizes=_listed(self.mem_sizes, int, "--mem-sizes") or cfg["mem_sizes"],
+            items=ITEMS if self.items is None else _listed(self.items, str, "--items"))
+        sizes, unknown = new.mem_sizes, set(new.items) - set(ITEMS) - set(OPTIONAL_ITEMS)  # type: ignore[arg-type]
+        for bad, message in (
+                (new.n < 2, "--n must be at least 2 (FID needs two images per set)"),  # type: ignore[operator]
+                (new.batch_size < 1, "--batch-size must be at least 1"),  # type: ignore[operator]
+                (new.repeats < 1 or new.steps < 1, "repeats and steps must be at least 1"),  # type: ignore[operator]
+                (new.samples is not None and new.samples < 2, "--samples must be at least 2"),
+                (len(sizes) != 2 or not 0 < sizes[0] < sizes[1], f"memory sizes must be two increasing counts, got {sizes}"),
+                (new.domain not in DOMAINS, f"unknown domain '{new.domain}'; use one of {', '.join(DOMAINS)}"),
+                (not new.items or unknown, f"unknown item(s) {', '.join(sorted(unknown)) or '(none)'}; choose from "
+                                          f"{', '.join(ITEMS + OPTIONAL_ITEMS)}")):
+            if bad:
+                raise UserError(f"bench: {message}")
         return new

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import Callable, Iterator
+from typing import Any
 
 
-@contextlib.contextmanager
-def bar(total: int, desc: str, enabled: bool, unit: str = "sample",
-        position: int | None = None) -> Iterator[Callable[[int], None]]:
-    """A tick function ``tick(n)`` advancing a tqdm bar of ``total`` (a no-op when not ``enabled``)."""
-    if not enabled or total <= 0:
-        yield lambda n=1: None
-        return
-    from tqdm import tqdm
+def bar(total: int, desc: str, enabled: bool, unit: str = "sample") -> Any:
+    """A context manager giving ``tick(n)``: :class:`egobench.progress.Progress` without a log."""
+    from egobench.progress import Progress
 
-    t = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, disable=None, dynamic_ncols=True,
-             position=position)
-    try:
-        yield t.update
-    finally:
-        t.close()
+    return Progress(total, desc, bar=enabled, unit=unit, log=None)

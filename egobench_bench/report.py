@@ -21,45 +21,34 @@ class Goal:
     unit: str  # "x", "MB", "s" or "pts"
 
     def met(self, value: float) -> bool | None:
-        if self.op == "info":
-            return None
-        return value >= self.target if self.op == ">=" else value <= self.target
+        return None if self.op == "info" else value >= self.target if self.op == ">=" else value <= self.target
 
     def text(self) -> str:
         if self.op == "info":
             return "(reported)"
-        if self.unit == "MB":
-            return f"{self.op} +{self.target:.0f} MB"
-        return f"{self.op} {self.target:.2f} s" if self.unit == "s" else f"{self.op} {self.target:.2f}x"
+        return {"MB": f"{self.op} +{self.target:.0f} MB", "s": f"{self.op} {self.target:.2f} s"}.get(
+            self.unit, f"{self.op} {self.target:.2f}x")
 
 
-GOALS: dict[str, Goal] = {
-    "naive": Goal(">=", 3.0, "x"),
-    "cache": Goal(">=", 1.8, "x"),
-    "overhead": Goal("<=", 1.10, "x"),
-    "pipeline": Goal("<=", 1.10, "x"),
-    "memory": Goal("<=", 100.0, "MB"),
-    "startup": Goal("<=", 1.0, "s"),
-    "blip-spread": Goal("info", 0.0, "pts"),
-}
-#: what ``--items`` chooses from (``metrics`` = items 1-3, measured from one set of runs)
+#: the report's fixed lines in order (an item not chosen shows "skipped"), then the optional ones
+TITLES = {"naive": "full suite: naive / egobench (cold)", "cache": "target cache: cold / warm",
+          "overhead": "harness overhead: egobench / model forwards", "pipeline": "lego / diffusers InstructPix2Pix",
+          "memory": "peak RSS growth", "startup": "CLI start (--help, --version, listings)",
+          "blip-spread": "BLIP-B/L spread across released-mode draws"}
+GOALS = {"naive": Goal(">=", 3.0, "x"), "cache": Goal(">=", 1.8, "x"), "overhead": Goal("<=", 1.10, "x"),
+         "pipeline": Goal("<=", 1.10, "x"), "memory": Goal("<=", 100.0, "MB"), "startup": Goal("<=", 1.0, "s"),
+         "blip-spread": Goal("info", 0.0, "pts")}
+KEYS = ("naive", "cache", "overhead", "pipeline", "memory", "startup")
+#: what ``--items`` chooses from (``metrics`` = items 1-3, measured from one set of runs) ...
 ITEMS = ("metrics", "pipeline", "memory", "startup")
-#: measured only when named (``--items blip-spread``): minutes of captioning on a CPU
-OPTIONAL_ITEMS = ("blip-spread",)
-TITLES = {
-    "naive": "full suite: naive / egobench (cold)",
-    "cache": "target cache: cold / warm",
-    "overhead": "harness overhead: egobench / model forwards",
-    "pipeline": "lego / diffusers InstructPix2Pix",
-    "memory": "peak RSS growth",
-    "startup": "CLI start (--help, --version, listings)",
-    "blip-spread": "BLIP-B/L spread across released-mode draws",
-}
+#: ... and what is measured only when named: minutes of captioning on a CPU; the scale bench (:mod:`.scale`)
+OPTIONAL_ITEMS = ("blip-spread", "scale")
 
 
 @dataclass
 class Measurement:
-    """One line of the report: ``value`` against its goal (None: not measured, see ``note``)."""
+    """One line of the report: ``value`` against ``goal`` (by default the key's in :data:`GOALS`; a key
+    without one is reported, never judged). ``value`` None: not measured, ``note`` says why."""
 
     key: str
     title: str
@@ -67,14 +56,10 @@ class Measurement:
     summary: str = ""  # one line of the underlying numbers
     note: str = ""  # why it is not available, or a caveat
     details: dict[str, Any] = field(default_factory=dict)
+    goal: Goal = None  # type: ignore[assignment]
 
-    @classmethod
-    def skipped(cls, key: str) -> Measurement:
-        return cls(key, TITLES[key], None, note="skipped (--items)")
-
-    @property
-    def goal(self) -> Goal:
-        return GOALS[self.key]
+    def __post_init__(self) -> None:
+        self.goal = self.goal or GOALS.get(self.key, Goal("info", 0.0, "x"))
 
     @property
     def available(self) -> bool:
@@ -106,7 +91,8 @@ class Measurement:
 
 @dataclass
 class BenchReport:
-    """Every measurement of one ``egobench bench`` run, with the machine it ran on."""
+    """Every measurement of one ``egobench bench`` run, with the machine it ran on; ``stages``: the
+    instrumented cold run's {stage: {seconds, items, per_s}}."""
 
     profile: str
     device: str
@@ -114,7 +100,6 @@ class BenchReport:
     n: int
     batch_size: int
     measurements: list[Measurement]
-    #: per-stage throughput of the instrumented cold run: {stage: {seconds, items, per_s}}
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -122,55 +107,43 @@ class BenchReport:
     def __getitem__(self, key: str) -> Measurement:
         return next(m for m in self.measurements if m.key == key)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"profile": self.profile, "device": self.device, "protocol": self.protocol, "n": self.n,
-                "batch_size": self.batch_size, "wall_s": self.wall_s,
-                "measurements": [m.to_dict() for m in self.measurements], "stages": self.stages,
-                "environment": self.environment}
-
     def save(self, path: str | os.PathLike) -> Path:
         from egobench.io import atomic_write_text
 
-        path = Path(path)
-        atomic_write_text(path, json.dumps(jsonable(self.to_dict()), indent=2) + "\n")
-        return path
+        data = {k: getattr(self, k) for k in ("profile", "device", "protocol", "n", "batch_size", "wall_s")}
+        data.update(measurements=[m.to_dict() for m in self.measurements], stages=self.stages,
+                    environment=self.environment)
+        atomic_write_text(Path(path), json.dumps(jsonable(data), indent=2) + "\n")
+        return Path(path)
 
     def table(self) -> str:
         head = ["#", "measurement", "result", "goal", ""]
         rows = [[str(i), m.title, m.value_text(), m.goal.text(), m.status] for i, m in enumerate(self.measurements, 1)]
         widths = [max(len(r[k]) for r in [head, *rows]) for k in range(len(head))]
-        env = self.environment
+        env, line = self.environment, lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
         lines = [f"egobench bench: profile {self.profile}, device {self.device} ({env.get('device_name', '?')}), "
-                 f"protocol {self.protocol}, N={self.n}, batch {self.batch_size}",
-                 "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(), "  ".join("-" * w for w in widths)]
+                 f"protocol {self.protocol}, N={self.n}, batch {self.batch_size}", line(head),
+                 "  ".join("-" * w for w in widths)]
         for m, r in zip(self.measurements, rows):
-            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-            if m.summary:
-                lines.append(f"{'':<{widths[0]}}  {m.summary}")
+            lines += [line(r)] + ([f"{'':<{widths[0]}}  {m.summary}"] if m.summary else [])
         if self.device.startswith("cuda") and self.stages:
-            lines.append("per-stage throughput (cold run of 1):")
-            for name, st in self.stages.items():
-                unit = "images" if name == "decode" else "samples"
-                lines.append(f"  {name:<14} {st['per_s']:10.1f} {unit}/s  ({st['items']:.0f} in {st['seconds']:.2f} s)")
+            lines += ["per-stage throughput (cold run of 1):"] + [
+                f"  {k:<14} {s['per_s']:10.1f} {'images' if k == 'decode' else 'samples'}/s  ({s['items']:.0f} in "
+                f"{s['seconds']:.2f} s)" for k, s in self.stages.items()]
         notes = ["denormals flushed to zero"] if env.get("flush_denormal") else []
         if env.get("loadavg_start") is not None:
-            notes.append(f"load average {env['loadavg_start']:.1f} -> {env.get('loadavg_end', 0):.1f} "
+            notes.append(f"load average {env['loadavg_start']:.1f} -> {env.get('loadavg_end') or 0:.1f} "
                          f"on {env.get('cpu_count')} CPUs")
-        if env.get("torch_threads"):
-            notes.append(f"{env['torch_threads']} torch thread(s)")
-        lines += ["; ".join([*notes, f"wall {self.wall_s:.0f} s"]),
-                  "random weights: timings only, no metric value here is meaningful"]
-        return "\n".join(lines)
+        notes += [f"{env['torch_threads']} torch thread(s)"] if env.get("torch_threads") else []
+        notes += [f"weights: locked {env['weights_lock']}"] if env.get("weights_lock") else []
+        return "\n".join(lines + ["; ".join([*notes, f"wall {self.wall_s:.0f} s"]),
+                                  "random weights: timings only, no metric value here is meaningful"])
 
 
 def jsonable(x: Any) -> Any:
     """``x`` with numpy numbers as Python ones, paths as text and non-finite floats as None."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
+    if isinstance(x, (dict, list, tuple)):
+        return {str(k): jsonable(v) for k, v in x.items()} if isinstance(x, dict) else [jsonable(v) for v in x]
     if isinstance(x, (np.floating, float)):
         return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return str(x) if isinstance(x, Path) else x
+    return int(x) if isinstance(x, np.integer) else str(x) if isinstance(x, Path) else x

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,26 +18,9 @@ from typing import Any
 import numpy as np
 
 from . import naive
-from .clock import StageClock, sync
+from .clock import StageClock, timed
 from .progress import bar
 from .report import TITLES, Measurement
-
-
-def _timed(device: str, fn: Callable[[], Any]) -> tuple[float, Any]:
-    sync(device)
-    t0 = time.perf_counter()
-    res = fn()
-    sync(device)
-    return time.perf_counter() - t0, res
-
-
-def _reset(columns: list, cache: Any = None) -> None:
-    """Set metrics start empty for the next run; every metric gets ``cache`` as its target cache."""
-    for c in columns:
-        if c.metric.kind == "set":
-            c.metric.reset()
-        if cache is not None:
-            c.metric.cache = cache
 
 
 def agreement(evaluation: Any, ref: naive.NaiveResult, columns: list) -> dict[str, Any]:
@@ -60,81 +42,83 @@ def agreement(evaluation: Any, ref: naive.NaiveResult, columns: list) -> dict[st
     return out
 
 
-def measure(proto: Any, store: Any, device: str, samples: list, locate: Callable, batch_size: int, repeats: int,
-            workdir: Path, progress: bool) -> tuple[list[Measurement], dict[str, Any]]:
-    """The three measurements and the per-stage table of the best cold run."""
+def measure(opts: Any, proto: Any, store: Any, device: str, samples: list, locate: Callable,
+            workdir: Path) -> tuple[list[Measurement], dict[str, Any]]:
+    """The three measurements and the per-stage table of the best cold run: rounds of (naive, cold, warm,
+    re-score), interleaved so drifting load hits all alike, best of each; every run after an untimed warm-up."""
     from egobench.evaluator import build_metrics, evaluate_samples
     from egobench.metrics.cache import FeatureCache
 
-    off, columns, n = FeatureCache(None), [], len(samples)
-    with bar(len(proto.metrics) + 1, "bench: loading metric models", progress, "metric") as b:
+    off, columns, n, bs, show = FeatureCache(None), [], len(samples), opts.batch_size, opts.progress
+    with bar(len(proto.metrics) + 1, "bench: loading metric models", show, "metric") as b:
         for spec in proto.metrics:  # one at a time, for the bar; the same columns as build_metrics
             columns += build_metrics(proto, store, device, only=[spec.name], cache=off)
             b(1)
         scorers = naive.load(columns, store, device)
         b(1)
-    warm = samples[: min(batch_size, n)]  # untimed: lazy model loads, kernel selection, at both batch shapes
-    with bar(len(warm) + len(columns), "bench: warm-up", progress) as b:
-        evaluate_samples(warm, locate, columns, batch_size=batch_size, progress=b)
-        _reset(columns)
+
+    def evaluate(desc: str, cache: Any, clock: StageClock | None = None, run_cache: Any = None,
+                 subset: list = samples) -> tuple[float, Any]:
+        for c in columns:  # set metrics start empty
+            c.metric.cache = cache
+            if c.metric.kind == "set":
+                c.metric.reset()
+        with bar(len(subset), desc, show) as b:
+            return timed(device, lambda: evaluate_samples(subset, locate, columns, batch_size=bs, progress=b,
+                                                          run_cache=run_cache, stage=clock and clock.stage))
+
+    warm = samples[: min(bs, n)]  # lazy model loads, kernel selection, at both batch shapes
+    evaluate("bench: warm-up", off, subset=warm)
+    with bar(len(columns), "bench: warm-up (naive)", show, "metric") as b:
         naive.run(scorers, warm[:1], locate, b)
-
-    def evaluate(desc: str, cache: Any, clock: StageClock | None = None, run_cache: Any = None) -> tuple[float, Any]:
-        _reset(columns, cache)
-        with bar(n, desc, progress) as b:
-            return _timed(device, lambda: evaluate_samples(samples, locate, columns, batch_size=batch_size,
-                                                           progress=b, run_cache=run_cache,
-                                                           stage=clock.stage if clock else None))
-
-    # rounds of (naive, cold, warm, re-score), interleaved so drifting load hits all alike; best of each
     runs: dict[str, list[float]] = {"naive": [], "cold": [], "warm": [], "rescore": []}
     best: dict[str, Any] = {}
-    for r in range(repeats):
-        tag = f" ({r + 1}/{repeats})" if repeats > 1 else ""
-        with bar(n * len(columns), f"bench: naive pipeline{tag}", progress, "sample-metric") as b:
-            t, ref = _timed(device, lambda b=b: naive.run(scorers, samples, locate, b))
-        runs["naive"].append(t)
-        best.setdefault("naive", ref)
-        cache, run_cache = FeatureCache(workdir / f"feature-cache-{r}"), FeatureCache(workdir / f"run-cache-{r}")
+
+    def keep(key: str, t: float, result: Any) -> None:
+        if not runs[key] or t < min(runs[key]):
+            best[key] = result
+        runs[key].append(t)
+
+    for r in range(opts.repeats):
+        tag, feats, rows = f" ({r + 1}/{opts.repeats})" if opts.repeats > 1 else "", f"feature-cache-{r}", f"run-cache-{r}"
+        with bar(n * len(columns), f"bench: naive pipeline{tag}", show, "sample-metric") as b:
+            keep("naive", *timed(device, lambda b=b: naive.run(scorers, samples, locate, b)))
         with StageClock(columns, device) as clock:  # cold: every target feature computed and written
-            t, ev = evaluate(f"bench: egobench, cold cache{tag}", cache, clock, run_cache)
-        if not runs["cold"] or t < min(runs["cold"]):
-            best["cold"], best["clock"] = ev, clock
-        runs["cold"].append(t)
+            t, ev = evaluate(f"bench: egobench, cold cache{tag}", FeatureCache(workdir / feats), clock,
+                             FeatureCache(workdir / rows))
+        keep("cold", t, (ev, clock))
         wclock = StageClock(columns, device, hooks=False)
-        t, ev = evaluate(f"bench: egobench, warm cache{tag}", FeatureCache(workdir / f"feature-cache-{r}"), wclock)
-        if not runs["warm"] or t < min(runs["warm"]):
-            best["warm"], best["warm_stages"] = ev, wclock.table()
-        runs["warm"].append(t)
+        t, ev = evaluate(f"bench: egobench, warm cache{tag}", FeatureCache(workdir / feats), wclock)
+        keep("warm", t, (ev, wclock.table()))
         # not a goal: the same outputs re-scored from the run cache (a resumed or repeated evaluation)
         runs["rescore"].append(evaluate(f"bench: egobench, re-scoring from the run cache{tag}",
-                                        FeatureCache(workdir / f"feature-cache-{r}"), None,
-                                        FeatureCache(workdir / f"run-cache-{r}"))[0])
-        _reset(columns, off)
+                                        FeatureCache(workdir / feats), None, FeatureCache(workdir / rows))[0])
+    return _measurements(runs, best, columns, n), best["cold"][1].table()
+
+
+def _measurements(runs: dict[str, list[float]], best: dict[str, Any], columns: list, n: int) -> list[Measurement]:
     t_naive, t_cold, t_warm, t_rescore = (min(runs[k]) for k in ("naive", "cold", "warm", "rescore"))
-    ev_cold, ev_warm, clock = best["cold"], best["warm"], best["clock"]
+    (ev_cold, clock), (ev_warm, warm_stages) = best["cold"], best["warm"]
     stages, names = clock.table(), [c.name for c in columns]
     t_fwd, metric_time, decode_time = clock.forwards, sum(stages[c]["seconds"] for c in names), stages["decode"]["seconds"]
     parts = {"decode_in_background": decode_time,  # in the evaluator's thread, overlapped with scoring
              "metric_code_outside_models": metric_time - t_fwd,  # preprocessing, PSNR, Fréchet distance, caches
              "evaluator_loop_decode_wait_and_bookkeeping": t_cold - metric_time}
     per_metric = {c: {"evaluator_s": stages[c]["seconds"], "forward_s": clock.forward_s.get(c, 0.0)} for c in names}
-    ref = best["naive"].finish()
+    cold, warm = ev_cold.cache, ev_warm.cache
     return [
         Measurement("naive", TITLES["naive"], t_naive / t_cold,
                     summary=f"naive {t_naive:.2f} s, egobench {t_cold:.2f} s; {n} samples x {len(columns)} metrics "
                             f"({', '.join(names)})",
-                    details={"naive_s": t_naive, "egobench_s": t_cold, "rounds_s": runs,
-                             "agreement": agreement(ev_cold, ref, columns), "naive_psnr": "skimage",
-                             "cache": ev_cold.cache}),
+                    details={"naive_s": t_naive, "egobench_s": t_cold, "rounds_s": runs, "cache": cold,
+                             "agreement": agreement(ev_cold, best["naive"].finish(), columns), "naive_psnr": "skimage"}),
         Measurement("cache", TITLES["cache"], t_cold / t_warm,
-                    summary=f"cold {t_cold:.2f} s ({ev_cold.cache.get('misses', 0)} misses), warm {t_warm:.2f} s "
-                            f"({ev_warm.cache.get('hits', 0)} hits, {ev_warm.cache.get('misses', 0)} misses); "
-                            f"the same outputs re-scored from the run cache: {t_rescore:.2f} s "
+                    summary=f"cold {t_cold:.2f} s ({cold.get('misses', 0)} misses), warm {t_warm:.2f} s "
+                            f"({warm.get('hits', 0)} hits, {warm.get('misses', 0)} misses); the same outputs re-scored "
+                            f"from the run cache: {t_rescore:.2f} s "
                             f"({t_cold / t_rescore if t_rescore > 0 else float('inf'):.0f}x)",
-                    details={"cold_s": t_cold, "warm_s": t_warm, "cold_cache": ev_cold.cache,
-                             "warm_cache": ev_warm.cache, "warm_stages": best["warm_stages"],
-                             "rescore_from_run_cache_s": t_rescore}),
+                    details={"cold_s": t_cold, "warm_s": t_warm, "cold_cache": cold, "warm_cache": warm,
+                             "warm_stages": warm_stages, "rescore_from_run_cache_s": t_rescore}),
         Measurement("overhead", TITLES["overhead"], t_cold / t_fwd if t_fwd > 0 else None,
                     summary=f"egobench {t_cold:.2f} s, forwards {t_fwd:.2f} s; outside the models: metric code "
                             f"{parts['metric_code_outside_models']:+.2f} s, loop incl. waiting for decodes "
@@ -142,4 +126,4 @@ def measure(proto: Any, store: Any, device: str, samples: list, locate: Callable
                             f"(decoding {decode_time:.2f} s in the background)",
                     details={"egobench_s": t_cold, "forwards_s": t_fwd, "overhead_parts_s": parts,
                              "per_metric": per_metric}),
-    ], stages
+    ]

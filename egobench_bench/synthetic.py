@@ -13,16 +13,16 @@ from egobench.errors import UserError
 DOMAINS = ("ego4d", "epickitchens", "mixed")
 #: the size of LEGO's released frames (height 256, 16:9)
 FRAME_SIZE = (456, 256)
+VERBS = ("opens drawer", "cuts tomato", "picks up cup", "washes plate", "turns on tap", "closes fridge")
 
 
 def frame(rng: np.random.Generator, size: tuple[int, int], box: tuple[int, int]) -> Any:
     """A smooth random frame with a coloured block (the "hand") at ``box``."""
     from PIL import Image
 
-    w, h = size
+    (w, h), (x, y) = size, box
     img = np.array(Image.fromarray(rng.integers(0, 256, (9, 16, 3), dtype=np.uint8)).resize(
         (w, h), Image.Resampling.BICUBIC))
-    x, y = box
     img[y : y + h // 4, x : x + w // 6] = rng.integers(100, 256, 3, dtype=np.uint8)
     return Image.fromarray(img)
 
@@ -35,9 +35,7 @@ def write_triples(folder: Path, count: int, generated_format: str = "png", seed:
     from PIL import Image, ImageFilter
 
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    w, h = size
-    ext = "png" if generated_format == "png" else "jpg"
+    rng, (w, h), ext = np.random.default_rng(seed), size, "png" if generated_format == "png" else "jpg"
     out = []
     for i in range(count):
         frame_rng = np.random.default_rng(rng.integers(1 << 62))
@@ -66,11 +64,9 @@ def make_samples(triples: Sequence[tuple[Path, Path, Path]], n: int, domain: str
     if domain not in DOMAINS:
         raise UserError(f"bench: unknown domain '{domain}'; use one of {', '.join(DOMAINS)}")
     samples, where = [], {}
-    verbs = ("opens drawer", "cuts tomato", "picks up cup", "washes plate", "turns on tap", "closes fridge")
     for i in range(n):
-        inp, tgt, gen = triples[i % len(triples)]
+        (inp, tgt, gen), verb, sid = triples[i % len(triples)], VERBS[i % len(VERBS)], f"bench-{i:05d}"
         dom = domain if domain != "mixed" else ("ego4d", "epickitchens")[i % 2]
-        verb, sid = verbs[i % len(verbs)], f"bench-{i:05d}"
         samples.append(Sample(
             id=sid, dataset=dom, input_path=inp, target_path=tgt, action=f"#C C {verb}" if dom == "ego4d" else verb,
             description=f"The person {verb} {i} with the left hand while standing at the counter.",
