@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,6 +231,9 @@ def ensure_input_copy(groups: list[Any], cache: str | os.PathLike | None = None,
         found = _complete(folder, k)
         try:
             if found is None:
+                print(f"egobench report: no input-copy run for split {k.fingerprint[:12]} and protocol "
+                      f"{k.protocol_hash[:12]}; running it once into {folder} (later reports reuse it)",
+                      file=sys.stderr)
                 found = make(g, k, cache, progress=progress)
                 out.made.append(found.path)
         except (UserError, DataError, ConfigError, OSError) as e:

@@ -231,7 +231,8 @@ def _per_sample(run: RunData, key: str) -> pd.Series | None:
         return None
     df = run.samples
     ok = df[df["status"] == "ok"] if "status" in df.columns else df
-    return pd.Series(ok[key].to_numpy(dtype=float), index=ok["sample_id"].to_numpy())
+    x = pd.Series(ok[key].to_numpy(dtype=float), index=ok["sample_id"].to_numpy())
+    return x[~np.isnan(x.to_numpy())]  # NaN: not scored (e.g. a sample without a label); inf is a value
 
 
 def _fill(table: Table, runs: list[RunData], userstudy: dict[str, dict] | None, n_boot: int, seed: int) -> Table:
