@@ -148,7 +148,7 @@ class PipelineMethod(Method):
     """A method that runs one diffusers pipeline folder per dataset.
 
     Subclasses set ``options_class`` (a closed dataclass holding the folder
-    option named ``folder_option`` and, for batched methods, ``batch_size``),
+    option named ``folder_option`` and, for batched methods, ``batch_size`` and ``compile``),
     ``pipeline_class`` (a diffusers class name) and ``train_command``, and
     implement ``artifact`` and ``run_batch`` (or ``generate``).
     """
@@ -238,6 +238,8 @@ class PipelineMethod(Method):
             self.configure(pipe)
             pipe.set_progress_bar_config(disable=True)
             pipe.to(self.device)
+            if getattr(self.options, "compile", False):
+                pipe.unet.compile()  # -o compile=true: in place, so config, dtype and hooks stay the UNet's
         self._pipes[domain] = pipe
         return pipe
 

@@ -96,6 +96,9 @@ class IP2POptions:
     #: Default 1: each sample runs alone, so its image is bit-identical whatever --batch-size;
     #: N > 1 is faster on a GPU, but images then match across batch sizes only to float rounding
     batch_size: int | None = None
+    #: torch.compile the UNet (``nn.Module.compile``, in place). The first call compiles (minutes on a
+    #: CPU); images then agree with eager ones to float rounding (a few 1e-6), not bit for bit
+    compile: bool = False
 
 
 class IP2P(PipelineMethod):

@@ -67,6 +67,13 @@ prompt = the empty string (``-o source_prompt=...`` changes it), because:
   target]`` batch whose source row is all zeros (``e_u = e_c`` there), so
   about ``2q - 1`` of the target's entries fall below it; the source row's
   mask is 0, so the source branch is pulled onto the trajectory as well.
+- Throughput: each edit step is one UNet call on the three rows ``[source, target
+  uncond, target cond]``; inversion is one call per step (no guidance). Samples run
+  one at a time (the attention controller is built per sample from its prompts'
+  tokens). Outside the edit the UNet keeps diffusers' scaled-dot-product attention;
+  the edit's processor computes the attention probabilities itself, because
+  prompt-to-prompt rewrites them and SDPA never exposes them. No ``compile`` option:
+  the controller swaps processors and keeps per-step state, which would recompile.
 
 Protocol settings used: ``resolution``; ``steps`` (inversion and editing
 steps; ProxEdit's own default is 50, pass ``-o steps=50`` for it);
