@@ -210,32 +210,43 @@ class LEGO(Method):
     #: progress bars and library output (the runner sets False for --quiet)
     progress: bool = True
 
-    def __init__(self, protocol: Any, weights: Any = None, device: str = "cpu", **options: Any):
-        super().__init__(protocol, weights, device)
-        self.options = from_dict(LEGOOptions, options, f"method '{self.name}' options")
-        o = self.options
+    @classmethod
+    def validate_options(cls, options: dict[str, Any]) -> None:
+        """Every check that needs no weights, before the runner makes a run directory."""
+        cls._checked(options)
+
+    @classmethod
+    def _checked(cls, options: dict[str, Any]) -> tuple[LEGOOptions, Any]:
+        """(parsed options, the vllm choice or None); one-line ConfigError for a bad combination."""
+        o = from_dict(LEGOOptions, dict(options), f"method '{cls.name}' options")
         if o.batch_size is not None and o.batch_size < 1:
-            raise ConfigError(f"method '{self.name}': batch_size must be at least 1, got {o.batch_size}")
-        if o.scaleup and self.variant != "full":
-            raise ConfigError(f"method '{self.name}': scaleup weights exist only for 'lego', not the ablations")
+            raise ConfigError(f"method '{cls.name}': batch_size must be at least 1, got {o.batch_size}")
+        if o.scaleup and cls.variant != "full":
+            raise ConfigError(f"method '{cls.name}': scaleup weights exist only for 'lego', not the ablations")
         if o.ldm is not None:
             folder = Path(o.ldm).expanduser()
             if not (folder / "model_index.json").is_file():
                 raise ConfigError(
-                    f"method '{self.name}': ldm={o.ldm} is not a diffusers folder (no model_index.json); "
+                    f"method '{cls.name}': ldm={o.ldm} is not a diffusers folder (no model_index.json); "
                     "make one with 'egobench convert lego --ckpt <released .ckpt>'"
                 )
         if o.vllm is not None and o.scaleup:
-            raise ConfigError(f"method '{self.name}': scaleup weights exist only for LEGO's own LLaVA features, "
+            raise ConfigError(f"method '{cls.name}': scaleup weights exist only for LEGO's own LLaVA features, "
                               f"not vllm={o.vllm}")
         if o.vllm is not None and not o.vllm_finetuned:
-            raise ConfigError(f"method '{self.name}': vllm={o.vllm} and vllm_finetuned=false exclude each other "
+            raise ConfigError(f"method '{cls.name}': vllm={o.vllm} and vllm_finetuned=false exclude each other "
                               "(vllm_finetuned chooses between LEGO's own LLaVAs)")
-        self._choice = None
+        choice = None
         if o.vllm is not None:
             from .vllm_choice import parse_vllm
 
-            self._choice = parse_vllm(o.vllm, f"method '{self.name}': ")
+            choice = parse_vllm(o.vllm, f"method '{cls.name}': ")
+        return o, choice
+
+    def __init__(self, protocol: Any, weights: Any = None, device: str = "cpu", **options: Any):
+        super().__init__(protocol, weights, device)
+        self.options, self._choice = self._checked(options)
+        o = self.options
         if self.weights is None:
             self.weights = WeightStore()
         #: the run's feature source (filled by prepare(); the manifest holds this same dict)

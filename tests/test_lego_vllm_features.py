@@ -265,7 +265,7 @@ def test_an_ldm_sized_for_another_vllm_is_refused_in_one_line(tmp_path, two):
     assert "\n" not in str(e.value)
 
 
-def test_vllm_values_are_checked():
+def test_vllm_values_are_checked(tmp_path):
     from egobench.errors import ConfigError
     from lego.vllm_choice import parse_vllm, self_tag
 
@@ -276,6 +276,11 @@ def test_vllm_values_are_checked():
             parse_vllm(bad)
     with pytest.raises(ConfigError, match="exclude each other"):
         LEGO(_fast(), weights=WeightStore(zoo="tiny"), vllm=ALT, vllm_finetuned=False)
+    # refused before the runner makes a run directory
+    with pytest.raises(ConfigError, match="LEGO's own LLaVA"):
+        egobench.run("lego", "demo", protocol=_fast(), limit=1, out=tmp_path / "run", progress=False,
+                     method_options={"vllm": "llava-llama-2-13b"})
+    assert not (tmp_path / "run").exists()
 
 
 def test_released_features_are_not_under_a_self_computed_tag():
