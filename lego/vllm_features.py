@@ -32,8 +32,8 @@ from egobench.data import Sample, Split
 from egobench.images import open_rgb
 
 from .features import has_features, save_features
-from .vllm_choice import VLMChoice, llava_choice, parse_vllm, self_tag
-from .vllm_provenance import RECORDS, append_record, build_entry, claim
+from .vllm_choice import VLMChoice, llava_choice, parse_vllm, resolve_vlm, self_tag
+from .vllm_provenance import RECORDS, append_record, build_entry, claim, precheck
 
 __all__ = ["RECORDS", "compute_features", "enhancer_for", "vllm_features_cmd"]
 
@@ -58,18 +58,15 @@ def enhancer_for(domain: str, finetuned: bool = True, vllm: str | None = None, o
     return llava_choice(FINETUNED_VARIANT[domain])
 
 
-def _load(choice: VLMChoice, weights: Any, device: str | None) -> tuple[Any, Any]:
-    """(resolved weights, loaded enhancer)."""
-    from .vllm_choice import resolve_vlm
-
-    resolved = resolve_vlm(choice, weights)
+def _load(choice: VLMChoice, resolved: Any, weights: Any, device: str | None) -> Any:
+    """The loaded enhancer of ``choice`` (its weights already resolved)."""
     if choice.kind == "llava":
         from .vllm import LegoVLLM
 
-        return resolved, LegoVLLM.from_artifacts(weights, variant=choice.variant, device=device)
+        return LegoVLLM.from_artifacts(weights, variant=choice.variant, device=device)
     from .vllm_hf import HFPromptEnhancer
 
-    return resolved, HFPromptEnhancer.from_folder(resolved.folder, name=choice.id, device=device, tiny=resolved.tiny)
+    return HFPromptEnhancer.from_folder(resolved.folder, name=choice.id, device=device, tiny=resolved.tiny)
 
 
 def compute_features(
@@ -98,7 +95,9 @@ def compute_features(
             groups.setdefault((choice, tag), []).append(s)
     done = 0
     for (choice, tag), group in sorted(groups.items(), key=lambda kv: kv[0][1]):
-        resolved, enhancer = _load(choice, weights, device)
+        resolved = resolve_vlm(choice, weights)
+        precheck(root, tag, resolved, seed=seed, lemmatizer=backend())  # before a (13B) model is loaded
+        enhancer = _load(choice, resolved, weights, device)
         entry = build_entry(tag, resolved, enhancer.settings(), seed=seed, lemmatizer=backend())
         sha = claim(root, entry)  # before the first sample: refuses a tag made otherwise
         bar = None

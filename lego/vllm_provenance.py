@@ -41,33 +41,58 @@ def entry_sha(entry: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def build_entry(tag: str, vlm: Any, settings: dict[str, Any], *, seed: int, lemmatizer: str) -> dict[str, Any]:
-    """The provenance entry of ``tag``: ``vlm`` a :class:`~lego.vllm_choice.ResolvedVLM`, ``settings``
-    the enhancer's :meth:`settings`, ``lemmatizer`` the backend Ego4D narrations go through."""
+def _known_part(tag: str, vlm: Any, *, seed: int, lemmatizer: str) -> dict[str, Any]:
+    """What is known before the VLM is loaded: its weights, the seed, the lemmatizer, the versions."""
     import torch
     import transformers
 
     choice = vlm.choice
-    entry: dict[str, Any] = {
+    return {
         "tag": tag,
         "vlm": {
             "id": choice.id, "kind": choice.kind, "artifact": choice.artifact, "variant": choice.variant,
-            "class": settings.get("class"), "hf_repo": vlm.hf_repo, "revision": vlm.revision, "tiny": vlm.tiny,
+            "hf_repo": vlm.hf_repo, "revision": vlm.revision, "tiny": vlm.tiny,
             "weights_sha256": vlm.weights_sha256, "files": dict(sorted(vlm.files.items())),
             "verified": all(r.get("verified") == "verified" for r in vlm.records.values()),
             "note": vlm.note,
         },
-        "sizes": settings["sizes"],
         "lemmatizer": {"ego4d": lemmatizer, "epickitchens": "none (labels used verbatim)"},
-        "sampling": settings["sampling"],
         "seed": int(seed),
-        "query": settings["query"],
-        "dtype": settings["dtype"],
-        "device": settings["device"],
         "versions": {"transformers": transformers.__version__, "torch": torch.__version__.split("+")[0]},
     }
+
+
+def build_entry(tag: str, vlm: Any, settings: dict[str, Any], *, seed: int, lemmatizer: str) -> dict[str, Any]:
+    """The provenance entry of ``tag``: ``vlm`` a :class:`~lego.vllm_choice.ResolvedVLM`, ``settings``
+    the enhancer's :meth:`settings`, ``lemmatizer`` the backend Ego4D narrations go through."""
+    entry = _known_part(tag, vlm, seed=seed, lemmatizer=lemmatizer)
+    entry["vlm"]["class"] = settings.get("class")
+    entry.update(sizes=settings["sizes"], sampling=settings["sampling"], query=settings["query"],
+                 dtype=settings["dtype"], device=settings["device"])
     entry["sha256"] = entry_sha(entry)
     return entry
+
+
+def precheck(root: str | os.PathLike, tag: str, vlm: Any, *, seed: int, lemmatizer: str) -> None:
+    """Refuse, before the VLM is loaded, a tag already made with other weights, seed, lemmatizer or versions."""
+    old = read_provenance(root).get(tag)
+    if old is None:
+        return
+    known = _known_part(tag, vlm, seed=seed, lemmatizer=lemmatizer)
+    trimmed = {k: ({kk: vv for kk, vv in old[k].items() if kk in known[k]} if isinstance(old.get(k), dict)
+                   and isinstance(known[k], dict) else old.get(k)) for k in known}
+    diff = _differences(trimmed, known)
+    if diff:
+        raise _refusal(Path(root), tag, old, "?" * 12, diff)
+
+
+def _refusal(root: Path, tag: str, old: dict[str, Any], new_sha: str, diff: list[str]) -> UserError:
+    shown = ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
+    made = f"with {new_sha[:12]}" if not new_sha.startswith("?") else "otherwise"
+    return UserError(
+        f"{root / PROVENANCE}: features under tag '{tag}' were made with provenance {old['sha256'][:12]}; "
+        f"this run would make them {made} (differs in {shown}); one tag holds one "
+        "provenance: use the same settings and weights, or another --out folder")
 
 
 def read_provenance(root: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -131,12 +156,7 @@ def claim(root: str | os.PathLike, entry: dict[str, Any]) -> str:
         tags = read_provenance(root)
         old = tags.get(tag)
         if old is not None and old["sha256"] != entry["sha256"]:
-            diff = _differences(old, entry)
-            shown = ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
-            raise UserError(
-                f"{root / PROVENANCE}: features under tag '{tag}' were made with provenance {old['sha256'][:12]}; "
-                f"this run would make them with {entry['sha256'][:12]} (differs in {shown}); one tag holds one "
-                "provenance: use the same settings and weights, or another --out folder")
+            raise _refusal(root, tag, old, entry["sha256"], _differences(old, entry))
         if old is None:
             tags[tag] = entry
             atomic_write_json(root / PROVENANCE, {"format": FORMAT, "tags": dict(sorted(tags.items()))})

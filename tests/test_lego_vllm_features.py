@@ -43,7 +43,7 @@ def _manifest_features(run_dir) -> dict:
 # ---------------------------------------------------------------------------
 # the command: own tag, provenance, records; lego reads them and records the source
 # ---------------------------------------------------------------------------
-def test_vllm_features_command_writes_own_tag_and_provenance_then_lego_records_it(tmp_path):
+def test_vllm_features_command_writes_own_tag_and_provenance_then_lego_records_it(tmp_path, monkeypatch):
     feat = tmp_path / "feat"
     r = CliRunner().invoke(main, ["vllm-features", "--dataset", "demo", "--out", str(feat), "--limit", "1", "--quiet"])
     assert r.exit_code == 0, r.output
@@ -82,7 +82,10 @@ def test_vllm_features_command_writes_own_tag_and_provenance_then_lego_records_i
     again = CliRunner().invoke(main, ["vllm-features", "--dataset", "demo", "--out", str(feat), "--limit", "1",
                                       "--quiet"])
     assert "computed features for 0 sample(s); 1 already present" in again.output
-    # another seed for the same tag: refused in one line naming what differs, nothing computed
+    # another seed for the same tag: refused in one line naming what differs, before the VLM is loaded
+    import lego.vllm_features as VF
+
+    monkeypatch.setattr(VF, "_load", lambda *a, **k: pytest.fail("the VLM was loaded"))
     other = CliRunner().invoke(main, ["vllm-features", "--dataset", "demo", "--out", str(feat), "--limit", "2",
                                       "--seed", "7", "--quiet"])
     assert other.exit_code == 2 and "seed" in other.output and "another --out" in other.output
