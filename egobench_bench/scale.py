@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .report import GOALS, TITLES, Goal, Measurement
+from .report import Goal, Measurement
 
 DEFAULT_SAMPLES = 2000
 FRAME = (64, 36)
 MEMORY_AT = 1000  # the goal compares peak RSS at N with peak RSS at this many samples
 PROTOCOL = ("name: bench-scale\nversion: '1.0'\ngeneration: {seed: 0, seed_policy: per-sample, output_format: png, "
-            "value_map: clamp, output_layout: flat}\nmetrics:\n"
+            "value_map: clamp, output_layout: flat, output_size: target}\nmetrics:\n"
             + "".join(f"  - {{name: {m}, metric: {m}}}\n" for m in ("psnr", "lpips", "clip", "egovlp")))
 _DONE = re.compile(r"^evaluate: (\d+)/(\d+) ")
 
@@ -42,20 +42,18 @@ class CountGoal(Goal):
         return f"{self.op} {self.target:g} {self.unit}"
 
 
-SCALE_GOALS = {"scale-time": Goal("<=", 1.10, "x"), "scale-memory": Goal("<=", 100.0, "MB"),
-               "scale-files": CountGoal("<=", 20.0, "files"), "scale-resume": CountGoal("<=", 1.0, "batches"),
-               "scale-shards": CountGoal("<=", 1e-6, "max diff")}
-SCALE_TITLES = {"scale-time": "time per sample: last 10% / first 10%", "scale-memory": "peak RSS: at N - at 1,000",
-                "scale-files": "files per 1,000 samples (<run> but images, caches)",
-                "scale-resume": "resume after SIGKILL at 60%: batches redone",
-                "scale-shards": "2 processes (torchrun, gloo) vs 1: results"}
-GOALS.update(SCALE_GOALS)
-TITLES.update(SCALE_TITLES)
+GOALS = {"scale-time": Goal("<=", 1.10, "x"), "scale-memory": Goal("<=", 100.0, "MB"),
+         "scale-files": CountGoal("<=", 20.0, "files"), "scale-resume": CountGoal("<=", 1.0, "batches"),
+         "scale-shards": CountGoal("<=", 1e-6, "max diff")}
+TITLES = {"scale-time": "time per sample: last 10% / first 10%", "scale-memory": "peak RSS: at N - at 1,000",
+          "scale-files": "files per 1,000 samples (<run> but images, caches)",
+          "scale-resume": "resume after SIGKILL at 60%: batches redone",
+          "scale-shards": "2 processes (torchrun, gloo) vs 1: results"}
 
 
 @dataclass
 class ScaleMeasurement(Measurement):
-    """A measurement whose unit the generic report does not format (files, batches, differences)."""
+    """A measurement in a unit the generic report does not format (files, batches, differences)."""
 
     def value_text(self) -> str:
         if not self.available or self.goal.unit in ("x", "MB"):
@@ -93,7 +91,7 @@ def _read(path: Path) -> list[list[float]]:
 def _launch(args: list[str], ticks: Path, cache: Path, *, workers: int = 1, kill_at: int | None = None,
             flush: bool = True, tick=lambda n: None) -> dict[str, Any]:
     """Run ``egobench ARGS`` in a child (or ``workers`` under torchrun); SIGKILL it once ``kill_at`` samples
-    are evaluated. Returns {ticks, rc, killed}."""
+    are evaluated. Returns {ticks, killed}."""
     env = {**os.environ, "EGOBENCH_CACHE": str(cache), "OMP_NUM_THREADS": "1", "EGOBENCH_DIST_BACKEND": "gloo",
            "EGOBENCH_BENCH_FLUSH": "1" if flush else ""}
     root = str(Path(__file__).resolve().parents[1])
@@ -116,7 +114,7 @@ def _launch(args: list[str], ticks: Path, cache: Path, *, workers: int = 1, kill
     if proc.returncode != 0 and not killed:
         raise RuntimeError(f"bench scale: 'egobench {' '.join(args[:3])} ...' failed (exit {proc.returncode}): "
                            f"{errors.read_text().strip()[-2000:]}")
-    return {"ticks": _read(ticks), "rc": proc.returncode, "killed": killed}
+    return {"ticks": _read(ticks), "killed": killed}
 
 
 def _files(*folders: Path, skip: Path | None = None) -> int:
@@ -130,19 +128,15 @@ def _per_sample(ticks: list[list[float]], lo: float, hi: float) -> float:
     return (b[0] - a[0]) / max(1.0, b[1] - a[1])
 
 
-def _results(run: Path) -> tuple[Any, dict[str, float]]:
+def _max_diff(one: Path, two: Path) -> float:
+    """The largest absolute difference of any per-sample number or metric value (inf: rows or statuses differ)."""
+    import numpy as np
     import pandas as pd
 
-    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
-    return pd.read_parquet(run / "samples.parquet"), {k: v.get("value") for k, v in metrics.items()}
-
-
-def _max_diff(one: Path, two: Path) -> float:
-    """The largest absolute difference of any per-sample number or metric value (inf: rows differ)."""
-    import numpy as np
-
-    (a, ma), (b, mb) = _results(one), _results(two)
-    if list(a["sample_id"]) != list(b["sample_id"]) or set(ma) != set(mb):
+    a, b = (pd.read_parquet(r / "samples.parquet") for r in (one, two))
+    ma, mb = ({k: v.get("value") for k, v in json.loads((r / "metrics.json").read_text())["metrics"].items()}
+              for r in (one, two))
+    if any(list(a[c]) != list(b[c]) for c in ("sample_id", "status")) or set(ma) != set(mb):
         return math.inf
     cols = [c for c in a.columns if a[c].dtype.kind == "f"]
     diffs = [float(np.nanmax(np.abs(a[c].to_numpy() - b[c].to_numpy()), initial=0.0)) for c in cols]
@@ -155,7 +149,7 @@ def measure(opts: Any, folder: Path) -> list[Measurement]:
 
     from .progress import bar
 
-    n, bs = int(getattr(opts, "samples", None) or DEFAULT_SAMPLES), int(opts.batch_size or 8)
+    n, bs = int(opts.samples or DEFAULT_SAMPLES), int(opts.batch_size or 8)
     device = pick_device(opts.device)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "scale.yaml").write_text(PROTOCOL)
@@ -164,7 +158,7 @@ def measure(opts: Any, folder: Path) -> list[Measurement]:
               "--zoo", "tiny", "--protocol", str(folder / "scale.yaml"), "--device", device,
               "--eval-batch-size", str(bs), "--batch-size", str(bs), "--quiet"]
     runs: dict[str, dict[str, Any]] = {}
-    flush = bool(getattr(opts, "flush_denormal", True)) and not device.startswith("cuda")
+    flush = opts.flush_denormal and not device.startswith("cuda")
     plan = (("one", {}), ("killed", {"kill_at": math.ceil(0.6 * n)}), ("resumed", {}), ("two", {"workers": 2}))
     with bar(len(plan) * n, f"bench: scale, {n} samples", opts.progress) as tick:
         for name, kw in plan:
@@ -189,12 +183,12 @@ def measure(opts: Any, folder: Path) -> list[Measurement]:
     redone = max(0.0, recomputed - (n - kept))
     shards, after_resume = _max_diff(folder / "one", folder / "two"), _max_diff(folder / "one", folder / "killed")
     def m(key: str, value: float | None, summary: str, **kw: Any) -> Measurement:
-        return ScaleMeasurement(key, kw.pop("title", SCALE_TITLES[key]), value, summary, **kw)
+        return ScaleMeasurement(key, kw.pop("title", TITLES[key]), value, summary, goal=GOALS[key], **kw)
 
     ms = [m("scale-time", t_last / t_first, f"{t_first * 1e3:.1f} ms/sample after the first batch, {t_last * 1e3:.1f} "
             f"ms/sample in the last 10%; {evals[-1][0] - evals[0][0]:.0f} s for {n} samples"),
           m("scale-memory", peak - at_ref, f"peak RSS {at_ref:.0f} MB at {ref} samples, {peak:.0f} MB at {n} (VmHWM)",
-            title=SCALE_TITLES["scale-memory"].replace("1,000", f"{ref:,}")),
+            title=TITLES["scale-memory"].replace("1,000", f"{ref:,}")),
           m("scale-files", files * 1000 / n, f"{files} files for {n} samples (and {images} output images in "
             "<run>/images, one per sample by design)"),
           m("scale-resume", redone / bs if runs["killed"]["killed"] else None, f"killed after {kept} of {n} samples; "

@@ -4,11 +4,11 @@ a SIGKILL at 60% is resumed from the run cache, and two torchrun processes give 
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 
 from egobench_bench import scale
+from egobench_bench.options import BenchOptions
 from egobench_bench.report import BenchReport
 
 N, BATCH = 64, 8
@@ -16,14 +16,14 @@ N, BATCH = 64, 8
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory, tiny_zoo):
-    opts = SimpleNamespace(samples=N, batch_size=BATCH, device="cpu", progress=False, flush_denormal=True)
+    opts = BenchOptions(samples=N, batch_size=BATCH, device="cpu", quiet=True).resolved()
     folder = tmp_path_factory.mktemp("scale")
     return {m.key: m for m in scale.measure(opts, folder)}, folder
 
 
 def test_every_scale_figure_is_measured_and_printed_next_to_its_goal(measured):
     ms, _ = measured
-    assert list(ms) == list(scale.SCALE_GOALS)
+    assert list(ms) == list(scale.GOALS)
     for m in ms.values():
         assert m.available and math.isfinite(m.value), (m.key, m.note)
         assert m.details["n"] == N
