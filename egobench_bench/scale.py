@@ -16,6 +16,7 @@ import math
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -121,11 +122,9 @@ def _files(*folders: Path, skip: Path | None = None) -> int:
     return sum(1 for f in folders for p in f.rglob("*") if p.is_file() and (skip is None or skip not in p.parents))
 
 
-def _per_sample(ticks: list[list[float]], lo: float, hi: float) -> float:
-    """Seconds per sample between the ticks at ``lo`` and ``hi`` samples (the nearest batch ends)."""
-    a = max((t for t in ticks if t[1] <= lo), key=lambda t: t[1])
-    b = min((t for t in ticks if t[1] >= hi), key=lambda t: t[1])
-    return (b[0] - a[0]) / max(1.0, b[1] - a[1])
+def _batch_times(ticks: list[list[float]]) -> list[tuple[float, int]]:
+    """(seconds per sample, samples done after it) of every batch but the first (which loads the models)."""
+    return [((b[0] - a[0]) / (b[1] - a[1]), int(b[1])) for a, b in zip(ticks, ticks[1:]) if b[1] > a[1]]
 
 
 def _max_diff(one: Path, two: Path) -> float:
@@ -167,9 +166,14 @@ def measure(opts: Any, folder: Path) -> list[Measurement]:
                                  folder / f"cache-{out}", flush=flush, tick=tick, **kw)
     one = runs["one"]["ticks"]
     evals = [t for t in one if t[1] >= 0]
-    first = min(t[1] for t in evals if t[1] > 0)  # the first batch loads the models: left out
-    t_first = _per_sample(evals, first, first + max(1, 0.1 * n))
-    t_last = _per_sample(evals, 0.9 * n, n)
+    batches = _batch_times(evals)  # medians: a burst of load from other processes moves a mean more
+
+    def median(lo: float, hi: float) -> float:
+        return statistics.median([t for t, k in batches if lo < k <= hi] or [math.nan])
+
+    t_first, t_last = median(0, evals[0][1] + max(0.1 * n, bs)), median(min(0.9 * n, n - bs), n)
+    deciles = [round(median(k * n / 10, (k + 1) * n / 10) * 1e3, 1) for k in range(10)]
+    tenths = [d for d in deciles if math.isfinite(d)]
     ref = MEMORY_AT if n >= 2 * MEMORY_AT else n // 2
     at_ref = min((t for t in evals if t[1] >= ref), key=lambda t: t[1])[2]
     peak = max(t[2] for t in one)
@@ -185,8 +189,9 @@ def measure(opts: Any, folder: Path) -> list[Measurement]:
     def m(key: str, value: float | None, summary: str, **kw: Any) -> Measurement:
         return ScaleMeasurement(key, kw.pop("title", TITLES[key]), value, summary, goal=GOALS[key], **kw)
 
-    ms = [m("scale-time", t_last / t_first, f"{t_first * 1e3:.1f} ms/sample after the first batch, {t_last * 1e3:.1f} "
-            f"ms/sample in the last 10%; {evals[-1][0] - evals[0][0]:.0f} s for {n} samples"),
+    ms = [m("scale-time", t_last / t_first, f"median {t_first * 1e3:.1f} ms/sample in the first 10% (first batch "
+            f"left out), {t_last * 1e3:.1f} in the last; per tenth {min(tenths):.0f}-{max(tenths):.0f} ms; "
+            f"{evals[-1][0] - evals[0][0]:.0f} s for {n} samples", details={"deciles_ms": deciles}),
           m("scale-memory", peak - at_ref, f"peak RSS {at_ref:.0f} MB at {ref} samples, {peak:.0f} MB at {n} (VmHWM)",
             title=TITLES["scale-memory"].replace("1,000", f"{ref:,}")),
           m("scale-files", files * 1000 / n, f"{files} files for {n} samples (and {images} output images in "
