@@ -23,10 +23,18 @@ if TYPE_CHECKING:
     from egobench.runner import RunResult
 
 
+#: samples of the demo's method that the VLM judge scores when the protocol has no judge (a few keep
+#: ``make demo`` fast: the judge generates up to max_new_tokens per answer)
+JUDGE_SAMPLES = 4
+#: the protocol whose judge the demo uses when its own protocol has none
+JUDGE_PROTOCOL = "egobench-v2"
+
+
 @dataclass
 class DemoResult:
     page: Path
     runs: list[RunResult]
+    judge: RunResult | None = None
 
 
 def _bound_names() -> list[str]:
@@ -62,6 +70,19 @@ def demo_protocol(proto: Protocol, steps: int) -> Protocol:
                                generation=dataclasses.replace(proto.generation, steps=steps))
 
 
+def judge_protocol(proto: Protocol) -> Protocol | None:
+    """``proto`` with only the VLM judge's columns, taken from :data:`JUDGE_PROTOCOL` (its settings are
+    protocol data); None when ``proto`` has the judge itself (its runs then show the judge columns)."""
+    import dataclasses
+
+    from egobench.protocol import load_protocol
+
+    if any(m.metric == "vlm-judge" for m in proto.metrics):
+        return None
+    judge = tuple(m for m in load_protocol(JUDGE_PROTOCOL).metrics if m.metric == "vlm-judge")
+    return dataclasses.replace(proto, name=f"{proto.name}+judge", metrics=judge) if judge else None
+
+
 def demo(
     *,
     method: str | None = None,
@@ -71,13 +92,16 @@ def demo(
     limit: int | None = None,
     steps: int | None = 10,
     progress: bool = True,
+    judge_samples: int = JUDGE_SAMPLES,
 ) -> DemoResult:
     """``egobench demo``: ``method`` (default: the strongest available) and the bounds on the demo
-    split with the tiny zoo, and an HTML page of them."""
+    split with the tiny zoo, and an HTML page of them. When the protocol has no VLM judge, the judge
+    of :data:`JUDGE_PROTOCOL` scores the method's first ``judge_samples`` images (an evaluation of the
+    run's images folder: nothing is generated again; 0: none)."""
     import torch
 
     from egobench.protocol import load_protocol
-    from egobench.runner import run
+    from egobench.runner import evaluate, run
 
     from .html import render_runs
 
@@ -93,12 +117,19 @@ def demo(
         run(m, "demo", protocol=proto, zoo="tiny", runs_dir=runs_dir, limit=limit, progress=progress)
         for m in names
     ]
+    judged = None
+    jp = judge_protocol(proto)
+    if jp is not None and judge_samples > 0:
+        n = judge_samples if limit is None else min(judge_samples, limit)
+        judged = evaluate(results[0].run_dir / "images", "demo", protocol=jp, limit=n, zoo="tiny",
+                          runs_dir=runs_dir, name=chosen, progress=progress)
     out_dir = Path(out) if out else Path(runs_dir) / "demo" / "report"
     page = render_runs(
         [r.run_dir for r in results], out_dir, title=f"egobench demo: {chosen} on the demo split",
         grid_run=results[0].run_dir,
+        judge_runs=[(f"{chosen} (first {len(judged.split)} samples)", judged.run_dir)] if judged else None,
     )
-    return DemoResult(page, results)
+    return DemoResult(page, results, judged)
 
 
 @click.command("demo")
@@ -108,11 +139,18 @@ def demo(
 @click.option("--out", default=None, help="report folder (default: runs/demo/report)")
 @click.option("--steps", type=int, default=10, show_default=True,
               help="sampling steps for the demo (the tiny random models gain nothing from the protocol's 100)")
+@click.option("--judge-samples", type=int, default=JUDGE_SAMPLES, show_default=True,
+              help=f"images of the method the VLM judge ({JUDGE_PROTOCOL}'s) scores when the protocol has none; 0: none")
 @click.option("--quiet", is_flag=True)
-def demo_cmd(method, protocol, runs_dir, out, steps, quiet):
+def demo_cmd(method, protocol, runs_dir, out, steps, judge_samples, quiet):
     """Run the strongest available method on the demo split (tiny zoo) and write an HTML page."""
-    res = demo(method=method, protocol=protocol, runs_dir=runs_dir, out=out, steps=steps, progress=not quiet)
-    for r in res.runs:
+    if judge_samples < 0:
+        from egobench.errors import UserError
+
+        raise UserError(f"--judge-samples {judge_samples}: give 0 or more")
+    res = demo(method=method, protocol=protocol, runs_dir=runs_dir, out=out, steps=steps, progress=not quiet,
+               judge_samples=judge_samples)
+    for r in res.runs + ([res.judge] if res.judge else []):
         click.echo(r.table())
         click.echo("")
     click.echo(f"report: {res.page.resolve()}")

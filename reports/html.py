@@ -62,8 +62,46 @@ def _fmt(info: dict[str, Any]) -> str:
     return format_value(info)
 
 
-def render_runs(run_dirs: list[Path], out: Path, title: str, grid_run: Path | None = None, max_rows: int = 48) -> Path:
-    """Write ``out/index.html`` (+ ``assets/``) for ``run_dirs``; return the page path."""
+#: judge answers shown per judged run (the rest are in its samples.parquet)
+JUDGE_ANSWERS = 4
+
+
+def _printable(text: str) -> str:
+    """A model's raw answer for a page: control and other unprintable characters become spaces."""
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
+def judge_rows(sources: list[tuple[str, Path]]) -> list[dict[str, Any]]:
+    """The VLM-judge section of a page: per (label, run) and judge column, the overall score (x100),
+    the mean sub-scores (0-10), how many answers were parsed and how many were not, and the first
+    answers (scores, or why the answer was not parsed, with its raw text)."""
+    rows = []
+    for label, rd in sources:
+        m = read_json(Path(rd) / "metrics.json")
+        df = load_run(rd).samples
+        for name, info in m["metrics"].items():
+            if info.get("metric") != "vlm-judge":
+                continue
+            sub = info.get("sub_scores") or {}
+            answers = []
+            for _, r in df.head(JUDGE_ANSWERS).iterrows():
+                scores = [str(r.get(f"{name}_judge-{k}", "") or "") for k in ("action", "scene", "quality")]
+                answers.append({"id": r["sample_id"], "scores": " / ".join(scores) if all(scores) else "",
+                                "error": str(r.get(f"{name}_parse-error", "") or ""),
+                                "text": _printable(str(r.get(f"{name}_reasons", "") or r.get(f"{name}_answer", "")
+                                                       or ""))[:160]})
+            rows.append({"method": label, "column": name, "n": info.get("n"),
+                         "unparsed": info.get("n_parse_failures"), "overall": _fmt(info),
+                         "sub": [f"{sub[k]:.2f}" if isinstance(sub.get(k), (int, float)) else "n/a"
+                                 for k in ("action", "scene", "quality")],
+                         "model": (info.get("settings") or {}).get("model", ""), "answers": answers})
+    return rows
+
+
+def render_runs(run_dirs: list[Path], out: Path, title: str, grid_run: Path | None = None, max_rows: int = 48,
+                judge_runs: list[tuple[str, Path]] | None = None) -> Path:
+    """Write ``out/index.html`` (+ ``assets/``) for ``run_dirs``; return the page path. The judge
+    section shows the VLM-judge columns of ``run_dirs`` and of ``judge_runs`` ((label, run) pairs)."""
     out = Path(out)
     assets = out / "assets"
     assets.mkdir(parents=True, exist_ok=True)
@@ -130,7 +168,9 @@ def render_runs(run_dirs: list[Path], out: Path, title: str, grid_run: Path | No
             v = row[c]
             cell["scores"].append(f"{c} {v * info.get('display_scale', 1.0):.2f}" if v == v else f"{c} n/a")
         grid.append(cell)
+    judge = judge_rows([(r["method"], Path(rd)) for r, rd in zip(runs, run_dirs)] + list(judge_runs or []))
     html = _env().get_template("runs.html.j2").render(
+        judge=judge,
         title=title,
         protocol=first["protocol"],
         comparable=all(r["comparable"] for r in runs),

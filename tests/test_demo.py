@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 
@@ -37,6 +38,11 @@ def test_demo_command_writes_a_page_with_table_and_grid(tmp_path):
     text = " ".join(p.text)
     assert "input-copy" in text and "oracle" in text and "psnr" in text and "lpips" in text
     assert "egobench-v1" in text
+    # the VLM judge (egobench-v2's) scored the method's first images: its columns are on the page
+    from reports.demo import JUDGE_SAMPLES
+
+    assert "judge" in p.ids and "judge-table" in p.ids
+    assert all(h in text for h in ("judge-action", "judge-scene", "judge-quality", "unparsed"))
     # input | output | target for every demo sample, all present on disk
     from egobench.data import load_split
 
@@ -46,13 +52,22 @@ def test_demo_command_writes_a_page_with_table_and_grid(tmp_path):
     # the second demo regenerates nothing: every run's images are the same files (bytes and
     # modification times: an image written again, even identical, gets a new mtime), its
     # manifest differs only in what every call records (PER_CALL), and its log shows one generation
-    runs = sorted(p.parent for p in (tmp_path / "runs").rglob("manifest.json"))
-    assert len(runs) == 3  # the strongest method, input-copy, oracle
+    found = sorted(p.parent for p in (tmp_path / "runs").rglob("manifest.json"))
+    assert len(found) == 4  # the strongest method, input-copy, oracle, the judge's evaluation
+    judged = [r for r in found if (r / "logs" / "evaluate.log").is_file()]
+    runs = [r for r in found if r not in judged]
+    assert len(judged) == 1 and len(runs) == 3
+    judge = json.loads((judged[0] / "metrics.json").read_text())["metrics"]["vlm-judge"]
+    assert judge["n"] + judge["n_parse_failures"] == JUDGE_SAMPLES  # every answer parsed or counted unparsed
+    assert "+judge" in json.loads((judged[0] / "metrics.json").read_text())["protocol"]["name"]
     before = {run: _snapshot(run) for run in runs}
     assert all(images for images, _ in before.values())
     r2 = CliRunner().invoke(main, ["demo", "--runs-dir", str(tmp_path / "runs"), "--quiet"])
     assert r2.exit_code == 0, r2.output
-    assert sorted(p.parent for p in (tmp_path / "runs").rglob("manifest.json")) == runs
+    assert sorted(p.parent for p in (tmp_path / "runs").rglob("manifest.json")) == found
+    # the judge's evaluation comes from the run cache the second time: no answer is generated again
+    reused = json.loads((judged[0] / "manifest.json").read_text())["run_cache"]
+    assert reused["misses"] == 0 and reused["hits"] > 0, reused
     for run in runs:
         images, manifest = _snapshot(run)
         assert images == before[run][0], run
@@ -69,8 +84,6 @@ PER_CALL = ("updated", "feature_cache", "run_cache", "environment")
 
 
 def _snapshot(run):
-    import json
-
     images = {p.relative_to(run).as_posix(): (p.stat().st_mtime_ns, p.read_bytes())
               for p in sorted((run / "images").rglob("*")) if p.is_file()}
     manifest = json.loads((run / "manifest.json").read_text())
