@@ -16,6 +16,13 @@ from reports.cli import write_report
 from tests.test_userstudy import _export, results_csv
 
 
+@pytest.fixture(autouse=True)
+def _own_bounds_cache(monkeypatch, tmp_path):
+    """Each test's input-copy runs (reports.bounds) in its own cache: a report's rows never depend on which
+    tests ran before it in the session."""
+    monkeypatch.setattr("reports.bounds.default_bounds_cache", lambda: tmp_path / "bounds")
+
+
 @pytest.fixture
 def study(runs, tmp_path):
     """An exported study of the three demo runs; attentive raters W0-W3 mostly pick the oracle's frame

@@ -18,6 +18,14 @@ from reports.latex import latex_escape, render_document
 from reports.tables import build_tables, load_run
 from tests.test_userstudy import NASTY
 
+
+@pytest.fixture(autouse=True)
+def _own_bounds_cache(monkeypatch, tmp_path):
+    """Each test's input-copy runs (reports.bounds) in its own cache: a report's rows never depend on which
+    tests ran before it in the session."""
+    monkeypatch.setattr("reports.bounds.default_bounds_cache", lambda: tmp_path / "bounds")
+
+
 SAMPLE_METRICS = {  # name: (higher_is_better, display_scale)
     "egovlp": (True, 100.0), "egovlp-plus": (True, 100.0), "clip": (True, 100.0), "psnr": (True, 1.0),
     "lpips": (False, 100.0), "blip-b": (True, 100.0), "blip-l": (True, 100.0),

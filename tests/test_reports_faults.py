@@ -26,6 +26,14 @@ from reports.cli import write_report
 from tests.conftest import one_line_error
 from tests.test_reports import _userstudy, fake_run
 
+
+@pytest.fixture(autouse=True)
+def _own_bounds_cache(monkeypatch, tmp_path):
+    """Each test's input-copy runs (reports.bounds) in its own cache: a report's rows never depend on which
+    tests ran before it in the session."""
+    monkeypatch.setattr("reports.bounds.default_bounds_cache", lambda: tmp_path / "bounds")
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -20,6 +20,13 @@ from tests.test_reports import fake_run
 from tests.test_userstudy import NASTY
 
 
+@pytest.fixture(autouse=True)
+def _own_bounds_cache(monkeypatch, tmp_path):
+    """Each test's input-copy runs (reports.bounds) in its own cache: a report's rows never depend on which
+    tests ran before it in the session."""
+    monkeypatch.setattr("reports.bounds.default_bounds_cache", lambda: tmp_path / "bounds")
+
+
 def _as(d: Path, *, dataset: str | None = None, protocol: str | None = None, comparable: bool | None = None,
         seed: int | None = None) -> Path:
     met = json.loads((d / "metrics.json").read_text())
