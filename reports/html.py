@@ -63,7 +63,7 @@ def _fmt(info: dict[str, Any]) -> str:
 
 
 #: judge answers shown per judged run (the rest are in its samples.parquet)
-JUDGE_ANSWERS = 4
+JUDGE_ANSWERS = 2
 
 
 def _printable(text: str) -> str:
@@ -89,7 +89,7 @@ def judge_rows(sources: list[tuple[str, Path]]) -> list[dict[str, Any]]:
                 answers.append({"id": r["sample_id"], "scores": " / ".join(scores) if all(scores) else "",
                                 "error": str(r.get(f"{name}_parse-error", "") or ""),
                                 "text": _printable(str(r.get(f"{name}_reasons", "") or r.get(f"{name}_answer", "")
-                                                       or ""))[:160]})
+                                                       or ""))[:100]})
             rows.append({"method": label, "column": name, "n": info.get("n"),
                          "unparsed": info.get("n_parse_failures"), "overall": _fmt(info),
                          "sub": [f"{sub[k]:.2f}" if isinstance(sub.get(k), (int, float)) else "n/a"
