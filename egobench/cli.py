@@ -223,6 +223,20 @@ def _plugin_short_help(ref, width: int) -> str:
     return f"(plugin command from {module})"
 
 
+def _parse_options(options) -> dict:
+    """``-o KEY=VALUE`` items as method options (a value that parses as JSON is that value)."""
+    opts = {}
+    for item in options:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise UserError(f"--option expects KEY=VALUE, got {item!r}")
+        try:
+            opts[k] = json.loads(v)
+        except json.JSONDecodeError:
+            opts[k] = v
+    return opts
+
+
 def _common_run_options(f):
     options = [
         click.option("--protocol", "-p", default="lego-official", show_default=True,
@@ -274,15 +288,7 @@ def run_cmd(method, dataset, batch_size, eval_batch_size, options, keep_going, s
     """Generate with a method on a dataset, then score it."""
     from .runner import run, run_seeds, seeds_table
 
-    opts = {}
-    for item in options:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise UserError(f"--option expects KEY=VALUE, got {item!r}")
-        try:
-            opts[k] = json.loads(v)
-        except json.JSONDecodeError:
-            opts[k] = v
+    opts = _parse_options(options)
     kwargs = dict(protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size,
                   eval_batch_size=eval_batch_size, out=out, runs_dir=runs_dir, zoo=zoo, weights=list(weights),
                   device=device, method_options=opts, keep_going=keep_going, progress=not quiet,
@@ -350,19 +356,34 @@ class _AblationTables(click.Choice):
 @click.option("--features-root", default=None, help="VLLM features (release layout) shared by every variant")
 @click.option("--compute-features", is_flag=True, help="compute missing VLLM features once, into --features-root")
 @click.option("--table", "tables", type=_AblationTables(), multiple=True, help="only these tables")
+@click.option("--prompts", is_flag=True, help="one editor (--method) with the action label, the enriched description "
+              "and a templated instruction as its prompt, as one table")
+@click.option("--method", "-m", default=None, help="the editor of --prompts (takes -o prompt=TEMPLATE)")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
+              help="an option of the --prompts method (repeatable)")
 @click.option("--batch-size", type=int, default=4, show_default=True)
 @_common_run_options
-def ablate_cmd(dataset, features_root, compute_features, tables, batch_size, protocol, data_root, limit, out,
-               runs_dir, zoo, weights, device, quiet):
-    """Run the conditioning ablations (paper Tables 3 and 4), resumably, and write the tables."""
-    from .ablate import ablate
+def ablate_cmd(dataset, features_root, compute_features, tables, prompts, method, options, batch_size, protocol,
+               data_root, limit, out, runs_dir, zoo, weights, weights_lock, device, quiet):
+    """Run the conditioning ablations (paper Tables 3 and 4), or --prompts for one editor, resumably."""
+    from .ablate import ablate, prompt_ablation
 
-    if compute_features and not features_root:
-        raise UserError("--compute-features needs --features-root DIR (where the features are written)")
-    res = ablate(dataset, protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size,
-                 runs_dir=runs_dir, out=out, zoo=zoo, weights=list(weights), device=device,
-                 features_root=features_root, compute_features=compute_features,
-                 tables=tuple(tables) or None, progress=not quiet)
+    common = dict(protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size, runs_dir=runs_dir,
+                  out=out, zoo=zoo, weights=list(weights), device=device, weights_lock=weights_lock,
+                  progress=not quiet)
+    if prompts:
+        if not method:
+            raise UserError("--prompts needs --method M: an editor that takes -o prompt=TEMPLATE (egobench methods)")
+        if tables or features_root or compute_features:
+            raise UserError("--prompts runs one method's prompt table; drop --table / --features-root")
+        res = prompt_ablation(method, dataset, method_options=_parse_options(options), **common)
+    else:
+        if method or options:
+            raise UserError("--method and -o belong to --prompts")
+        if compute_features and not features_root:
+            raise UserError("--compute-features needs --features-root DIR (where the features are written)")
+        res = ablate(dataset, features_root=features_root, compute_features=compute_features,
+                     tables=tuple(tables) or None, **common)
     click.echo(res.markdown())
     click.echo(f"tables: {res.out / 'tables.md'}")
 

@@ -20,16 +20,17 @@ def _fast_protocol():
 
 
 def test_table4_runs_both_vllm_variants_and_is_resumable(tmp_path):
-    res = ablate("demo", protocol=_fast_protocol(), limit=3, runs_dir=tmp_path / "runs", tables=(4,),
+    res = ablate("demo", protocol=_fast_protocol(), limit=2, runs_dir=tmp_path / "runs", tables=(4,),
                  progress=False)
-    assert [label for label, _ in res.rows(4)] == ["w/o finetuning", "w/ finetuning"]
-    a, b = (r for _, r in res.rows(4))
-    assert a.run_dir != b.run_dir
+    assert [label for label, _ in res.rows(4)] == ["w/o finetuning", "w/ finetuning",
+                                                   "VLLM backend: Qwen2-VL-2B-Instruct"]
+    a, b, backend = (r for _, r in res.rows(4))
+    assert len({a.run_dir, b.run_dir, backend.run_dir}) == 3
     md = (res.out / "tables.md").read_text()
     assert "Table 4" in md and "w/o finetuning" in md and "NOT COMPARABLE" in md
     saved = json.loads((res.out / "tables.json").read_text())
-    assert len(saved["table4"]) == 2
-    again = ablate("demo", protocol=_fast_protocol(), limit=3, runs_dir=tmp_path / "runs", tables=(4,),
+    assert len(saved["table4"]) == 3
+    again = ablate("demo", protocol=_fast_protocol(), limit=2, runs_dir=tmp_path / "runs", tables=(4,),
                    progress=False)
     assert all(r.generated == 0 for _, r in again.rows(4))  # resumed: nothing regenerated
 
@@ -159,3 +160,20 @@ def test_prompt_ablation_refuses_before_any_run(tmp_path):
     with pytest.raises(ConfigError, match=r"\{object\} is unknown"):
         prompt_ablation(MAGICBRUSH, "demo", templates=[("a", "{action}"), ("b", "{verb} the {object}")], **kw)
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_ablate_command_runs_the_prompt_table_and_takes_the_common_run_options(tmp_path):
+    """Through the top-level command (its shared run options, --weights-lock included, reach ablate)."""
+    from click.testing import CliRunner
+
+    from egobench.cli import main
+    from tests.conftest import one_line_error, write_protocol
+
+    proto = write_protocol(tmp_path / "psnr.yaml")
+    args = ["ablate", "--dataset", "demo", "-p", str(proto), "--limit", "1", "--runs-dir", str(tmp_path / "runs"),
+            "--quiet"]
+    res = CliRunner().invoke(main, [*args, "--prompts", "-m", MAGICBRUSH, "-o", "steps=1", "-o", "size=64"])
+    assert res.exit_code == 0, res.output
+    assert "enriched description" in res.output and "templated instruction" in res.output
+    one_line_error(CliRunner().invoke(main, [*args, "-m", MAGICBRUSH]), "--prompts")
