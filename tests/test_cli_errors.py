@@ -224,3 +224,30 @@ def test_a_plugin_command_that_cannot_be_imported_is_one_line_naming_it(monkeypa
                    "command 'extra' could not be loaded from no_such_package.cli:cmd: ModuleNotFoundError")
     r = CliRunner().invoke(g, ["run"])
     assert r.exit_code == 0 and r.output == "built-in run\n"
+
+
+def test_every_command_accepts_every_option_it_declares():
+    """A shared option added to a command whose function lacks the parameter fails only when the command
+    runs (a TypeError, not a one-line error): check each command's signature against its options."""
+    import inspect
+
+    import click
+
+    def walk(cmd: click.Command, path: str):
+        if isinstance(cmd, click.Group):
+            ctx = click.Context(cmd)
+            for name in cmd.list_commands(ctx):
+                yield from walk(cmd.get_command(ctx, name), f"{path} {name}")
+        elif cmd.callback is not None:
+            yield path, cmd
+
+    checked = 0
+    for path, cmd in walk(main, "egobench"):
+        fn = inspect.unwrap(cmd.callback)
+        params = inspect.signature(fn).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue
+        missing = [p.name for p in cmd.params if p.name and p.expose_value and p.name not in params]
+        assert not missing, f"{path}: options {missing} are not parameters of {fn.__qualname__}"
+        checked += 1
+    assert checked > 20
