@@ -54,7 +54,7 @@ def click_options(cls: type, skip: Sequence[str] = ()) -> Callable[[Callable[...
         if meta["short"]:
             names.append(meta["short"])
         required = f.default is _NO_DEFAULT
-        kwargs: dict[str, Any] = {"help": meta["help"]}
+        kwargs: dict[str, Any] = {"help": meta["help"], "metavar": meta["metavar"]}
         if meta["is_flag"]:
             kwargs["is_flag"] = True
         elif meta["multiple"]:

@@ -261,7 +261,6 @@ def test_full_arch_stand_ins_are_declared_by_their_models():
         assert callable(_import_ref(ARTIFACTS.get(name).full_arch)), name
 
 
-@pytest.mark.xfail(strict=True, reason="blip_protocol.py's artifacts name the blip_tiny full-arch builders (lead)")
 def test_blip_full_arch_stand_ins_are_declared():
     from egobench.weights import ARTIFACTS
 

@@ -56,6 +56,7 @@ for _m, _vit in (("base", "ViT-B/16"), ("large", "ViT-L/16")):
             license="BSD-3-Clause",
             hf_repo=_HF_REPOS[_m],
             tiny=f"egobench.metrics.blip_tiny:build_tiny_{_m}_hf",
+            full_arch=f"egobench.metrics.blip_tiny:build_full_arch_{_m}_hf",
         )
     )
     register_artifact(
@@ -67,6 +68,7 @@ for _m, _vit in (("base", "ViT-B/16"), ("large", "ViT-L/16")):
             license="BSD-3-Clause",
             hf_repo="bolinlai/LEGO-Metrics",
             tiny=f"egobench.metrics.blip_tiny:build_tiny_{_m}_original",
+            full_arch=f"egobench.metrics.blip_tiny:build_full_arch_{_m}_original",
         )
     )
 register_artifact(
@@ -78,5 +80,6 @@ register_artifact(
         license="Apache-2.0",
         hf_repo="google-bert/bert-base-uncased",
         tiny="egobench.metrics.blip_tiny:build_tiny_bert_tokenizer",
+        full_arch="egobench.metrics.blip_tiny:build_full_arch_bert_tokenizer",
     )
 )
