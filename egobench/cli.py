@@ -564,10 +564,12 @@ def weights_tiny_cmd(out, names):
 @click.option("--protocol", "-p", "protocols", multiple=True, default=("lego-official",), show_default=True,
               help="protocol whose metrics' weights are locked (repeatable)")
 @click.option("--methods", "methods", multiple=True, help="method whose weights are locked too (repeatable)")
+@click.option("--artifact", "artifacts", multiple=True, metavar="NAME",
+              help="any further artifact a run will resolve, e.g. a method option's (-o vllm=NAME) (repeatable)")
 @click.option("--zoo", type=click.Choice(["real", "tiny"]), default="real", show_default=True)
 @click.option("--weights", "weights", multiple=True, metavar="NAME=PATH", help="explicit path for an artifact")
 @click.option("--out", required=True, help="the lock file to write (weights.lock)")
-def weights_lock_cmd(protocols, methods, zoo, weights, out):
+def weights_lock_cmd(protocols, methods, artifacts, zoo, weights, out):
     """Record each file's sha256, size and source revision for every artifact a run would resolve."""
     from .io import atomic_write_json
     from .metrics import METRICS
@@ -584,6 +586,7 @@ def weights_lock_cmd(protocols, methods, zoo, weights, out):
             names += cls.artifacts(cls.parse_settings(spec.settings, f"{proto.source}: metrics[{i}].settings"))
     for m in methods:
         names += list(resolve_method(m).artifacts)
+    names += list(artifacts)
     store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(list(weights)))
     for name in dict.fromkeys(names):
         store.resolve(name)  # a missing artifact: one line naming the command that makes it

@@ -110,7 +110,7 @@ class WeightsLock:
         where = f"weights lock {self.source}" if self.source else "the weights lock"
         if entry is None:
             raise UserError(f"{where}: artifact '{name}' is not in the lock; make a new lock with "
-                            "'egobench weights lock' for this protocol and these methods")
+                            "'egobench weights lock' for this protocol and these methods (--artifact NAME for any other)")
         for f, want in sorted(entry["files"].items()):
             got = record.get("files", {}).get(f)
             if got is None:

@@ -131,3 +131,20 @@ def test_weights_lock_then_run_with_it_and_a_changed_file_is_refused_before_any_
     msg = str(r.exception) if r.exception and not isinstance(r.exception, SystemExit) else r.output
     assert "lpips-squeeze-backbone" in msg and weight_file.name in msg and "expected sha256" in msg
     assert not (tmp_path / "refused").exists()
+
+
+def test_weights_lock_takes_further_artifacts_by_name(tmp_path):
+    """An artifact no protocol metric or method class names (e.g. a method option's -o vllm=NAME) can be locked."""
+    from click.testing import CliRunner
+
+    from egobench.cli import main
+    from tests.conftest import one_line_error, write_protocol
+
+    proto = write_protocol(tmp_path / "p.yaml", metrics=("psnr",), name="psnr-only")
+    base = ["weights", "lock", "--protocol", str(proto), "--zoo", "tiny"]
+    r = CliRunner().invoke(main, [*base, "--artifact", "lpips-squeeze-backbone", "--out", str(tmp_path / "w.lock")])
+    assert r.exit_code == 0, r.output
+    assert set(json.loads((tmp_path / "w.lock").read_text())["artifacts"]) == {"lpips-squeeze-backbone"}
+    one_line_error(CliRunner().invoke(main, [*base, "--artifact", "lpips-squeez", "--out", str(tmp_path / "x")]),
+                   "lpips-squeez")
+    assert not (tmp_path / "x").exists()
