@@ -186,13 +186,15 @@ def measure(opts: Any, folder: Path) -> list[Measurement]:
     recomputed = resumed / keys_per_sample if keys_per_sample else math.nan
     redone = max(0.0, recomputed - (n - kept))
     shards, after_resume = _max_diff(folder / "one", folder / "two"), _max_diff(folder / "one", folder / "killed")
+
     def m(key: str, value: float | None, summary: str, **kw: Any) -> Measurement:
         return ScaleMeasurement(key, kw.pop("title", TITLES[key]), value, summary, goal=GOALS[key], **kw)
 
     ms = [m("scale-time", t_last / t_first, f"median {t_first * 1e3:.1f} ms/sample in the first 10% (first batch "
             f"left out), {t_last * 1e3:.1f} in the last; per tenth {min(tenths):.0f}-{max(tenths):.0f} ms; "
             f"{evals[-1][0] - evals[0][0]:.0f} s for {n} samples", details={"deciles_ms": deciles}),
-          m("scale-memory", peak - at_ref, f"peak RSS {at_ref:.0f} MB at {ref} samples, {peak:.0f} MB at {n} (VmHWM)",
+          m("scale-memory", peak - at_ref, f"peak RSS (VmHWM) {at_ref:.0f} MB at {ref} samples, {evals[-1][2]:.0f} MB after the "
+            f"last batch, {peak:.0f} MB with the results written",
             title=TITLES["scale-memory"].replace("1,000", f"{ref:,}")),
           m("scale-files", files * 1000 / n, f"{files} files for {n} samples (and {images} output images in "
             "<run>/images, one per sample by design)"),
