@@ -403,6 +403,11 @@ class LEGO(Method):
 
         domains = sorted({_domain(s) for s in split})
         tiny = all(self.ldm_folder(d)[1] for d in domains)
+        if self._tags:  # a later call (e.g. the counterfactual probe's samples): the run's one source
+            self._more_features(split, tiny)
+            for d in domains:
+                self.pipeline(d)
+            return
         auto_compute = False
         if self._features_root is None and tiny:
             self._features_root = self._tiny_features_root()
@@ -444,6 +449,26 @@ class LEGO(Method):
                     )
         for d in domains:
             self.pipeline(d)  # load now, before the run seeds the global RNG
+
+    def _more_features(self, split: Split, tiny: bool) -> None:
+        """Features for the samples of a later :meth:`prepare` from the source the first call chose: tiny
+        stand-ins are written, self-computed ones computed (``compute_features``, or the tiny zoo's chosen VLM);
+        released dumps cannot grow, so a sample they lack is refused in one line."""
+        from . import feature_source
+
+        needs = self.uses_features or any(not s.description for s in split)
+        missing = [s for s in split if needs and not has_features(self._features_root, s, self.model_tag(_domain(s)))]
+        if not missing:
+            return
+        kind = self._feature_record.get("source")
+        if kind == feature_source.TINY:
+            from .tiny import write_tiny_features
+
+            write_tiny_features(self._features_root, missing, self._tags)
+        elif kind == feature_source.SELF and (self.options.compute_features or (tiny and self._choice is not None)):
+            self._compute_features(missing)
+        else:
+            raise DataError(self._how_to_get_features(missing[0], len(missing), len(split)))
 
     def _released_or_none(self, domain: str) -> str | None:
         """The released tag a sample may be read under (none for another VLM: it has no released dumps)."""

@@ -92,3 +92,18 @@ def test_the_probe_resumes_without_regenerating_and_its_prompts_do_not_depend_on
     pa = json.loads((tmp_path / "a" / "probes" / "counterfactual" / "prompts.json").read_text())
     pb = json.loads((tmp_path / "b" / "probes" / "counterfactual" / "prompts.json").read_text())
     assert pa == pb
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_lego_on_the_tiny_zoo_makes_counterfactual_images(tmp_path, protocol_file):
+    """LEGO reads VLLM features per prompt: the probe's counterfactual samples get theirs from the run's one
+    source (tiny stand-ins here) instead of stopping the run after its own images were made."""
+    data = yaml.safe_load(protocol_file.read_text(encoding="utf-8"))
+    data["generation"]["steps"] = 2
+    fast = tmp_path / "fast.yaml"
+    fast.write_text(yaml.safe_dump(data), encoding="utf-8")
+    metrics = _run(tmp_path / "lego", fast, "lego")
+    probe = json.loads((tmp_path / "lego" / "manifest.json").read_text())["probes"]["counterfactual"]
+    assert probe["state"] == "complete", probe
+    assert len(list((tmp_path / "lego" / "probes" / "counterfactual" / "images").iterdir())) == LIMIT
+    assert metrics["action-sensitivity"]["n"] == LIMIT and 0 <= metrics["action-sensitivity"]["value"] <= 1
