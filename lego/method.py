@@ -182,6 +182,8 @@ class LEGOOptions:
     #: Default 1: each sample runs alone, so its image is bit-identical whatever --batch-size;
     #: N > 1 is faster on a GPU, but images then match across batch sizes only to float rounding
     batch_size: int | None = None
+    #: torch.compile the UNet in place (images agree with eager to float rounding; the first call compiles)
+    compile: bool = False
     #: the "scaleup" LDM (trained on both datasets)
     scaleup: bool = False
     #: run the VLLM (lego.vllm) for samples whose features are missing, writing them
@@ -392,6 +394,8 @@ class LEGO(Method):
             pipe.scheduler = make_scheduler(self.protocol.generation.scheduler, pipe.scheduler.config)
             pipe.set_progress_bar_config(disable=True)
             pipe.to(self.device)
+            if self.options.compile:
+                pipe.unet.compile()
         self._pipes[domain] = pipe
         return pipe
 
@@ -527,16 +531,20 @@ class LEGO(Method):
 
     def _how_to_get_features(self, first: Sample, n_missing: int, n_total: int) -> str:
         domain = _domain(first)
-        tag = self.model_tag(domain)
+        # released dumps live under the released tag, self-computed features under egobench's own tag
+        released = self._released_or_none(domain)
+        own = self._tags.get(domain) or self.model_tag(domain)
+        tag = released if released and not self.options.compute_features else own
         repo = FEATURE_REPOS.get(domain, "bolinlai/LEGO-VLLM-Features-*")
         if self._features_root is None:
             where = "no VLLM feature folder given"
         else:
             where = f"{feature_paths(self._features_root, first, tag)[0]}: VLLM features not found"
+        download = (f"download the released ones (HF dataset {repo}, unzipped as vllm_image_feature/{released}/val/... "
+                    f"and vllm_text_feature/{released}/val/...) or " if released else "")
         return (
             f"{where} ({n_missing} of {n_total} samples missing); method '{self.name}' needs VLLM features: "
-            f"download the released ones (HF dataset {repo}, unzipped as vllm_image_feature/{tag}/val/... and "
-            f"vllm_text_feature/{tag}/val/...) or compute them with 'egobench vllm-features --out DIR' (or -o compute_features=true), "
+            f"{download}compute them with 'egobench vllm-features --out DIR' (or -o compute_features=true), "
             "and pass -o features_root=DIR"
         )
 

@@ -130,7 +130,7 @@ def test_unets_use_pytorch_scaled_dot_product_attention(lego_pipe, monkeypatch):
         assert len(calls) == len(procs), f"{name}: {len(calls)} SDPA calls for {len(procs)} attention layers"
 
 
-@pytest.mark.parametrize("name", ["ip2p", "sdedit"])
+@pytest.mark.parametrize("name", ["lego-desc", "ip2p", "sdedit"])
 def test_compile_option_is_accepted_recorded_and_compiles_the_unet(name):
     from egobench.methods import METHODS
 
