@@ -70,23 +70,26 @@ def demo_protocol(proto: Protocol, steps: int) -> Protocol:
                                generation=dataclasses.replace(proto.generation, steps=steps))
 
 
-def judge_protocol(proto: Protocol) -> Protocol | None:
-    """``proto`` with only the VLM judge's columns, taken from :data:`JUDGE_PROTOCOL` (its settings are
-    protocol data); None when ``proto`` has the judge itself (its runs then show the judge columns)."""
+def split_judge(proto: Protocol) -> tuple[Protocol, Protocol | None]:
+    """``(runs' protocol, judge's protocol)``: the demo's runs score every metric but the VLM judge, which
+    scores only a few images (``judge_samples``) under the protocol's own judge settings, or
+    :data:`JUDGE_PROTOCOL`'s when it has none (the judge's settings are protocol data)."""
     import dataclasses
 
     from egobench.protocol import load_protocol
 
-    if any(m.metric == "vlm-judge" for m in proto.metrics):
-        return None
-    judge = tuple(m for m in load_protocol(JUDGE_PROTOCOL).metrics if m.metric == "vlm-judge")
-    return dataclasses.replace(proto, name=f"{proto.name}+judge", metrics=judge) if judge else None
+    judge = tuple(m for m in proto.metrics if m.metric == "vlm-judge")
+    if judge:
+        proto = dataclasses.replace(proto, metrics=tuple(m for m in proto.metrics if m.metric != "vlm-judge"))
+    else:
+        judge = tuple(m for m in load_protocol(JUDGE_PROTOCOL).metrics if m.metric == "vlm-judge")
+    return proto, (dataclasses.replace(proto, name=f"{proto.name}+judge", metrics=judge) if judge else None)
 
 
 def demo(
     *,
     method: str | None = None,
-    protocol: str = "egobench-v1",
+    protocol: str = "egobench-v2",
     runs_dir: str | os.PathLike = "runs",
     out: str | os.PathLike | None = None,
     limit: int | None = None,
@@ -95,14 +98,16 @@ def demo(
     judge_samples: int = JUDGE_SAMPLES,
 ) -> DemoResult:
     """``egobench demo``: ``method`` (default: the strongest available) and the bounds on the demo
-    split with the tiny zoo, and an HTML page of them. When the protocol has no VLM judge, the judge
-    of :data:`JUDGE_PROTOCOL` scores the method's first ``judge_samples`` images (an evaluation of the
-    run's images folder: nothing is generated again; 0: none)."""
+    split with the tiny zoo, an HTML page of them and the full report of their tables under ``<out>/tables``
+    (egobench-v2: the paper's metrics, the action-faithfulness table with its ceiling, floor and input-copy
+    rows). The VLM judge (the protocol's, else :data:`JUDGE_PROTOCOL`'s) scores the method's first
+    ``judge_samples`` images (an evaluation of the run's images folder: nothing is generated again; 0: none)."""
     import torch
 
     from egobench.protocol import load_protocol
     from egobench.runner import evaluate, run
 
+    from .cli import write_report
     from .html import render_runs
 
     # the tiny zoo's random weights produce denormal floats that make CPU kernels
@@ -112,35 +117,40 @@ def demo(
     proto = load_protocol(protocol)
     if steps is not None and steps != proto.generation.steps:
         proto = demo_protocol(proto, steps)
+    proto, jp = split_judge(proto)
     names = [chosen] + [m for m in _bound_names() if m != chosen]
     results = [
         run(m, "demo", protocol=proto, zoo="tiny", runs_dir=runs_dir, limit=limit, progress=progress)
         for m in names
     ]
     judged = None
-    jp = judge_protocol(proto)
     if jp is not None and judge_samples > 0:
         n = judge_samples if limit is None else min(judge_samples, limit)
         judged = evaluate(results[0].run_dir / "images", "demo", protocol=jp, limit=n, zoo="tiny",
                           runs_dir=runs_dir, name=chosen, progress=progress)
     out_dir = Path(out) if out else Path(runs_dir) / "demo" / "report"
+    tables = write_report([r.run_dir for r in results], out=out_dir / "tables", formats=("html",),
+                          title=f"egobench demo report: {chosen} on the demo split",
+                          bounds_cache=Path(runs_dir) / "bounds")
     page = render_runs(
         [r.run_dir for r in results], out_dir, title=f"egobench demo: {chosen} on the demo split",
         grid_run=results[0].run_dir,
         judge_runs=[(f"{chosen} (first {len(judged.split)} samples)", judged.run_dir)] if judged else None,
+        links=[("All tables (action faithfulness, intervals, input-copy marks)", "tables/index.html")]
+        if (tables.out / "index.html").is_file() else None,
     )
     return DemoResult(page, results, judged)
 
 
 @click.command("demo")
 @click.option("--method", default=None, help="method to show (default: the strongest available)")
-@click.option("--protocol", "-p", default="egobench-v1", show_default=True)
+@click.option("--protocol", "-p", default="egobench-v2", show_default=True)
 @click.option("--runs-dir", default="runs", show_default=True)
 @click.option("--out", default=None, help="report folder (default: runs/demo/report)")
 @click.option("--steps", type=int, default=10, show_default=True,
               help="sampling steps for the demo (the tiny random models gain nothing from the protocol's 100)")
 @click.option("--judge-samples", type=int, default=JUDGE_SAMPLES, show_default=True,
-              help=f"images of the method the VLM judge ({JUDGE_PROTOCOL}'s) scores when the protocol has none; 0: none")
+              help=f"images of the method the VLM judge (the protocol's, else {JUDGE_PROTOCOL}'s) scores; 0: none")
 @click.option("--quiet", is_flag=True)
 def demo_cmd(method, protocol, runs_dir, out, steps, judge_samples, quiet):
     """Run the strongest available method on the demo split (tiny zoo) and write an HTML page."""

@@ -99,7 +99,7 @@ def judge_rows(sources: list[tuple[str, Path]]) -> list[dict[str, Any]]:
 
 
 def render_runs(run_dirs: list[Path], out: Path, title: str, grid_run: Path | None = None, max_rows: int = 48,
-                judge_runs: list[tuple[str, Path]] | None = None) -> Path:
+                judge_runs: list[tuple[str, Path]] | None = None, links: list[tuple[str, str]] | None = None) -> Path:
     """Write ``out/index.html`` (+ ``assets/``) for ``run_dirs``; return the page path. The judge
     section shows the VLM-judge columns of ``run_dirs`` and of ``judge_runs`` ((label, run) pairs)."""
     out = Path(out)
@@ -171,6 +171,7 @@ def render_runs(run_dirs: list[Path], out: Path, title: str, grid_run: Path | No
     judge = judge_rows([(r["method"], Path(rd)) for r, rd in zip(runs, run_dirs)] + list(judge_runs or []))
     html = _env().get_template("runs.html.j2").render(
         judge=judge,
+        links=[{"label": label, "href": href} for label, href in (links or [])],
         title=title,
         protocol=first["protocol"],
         comparable=all(r["comparable"] for r in runs),

@@ -37,7 +37,15 @@ def test_demo_command_writes_a_page_with_table_and_grid(tmp_path):
     assert {"metrics", "grid", "not-comparable"} <= p.ids
     text = " ".join(p.text)
     assert "input-copy" in text and "oracle" in text and "psnr" in text and "lpips" in text
-    assert "egobench-v1" in text
+    assert "egobench-v2" in text
+    # the full report of the same runs: egobench-v2's action-faithfulness table with its ceiling (oracle),
+    # floor and input-copy rows, linked from the page; the given input-copy run is used (no extra run made)
+    assert "links" in p.ids
+    tables = (page.parent / "tables" / "index.html").read_text()
+    action = tables[tables.index("Action faithfulness"):]
+    action = action[:action.index("</table>")]
+    assert all(f">{m}" in action or f"{m} " in action for m in ("input-copy", "oracle")), action[:400]
+    assert "Sensitivity" in action and "Action-sim" in action
     # the VLM judge (egobench-v2's) scored the method's first images: its columns are on the page
     from reports.demo import JUDGE_SAMPLES
 
