@@ -124,6 +124,8 @@ class IP2P(PipelineMethod):
             "steps": gen.steps,
             "guidance_scale": gen.text_guidance,
             "image_guidance_scale": gen.image_guidance,
+            # the off-the-shelf weights were never trained on this benchmark: a zero-shot row
+            **({"finetuned_on_benchmark": False} if not self.options.finetuned and self.options.model is None else {}),
         }
 
     def run_batch(self, pipe: Any, images: list[Any], prompts: list[str], generator: Any,

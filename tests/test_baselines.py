@@ -563,3 +563,14 @@ def test_train_commands_are_their_options_dataclasses():
     (opts,), _ = run.call_args
     assert opts == cli.LDMTrainOptions(dataset="ego4d", data_root="R", out="O", lr=0.5, weights=("a=b",), no_ema=True)
     assert opts.model == "ldm" and opts.folder_option == "ldm" and opts.init == "sd15"
+
+
+def test_off_the_shelf_ip2p_is_recorded_as_zero_shot():
+    """finetuned=false runs the hub weights: the manifest says zero-shot, so tables mark the row."""
+    from baselines.ip2p import IP2P
+    from egobench.protocol import load_protocol
+    from egobench.weights import WeightStore
+
+    proto = load_protocol("egobench-v1")
+    assert IP2P(proto, weights=WeightStore(zoo="tiny"), finetuned=False).config()["finetuned_on_benchmark"] is False
+    assert "finetuned_on_benchmark" not in IP2P(proto, weights=WeightStore(zoo="tiny")).config()
