@@ -63,12 +63,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 
 def cli(cmd, *args: str):
-    """Invoke a plugin command through an egobench command group (one-line errors, exit 2)."""
-    from egobench.cli import _Group
+    """Invoke the command through ``egobench`` itself (its entry point; one-line errors, exit 2)."""
+    from egobench.cli import main
 
-    group = _Group(name="egobench")
-    group.add_command(cmd)
-    return CliRunner().invoke(group, [cmd.name, *map(str, args)])
+    return CliRunner().invoke(main, [cmd.name, *map(str, args)])
 
 
 @pytest.fixture
