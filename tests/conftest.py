@@ -100,9 +100,12 @@ metrics:
 """
 
 
-def write_protocol(path: Path, metrics=("psnr",), name: str = "small") -> Path:
-    """A protocol file scoring only ``metrics`` (fast tests of the run machinery)."""
-    text = SMALL_PROTOCOL.format(name=name) + "".join(f"  - name: {m}\n    metric: {m}\n" for m in metrics)
+def write_protocol(path: Path, metrics=("psnr",), name: str = "small", **generation) -> Path:
+    """A protocol file scoring only ``metrics`` (fast tests of the run machinery); ``generation`` adds
+    settings such as ``resolution=64, steps=2, scheduler="ddim"`` for tests that generate."""
+    text = SMALL_PROTOCOL.format(name=name).replace(
+        "generation:\n", "generation:\n" + "".join(f"  {k}: {v}\n" for k, v in generation.items()))
+    text += "".join(f"  - name: {m}\n    metric: {m}\n" for m in metrics)
     path.write_text(text)
     return path
 

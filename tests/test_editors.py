@@ -14,23 +14,7 @@ from PIL import Image
 
 from egobench.cli import main
 from egobench.data import load_split
-
-PROTOCOL = """
-name: editors-small
-version: "1.0"
-generation:
-  resolution: 64
-  steps: 2
-  scheduler: ddim
-  seed: 0
-  seed_policy: per-sample
-  output_format: png
-  value_map: clamp
-  output_layout: flat
-metrics:
-  - name: psnr
-    metric: psnr
-"""
+from tests.conftest import write_protocol
 
 PRESETS = {
     "ip2p-hub": ("IP2PHub", "instruct-pix2pix"),
@@ -48,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture
 def protocol(tmp_path: Path) -> Path:
     path = tmp_path / "editors-small.yaml"
-    path.write_text(PROTOCOL)
+    write_protocol(path, name="editors-small", resolution=64, steps=2, scheduler="ddim")
     return path
 
 

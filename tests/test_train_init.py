@@ -13,25 +13,9 @@ from egobench.cli import main
 from egobench.data.datasets import DEMO_ROOT
 from egobench.errors import MissingArtifactError, UserError
 from egobench.weights import WeightStore
+from tests.conftest import write_protocol
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-PROTOCOL = """
-name: init-small
-version: "1.0"
-generation:
-  resolution: 64
-  steps: 2
-  scheduler: ddim
-  seed: 0
-  seed_policy: per-sample
-  output_format: png
-  value_map: clamp
-  output_layout: flat
-metrics:
-  - name: psnr
-    metric: psnr
-"""
 
 #: training on the demo's EPIC part (a LEGO-layout release), two samples
 TRAIN = ["train", "ip2p", "--dataset", "epickitchens", "--data-root", str(DEMO_ROOT), "--part", "val", "--zoo", "tiny",
@@ -52,7 +36,7 @@ def _run(method: str, out: Path, protocol: Path, *options: str) -> dict:
 
 def test_train_from_the_magicbrush_preset_then_run_it_marked_finetuned(tmp_path):
     protocol = tmp_path / "p.yaml"
-    protocol.write_text(PROTOCOL)
+    write_protocol(protocol, name="init-small", resolution=64, steps=2, scheduler="ddim")
     folder = tmp_path / "mb-epic"
     r = CliRunner().invoke(main, TRAIN + ["--init", "magicbrush", "--out", str(folder)])
     assert r.exit_code == 0, r.output
@@ -165,7 +149,7 @@ def test_sdxl_ip2p_trains_with_both_text_encoders_and_runs_as_the_preset(tmp_pat
     from diffusers import UNet2DConditionModel
 
     protocol = tmp_path / "p.yaml"
-    protocol.write_text(PROTOCOL)
+    write_protocol(protocol, name="init-small", resolution=64, steps=2, scheduler="ddim")
     folder = tmp_path / "sdxl-epic"
     r = CliRunner().invoke(main, TRAIN + ["--init", "sdxl-ip2p", "--out", str(folder)])
     assert r.exit_code == 0, r.output
