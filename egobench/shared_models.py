@@ -25,6 +25,11 @@ def shared_model(key: Hashable, loader: Callable[[], T]) -> T:
     return _MODELS[key]
 
 
+def loaded_models() -> list[Any]:
+    """Every object loaded so far (what ``egobench bench`` puts forward hooks on)."""
+    return list(_MODELS.values())
+
+
 def drop_shared_models(match: Callable[[Hashable], bool]) -> None:
     """Forget the models whose key satisfies ``match`` (e.g. another device's copy)."""
     for key in [k for k in _MODELS if match(k)]:

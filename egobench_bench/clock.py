@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import torch
 
 
@@ -28,35 +26,24 @@ def timed(device: str, fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, res
 
 
-def reachable_modules(root: Any, depth: int = 6) -> list[torch.nn.Module]:
-    """Every ``torch.nn.Module`` reachable from ``root`` through attributes, dicts and sequences (not
-    inside a module: :meth:`Module.modules` lists those)."""
-    found: dict[int, torch.nn.Module] = {}
-    seen: set[int] = set()
-    todo = [(root, 0)]
-    while todo:
-        obj, d = todo.pop()
-        if id(obj) in seen or d > depth or isinstance(obj, (str, bytes, np.ndarray, torch.Tensor, type, types.ModuleType)):
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, torch.nn.Module):
-            found[id(obj)] = obj
-            continue
-        items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple, set)) else (
-            vars(obj).values() if hasattr(obj, "__dict__") else ())
-        todo += [(v, d + 1) for v in items]
-    return list(found.values())
+def loaded_modules() -> list[torch.nn.Module]:
+    """Every ``torch.nn.Module`` the metrics have loaded (the process-wide memo; tuples such as
+    (model, tokenizer) looked into), with their submodules."""
+    from egobench.shared_models import loaded_models
+
+    tops = [m for v in loaded_models() for m in (v if isinstance(v, (tuple, list)) else (v,))]
+    return list({id(s): s for m in tops if isinstance(m, torch.nn.Module) for s in m.modules()}.values())
 
 
 class StageClock:
     """Seconds and items per evaluator stage (``stage=clock.stage``) and, with ``hooks``, seconds of model
-    forwards per metric column, from forward hooks on every module reachable from the built metrics."""
+    forwards per metric column, from forward hooks on every model the metrics loaded (after a warm-up)."""
 
     def __init__(self, columns: list, device: str, hooks: bool = True):
         self.device, self.hooks, self.handles = device, hooks, []
         self.stages: dict[str, list[float]] = {"decode": [0.0, 0], **{c.name: [0.0, 0] for c in columns}}
         self.forward_s: dict[str, float] = {c.name: 0.0 for c in columns}
-        self.modules = {id(m): m for c in columns for top in reachable_modules(c.metric) for m in top.modules()}
+        self.modules = loaded_modules() if hooks else []
         self.main, self.column, self.depth, self.t0 = threading.get_ident(), "", 0, 0.0
 
     @contextlib.contextmanager
@@ -87,7 +74,7 @@ class StageClock:
                 self.forward_s[self.column] = self.forward_s.get(self.column, 0.0) + time.perf_counter() - self.t0
 
     def __enter__(self) -> StageClock:
-        for m in self.modules.values() if self.hooks else ():
+        for m in self.modules:
             self.handles += [m.register_forward_pre_hook(self._before), m.register_forward_hook(self._after)]
         return self
 

@@ -18,7 +18,7 @@ class Goal:
 
     op: str  # ">=", "<=" or "info"
     target: float
-    unit: str  # "x", "MB", "s" or "pts"
+    unit: str  # "x", "MB", "s", "pts" or a count's unit ("files", "batches", "max diff")
 
     def met(self, value: float) -> bool | None:
         return None if self.op == "info" else value >= self.target if self.op == ">=" else value <= self.target
@@ -26,8 +26,9 @@ class Goal:
     def text(self) -> str:
         if self.op == "info":
             return "(reported)"
-        return {"MB": f"{self.op} +{self.target:.0f} MB", "s": f"{self.op} {self.target:.2f} s"}.get(
-            self.unit, f"{self.op} {self.target:.2f}x")
+        return {"MB": f"{self.op} +{self.target:.0f} MB", "s": f"{self.op} {self.target:.2f} s",
+                "x": f"{self.op} {self.target:.2f}x", "pts": f"{self.op} {self.target:.4f}"}.get(
+            self.unit, f"{self.op} {self.target:g} {self.unit}")
 
 
 #: the report's fixed lines in order (an item not chosen shows "skipped"), then the optional ones
@@ -37,7 +38,15 @@ TITLES = {"naive": "full suite: naive / egobench (cold)", "cache": "target cache
           "blip-spread": "BLIP-B/L spread across released-mode draws"}
 GOALS = {"naive": Goal(">=", 3.0, "x"), "cache": Goal(">=", 1.8, "x"), "overhead": Goal("<=", 1.10, "x"),
          "pipeline": Goal("<=", 1.10, "x"), "memory": Goal("<=", 100.0, "MB"), "startup": Goal("<=", 1.0, "s"),
-         "blip-spread": Goal("info", 0.0, "pts")}
+         "blip-spread": Goal("info", 0.0, "pts"), "scale-time": Goal("<=", 1.10, "x"),
+         "scale-memory": Goal("<=", 100.0, "MB"), "scale-files": Goal("<=", 20.0, "files"),
+         "scale-resume": Goal("<=", 1.0, "batches"), "scale-shards": Goal("<=", 1e-6, "max diff")}
+TITLES.update({"scale-time": "time per sample: last 10% / first 10%", "scale-memory": "peak RSS: at N - at 1,000",
+               "scale-files": "files per 1,000 samples (<run> but images, caches)",
+               "scale-resume": "resume after SIGKILL at 60%: batches redone",
+               "scale-shards": "2 processes (torchrun, gloo) vs 1: results"})
+#: the scale item's lines (:mod:`.scale`)
+SCALE_KEYS = ("scale-time", "scale-memory", "scale-files", "scale-resume", "scale-shards")
 KEYS = ("naive", "cache", "overhead", "pipeline", "memory", "startup")
 #: what ``--items`` chooses from (``metrics`` = items 1-3, measured from one set of runs) ...
 ITEMS = ("metrics", "pipeline", "memory", "startup")
@@ -79,8 +88,8 @@ class Measurement:
         if not self.available:
             return self.note or "not measured"
         v, unit = float(self.value), self.goal.unit  # type: ignore[arg-type]
-        if unit in ("MB", "s", "pts"):
-            return {"MB": f"{v:+.1f} MB", "s": f"{v:.2f} s", "pts": f"+-{v:.4f}"}[unit]
+        if unit != "x":
+            return {"MB": f"{v:+.1f} MB", "s": f"{v:.2f} s", "pts": f"+-{v:.4f}"}.get(unit, f"{v:.3g} {unit}")
         return f"{v:.2f}x ({(v - 1) * 100:+.0f}%)" if self.key == "overhead" else f"{v:.2f}x"
 
     def to_dict(self) -> dict[str, Any]:

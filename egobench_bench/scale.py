@@ -1,30 +1,22 @@
 """Item scale: the harness at N samples, through the real ``egobench run`` (issue 20 item 2).
 
-A synthetic Ego4D-layout split of N distinct tiny frames is written to a temporary folder and run with
-``egobench run --method input-copy --zoo tiny`` under a protocol of per-sample metrics that use both
-caches (PSNR, LPIPS, CLIP, EgoVLP; FID's real-size Inception costs about a second a sample on a CPU
-and would hide the harness). Each command runs in a child (``python -m egobench_bench.scale``) that
-calls the CLI in-process and appends (time, samples evaluated, peak RSS) after every evaluation
-batch, read from the runner's own progress log. Runs: one process (time, memory, files), the same
-killed with SIGKILL at 60% of its evaluation and rerun, and ``torchrun --nproc_per_node 2`` (gloo).
+A synthetic Ego4D-layout split of N distinct tiny frames is run with ``egobench run --method input-copy
+--zoo tiny`` (in a child, :mod:`.child`) under a protocol of per-sample metrics that use both caches
+(PSNR, LPIPS, CLIP, EgoVLP; FID's real-size Inception costs about a second a sample on a CPU and would
+hide the harness). Runs: one process (time, memory, files), the same killed with SIGKILL at 60% of its
+evaluation and rerun, and ``torchrun --nproc_per_node 2`` (gloo).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import re
-import signal
 import statistics
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .report import Goal, Measurement
+from .child import launch, write_split
+from .report import TITLES, Measurement
 
 DEFAULT_SAMPLES = 2000
 FRAME = (64, 36)
@@ -32,90 +24,6 @@ MEMORY_AT = 1000  # the goal compares peak RSS at N with peak RSS at this many s
 PROTOCOL = ("name: bench-scale\nversion: '1.0'\ngeneration: {seed: 0, seed_policy: per-sample, output_format: png, "
             "value_map: clamp, output_layout: flat, output_size: target}\nmetrics:\n"
             + "".join(f"  - {{name: {m}, metric: {m}}}\n" for m in ("psnr", "lpips", "clip", "egovlp")))
-_DONE = re.compile(r"^evaluate: (\d+)/(\d+) ")
-
-
-@dataclass(frozen=True)
-class CountGoal(Goal):
-    """A goal in a unit the generic report does not format (files, batches, differences)."""
-
-    def text(self) -> str:
-        return f"{self.op} {self.target:g} {self.unit}"
-
-
-GOALS = {"scale-time": Goal("<=", 1.10, "x"), "scale-memory": Goal("<=", 100.0, "MB"),
-         "scale-files": CountGoal("<=", 20.0, "files"), "scale-resume": CountGoal("<=", 1.0, "batches"),
-         "scale-shards": CountGoal("<=", 1e-6, "max diff")}
-TITLES = {"scale-time": "time per sample: last 10% / first 10%", "scale-memory": "peak RSS: at N - at 1,000",
-          "scale-files": "files per 1,000 samples (<run> but images, caches)",
-          "scale-resume": "resume after SIGKILL at 60%: batches redone",
-          "scale-shards": "2 processes (torchrun, gloo) vs 1: results"}
-
-
-@dataclass
-class ScaleMeasurement(Measurement):
-    """A measurement in a unit the generic report does not format (files, batches, differences)."""
-
-    def value_text(self) -> str:
-        if not self.available or self.goal.unit in ("x", "MB"):
-            return super().value_text()
-        return f"{self.value:.3g} {self.goal.unit}"
-
-
-def write_split(root: Path, n: int) -> None:
-    """A LEGO-layout Ego4D split of ``n`` samples, each with its own input and target frame."""
-    import numpy as np
-
-    from egobench.io import atomic_write_json
-
-    from .synthetic import frame
-
-    val = root / "EgoGen" / "ego4d.fho" / "val"
-    (val / "f").mkdir(parents=True, exist_ok=True)
-    rng, data = np.random.default_rng(0), {}
-    for i in range(n):
-        for side, box in (("in", (i % 40, 4)), ("tg", (i % 40 + 8, 12))):
-            frame(rng, FRAME, box).save(val / "f" / f"{side}{i:06d}.jpg", quality=95)
-        data.setdefault(f"c{i // 100:04d}", {})[f"a{i:06d}"] = {
-            "image_0": f"f/in{i:06d}.jpg", "image_1": f"f/tg{i:06d}.jpg", "action": f"#C C opens drawer {i % 7}",
-            "llava_forecast_finetune": f"The person opens drawer {i % 7} with the left hand."}
-    atomic_write_json(root / "ego4d_val.json", data)
-
-
-def _read(path: Path) -> list[list[float]]:
-    try:
-        return [json.loads(ln) for ln in path.read_text().splitlines() if ln.endswith("]")]
-    except FileNotFoundError:
-        return []
-
-
-def _launch(args: list[str], ticks: Path, cache: Path, *, workers: int = 1, kill_at: int | None = None,
-            flush: bool = True, tick=lambda n: None) -> dict[str, Any]:
-    """Run ``egobench ARGS`` in a child (or ``workers`` under torchrun); SIGKILL it once ``kill_at`` samples
-    are evaluated. Returns {ticks, killed}."""
-    env = {**os.environ, "EGOBENCH_CACHE": str(cache), "OMP_NUM_THREADS": "1", "EGOBENCH_DIST_BACKEND": "gloo",
-           "EGOBENCH_BENCH_FLUSH": "1" if flush else ""}
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, "-m", "egobench_bench.scale", str(ticks), *args]
-    if workers > 1:
-        cmd[1:2] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(workers), "-m"]
-    errors = ticks.with_suffix(".err")
-    with open(errors, "w") as err:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-    killed, seen = False, 0
-    while proc.poll() is None:
-        time.sleep(0.1)
-        done = max((int(r[1]) for r in _read(ticks)), default=0)
-        tick(done - seen)
-        seen = done
-        if kill_at is not None and done >= kill_at and not killed:
-            os.kill(proc.pid, signal.SIGKILL)
-            killed = True
-    if proc.returncode != 0 and not killed:
-        raise RuntimeError(f"bench scale: 'egobench {' '.join(args[:3])} ...' failed (exit {proc.returncode}): "
-                           f"{errors.read_text().strip()[-2000:]}")
-    return {"ticks": _read(ticks), "killed": killed}
 
 
 def _files(*folders: Path, skip: Path | None = None) -> int:
@@ -152,18 +60,19 @@ def measure(opts: Any, folder: Path) -> list[Measurement]:
     device = pick_device(opts.device)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "scale.yaml").write_text(PROTOCOL)
-    write_split(folder / "release", n)
+    write_split(folder / "release", n, FRAME)
     common = ["run", "--method", "input-copy", "--dataset", "ego4d", "--data-root", str(folder / "release"),
               "--zoo", "tiny", "--protocol", str(folder / "scale.yaml"), "--device", device,
               "--eval-batch-size", str(bs), "--batch-size", str(bs), "--quiet"]
     runs: dict[str, dict[str, Any]] = {}
-    flush = opts.flush_denormal and not device.startswith("cuda")
+    flush = "1" if opts.flush_denormal and not device.startswith("cuda") else ""
     plan = (("one", {}), ("killed", {"kill_at": math.ceil(0.6 * n)}), ("resumed", {}), ("two", {"workers": 2}))
     with bar(len(plan) * n, f"bench: scale, {n} samples", opts.progress) as tick:
         for name, kw in plan:
             out = "killed" if name == "resumed" else name  # the rerun resumes the killed run's directory
-            runs[name] = _launch([*common, "--out", str(folder / out)], folder / f"{name}.ticks",
-                                 folder / f"cache-{out}", flush=flush, tick=tick, **kw)
+            env = {"EGOBENCH_CACHE": str(folder / f"cache-{out}"), "OMP_NUM_THREADS": "1",
+                   "EGOBENCH_DIST_BACKEND": "gloo", "EGOBENCH_BENCH_FLUSH": flush}
+            runs[name] = launch([*common, "--out", str(folder / out)], folder / f"{name}.ticks", env, tick=tick, **kw)
     one = runs["one"]["ticks"]
     evals = [t for t in one if t[1] >= 0]
     batches = _batch_times(evals)  # medians: a burst of load from other processes moves a mean more
@@ -188,7 +97,7 @@ def measure(opts: Any, folder: Path) -> list[Measurement]:
     shards, after_resume = _max_diff(folder / "one", folder / "two"), _max_diff(folder / "one", folder / "killed")
 
     def m(key: str, value: float | None, summary: str, **kw: Any) -> Measurement:
-        return ScaleMeasurement(key, kw.pop("title", TITLES[key]), value, summary, goal=GOALS[key], **kw)
+        return Measurement(key, kw.pop("title", TITLES[key]), value, summary, **kw)
 
     ms = [m("scale-time", t_last / t_first, f"median {t_first * 1e3:.1f} ms/sample in the first 10% (first batch "
             f"left out), {t_last * 1e3:.1f} in the last; per tenth {min(tenths):.0f}-{max(tenths):.0f} ms; "
@@ -209,35 +118,3 @@ def measure(opts: Any, folder: Path) -> list[Measurement]:
     return ms
 
 
-def _child(ticks: Path, args: list[str]) -> None:
-    """Run ``egobench ARGS`` here, appending [seconds, samples evaluated, peak RSS MB] after every batch."""
-    import logging
-
-    import egobench.progress as progress
-
-    from .memory import _status_mb
-
-    progress.LOG_EVERY_S = 0.0  # a log line (and so a tick) after every batch
-    if os.environ.get("EGOBENCH_BENCH_FLUSH"):  # as the bench does: denormals of random weights slow CPU kernels
-        import torch
-
-        torch.set_flush_denormal(True)
-    out = open(ticks, "a", buffering=1)
-
-    class Ticks(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            m = _DONE.match(record.getMessage())
-            if m:
-                out.write(json.dumps([time.perf_counter(), int(m[1]), _status_mb("VmHWM") or 0.0]) + "\n")
-
-    progress.LOG.addHandler(Ticks())
-    from egobench.cli import main
-
-    try:
-        main(args, prog_name="egobench", standalone_mode=False)
-    finally:
-        out.write(json.dumps([time.perf_counter(), -1, _status_mb("VmHWM") or 0.0]) + "\n")
-
-
-if __name__ == "__main__":
-    _child(Path(sys.argv[1]), sys.argv[2:])

@@ -46,8 +46,8 @@ def test_tiny_bench_returns_six_finite_measurements(report):
     # the cold run computed every target feature, the warm one none
     assert report["cache"].details["warm_cache"]["misses"] == 0
     assert report["cache"].details["warm_cache"]["hits"] == report["cache"].details["cold_cache"]["misses"] > 0
-    runs = report["memory"].details["runs"]
-    assert [r["n"] for r in runs] == [2, 4] and all(r["n_scored"] == r["n"] for r in runs)
+    mem = report["memory"].details  # the real run, ticked after each batch: 2 samples, then 4
+    assert [t[1] for t in mem["ticks"]] == [2, 4] and mem["n_scored"] == 4 and mem["weights"]["zoo"] == "tiny"
     assert set(report.stages) >= {"decode", "fid", "lpips"}
 
 

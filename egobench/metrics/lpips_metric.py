@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .. import _compat
+from ..shared_models import shared_model
 from . import Metric, MetricBatch
 from .imageops import match_size, to_unit_tensor
 from .settings import LPIPSSettings
@@ -75,8 +76,9 @@ class LPIPS(Metric):
 
     def __init__(self, settings: LPIPSSettings, *, weights=None, device: str = "cpu", cache=None):
         super().__init__(settings, weights=weights, device=device, cache=cache)
-        res = weights.resolve(backbone_artifact(settings.net))
-        self.model = load_lpips(settings.net, res.file(res_files(settings.net)), device)
+        file = weights.resolve(backbone_artifact(settings.net)).file(res_files(settings.net))
+        self.model = shared_model((str(file), "lpips", settings.net, str(device)),
+                                  lambda: load_lpips(settings.net, file, device))
 
     @classmethod
     def artifacts(cls, settings: LPIPSSettings) -> list[str]:

@@ -1,0 +1,116 @@
+"""The real ``egobench run`` in a child process, watched batch by batch (items memory and scale).
+
+The child (``python -m egobench_bench.child TICKS ARGS...``) calls the CLI in-process and appends
+``[seconds, samples evaluated, peak RSS MB, peak CUDA MB]`` to TICKS after every evaluation batch, read
+from the runner's own progress log, and a last row with -1 samples once the command has ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_DONE = re.compile(r"^evaluate: (\d+)/(\d+) ")
+
+
+def write_split(root: Path, n: int, size: tuple[int, int]) -> None:
+    """A LEGO-layout Ego4D split of ``n`` samples under ``root``, each with its own input and target frame."""
+    import numpy as np
+
+    from egobench.io import atomic_write_json
+
+    from .synthetic import frame
+
+    val, (w, h) = root / "EgoGen" / "ego4d.fho" / "val", size
+    (val / "f").mkdir(parents=True, exist_ok=True)
+    rng, data = np.random.default_rng(0), {}
+    for i in range(n):
+        for side, box in (("in", (i % (w // 2), h // 9)), ("tg", (i % (w // 2) + w // 8, h // 3))):
+            frame(rng, size, box).save(val / "f" / f"{side}{i:06d}.jpg", quality=95)
+        data.setdefault(f"c{i // 100:04d}", {})[f"a{i:06d}"] = {
+            "image_0": f"f/in{i:06d}.jpg", "image_1": f"f/tg{i:06d}.jpg", "action": f"#C C opens drawer {i % 7}",
+            "llava_forecast_finetune": f"The person opens drawer {i % 7} with the left hand."}
+    atomic_write_json(root / "ego4d_val.json", data)
+
+
+def read_ticks(path: Path) -> list[list[float]]:
+    try:
+        return [json.loads(ln) for ln in path.read_text().splitlines() if ln.endswith("]")]
+    except FileNotFoundError:
+        return []
+
+
+def launch(args: list[str], ticks: Path, env: dict[str, str], *, workers: int = 1, kill_at: int | None = None,
+           tick: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+    """``egobench ARGS`` in a child (``workers`` of them under torchrun) with ``env`` added; SIGKILLed once
+    ``kill_at`` samples are evaluated. Returns {ticks, killed}; a failure raises with the child's stderr."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "egobench_bench.child", str(ticks), *args]
+    if workers > 1:
+        cmd[1:2] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(workers), "-m"]
+    errors = ticks.with_suffix(".err")
+    with open(errors, "w") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    killed, seen = False, 0
+    while proc.poll() is None:
+        time.sleep(0.1)
+        done = max((int(r[1]) for r in read_ticks(ticks)), default=0)
+        tick(done - seen)
+        seen = done
+        if kill_at is not None and done >= kill_at and not killed:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed = True
+    if proc.returncode != 0 and not killed:
+        raise RuntimeError(f"bench: 'egobench {' '.join(args[:3])} ...' failed (exit {proc.returncode}): "
+                           f"{errors.read_text().strip()[-2000:]}")
+    return {"ticks": read_ticks(ticks), "killed": killed}
+
+
+def _peaks() -> list[float]:
+    """[peak RSS, peak CUDA memory] of this process in MB (the kernel's high-water mark: Linux and macOS)."""
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+    torch = sys.modules.get("torch")
+    cuda = torch.cuda.max_memory_allocated() / 2**20 if torch is not None and torch.cuda.is_initialized() else 0.0
+    return [rss, cuda]
+
+
+def main(ticks: Path, args: list[str]) -> None:
+    import logging
+
+    import egobench.progress as progress
+
+    progress.LOG_EVERY_S = 0.0  # a log line (and so a tick) after every batch
+    if os.environ.get("EGOBENCH_BENCH_FLUSH"):  # as the bench does: denormals of random weights slow CPU kernels
+        import torch
+
+        torch.set_flush_denormal(True)
+    out = open(ticks, "a", buffering=1)
+
+    class Ticks(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            m = _DONE.match(record.getMessage())
+            if m:
+                out.write(json.dumps([time.perf_counter(), int(m[1]), *_peaks()]) + "\n")
+
+    progress.LOG.addHandler(Ticks())
+    from egobench.cli import main as cli
+
+    try:
+        cli(args, prog_name="egobench", standalone_mode=False)
+    finally:
+        out.write(json.dumps([time.perf_counter(), -1, *_peaks()]) + "\n")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2:])
