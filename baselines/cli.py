@@ -40,6 +40,7 @@ import click
 
 from diffusion_core.feedback import library_output
 from diffusion_core.options import click_options, from_click, option
+from diffusion_core.train_options import TrainOptions
 from egobench.errors import UserError
 from egobench.weights import parse_weight_overrides
 
@@ -147,40 +148,19 @@ def train_config(out: str | os.PathLike, **overrides: Any) -> Any:
 
 
 @dataclass(kw_only=True)
-class BaselineTrainOptions:
-    """What ``egobench train ip2p|ldm`` take: one field per command-line option (``--field-name``)."""
+class BaselineTrainOptions(TrainOptions):
+    """What ``egobench train ip2p|ldm`` take: the shared training options and the validation ones."""
 
     #: the model trained and the method option that takes its folder
     model: ClassVar[str]
     folder_option: ClassVar[str]
 
-    dataset: str = option(short="-d", choices=["ego4d", "epickitchens"], help="which training set of the LEGO release")
-    data_root: str = option(help="LEGO release folder (EgoGen/<dataset>/<part>, <prefix>_<part>.json)")
-    out: str = option(help="output diffusers folder (and checkpoints/)")
-    init: str = option("", help="diffusers folder or artifact")
-    part: str = option("train", help="split part of the release layout")
-    max_steps: int = option(10000, help="optimizer steps")
-    batch_size: int = option(32, help="micro-batch per process")
-    grad_accum: int = option(4, help="gradient accumulation")
-    lr: float = option(1e-4)
-    seed: int = option(23)
-    resolution: int = option(256)
-    mixed_precision: str = option("no", choices=["no", "fp16", "bf16"])
-    checkpoint_every: int = option(1000, help="optimizer steps; 0 = none")
-    no_ema: bool = option(False, is_flag=True, help="save the raw weights instead of the EMA")
-    resume: bool = option(False, is_flag=True, help="continue from the newest checkpoint in --out")
-    num_workers: int = option(0)
-    limit: int | None = option(None, help="only the first N samples (smoke tests)")
-    zoo: str = option("real", choices=["real", "tiny"], help="resolve --init artifacts in the real or the tiny zoo")
-    weights: tuple[str, ...] = option((), multiple=True, metavar="NAME=PATH",
-                                      help="explicit artifact path (repeatable)")
-    val_every: int = option(0, help="every N optimizer steps (and after the last), score the current weights on "
-                            "the first --val-limit samples of the dataset's test split (validation.jsonl); 0 = off. "
-                            "For monitoring only: choosing a checkpoint on it leaks the test set")
-    val_limit: int = option(8)
-    val_metrics: str = option("psnr,lpips,clip", help="protocol columns to score (comma-separated)")
-    val_protocol: str = option("egobench-v1")
-    quiet: bool = option(False, is_flag=True, help="no progress bar")
+    val_every: int = option(0, after="weights", help="every N optimizer steps (and after the last), score the current "
+                            "weights on the first --val-limit samples of the dataset's test split (validation.jsonl); "
+                            "0 = off. For monitoring only: choosing a checkpoint on it leaks the test set")
+    val_limit: int = option(8, after="val_every")
+    val_metrics: str = option("psnr,lpips,clip", after="val_limit", help="protocol columns to score (comma-separated)")
+    val_protocol: str = option("egobench-v1", after="val_metrics")
 
 
 @dataclass(kw_only=True)
@@ -224,11 +204,7 @@ def run_train(options: BaselineTrainOptions) -> None:
     o, model = options, options.model
     spec = BaselineTrainSpec(model=model, dataset=o.dataset, data_root=o.data_root, init=o.init, part=o.part,
                              zoo=o.zoo, weights=parse_weight_overrides(o.weights), limit=o.limit)
-    config = train_config(
-        o.out, max_steps=o.max_steps, batch_size=o.batch_size, grad_accum=o.grad_accum, learning_rate=o.lr,
-        seed=o.seed, resolution=o.resolution, mixed_precision=o.mixed_precision,
-        checkpoint_every=o.checkpoint_every, use_ema=not o.no_ema, resume=o.resume, num_workers=o.num_workers,
-    )
+    config = train_config(o.out, **o.loop_settings())
     validation = _validation(o.dataset, o.data_root, o.zoo, o.val_every, o.val_limit, o.val_metrics, o.val_protocol)
     with library_output(quiet=o.quiet):
         res = train_baseline(spec, config, progress=not o.quiet, validation=validation)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import click
 
 from diffusion_core.feedback import library_output
-from diffusion_core.options import click_options, from_click, option
+from diffusion_core.options import click_options, from_click, option, option_like
+from diffusion_core.train_options import TrainOptions
 from egobench.weights import parse_weight_overrides
 
 
@@ -23,45 +24,34 @@ def _ensure_heavy_imports() -> None:
 
 
 @dataclass(kw_only=True)
-class LEGOTrainOptions:
-    """``egobench train lego``: one field per command-line option (``--field-name``)."""
+class LEGOTrainOptions(TrainOptions):
+    """``egobench train lego``: the shared training options, LEGO's data and its variants."""
 
-    dataset: str = option(short="-d", choices=["ego4d", "epickitchens", "demo"],
-                          help="which training set of the LEGO release (demo: the embedded synthetic split, for "
-                          "smoke tests)")
-    data_root: str | None = option(None, help="LEGO release folder (EgoGen/<dataset>/<part>, <prefix>_<part>.json)")
+    dataset: str = option_like(TrainOptions, "dataset", choices=["ego4d", "epickitchens", "demo"],
+                               help="which training set of the LEGO release (demo: the embedded synthetic split, "
+                               "for smoke tests)")
+    data_root: str | None = option_like(TrainOptions, "data_root", default=None)
     features_root: str | None = option(
-        None, help="VLLM features: vllm_image_feature/<tag>/<part>/..., vllm_text_feature/<tag>/<part>/...")
-    out: str = option(help="output folder: the LEGO diffusers folder (and checkpoints/)")
-    variant: str = option("full", choices=["full", "desc", "img", "txt"],
+        None, after="data_root",
+        help="VLLM features: vllm_image_feature/<tag>/<part>/..., vllm_text_feature/<tag>/<part>/...")
+    out: str = option_like(TrainOptions, "out", help="output folder: the LEGO diffusers folder (and checkpoints/)")
+    variant: str = option("full", after="out", choices=["full", "desc", "img", "txt"],
                           help="full = descriptions + VLLM image and text embeddings; desc/img/txt = the paper's "
                           "ablations")
-    init: str = option("sd15", help="diffusers SD 1.5 folder, or an artifact name (sd15 = stable-diffusion-v1-5)")
-    part: str = option("train", help="split part of the release layout to train on")
-    model_tag: str | None = option(None, help="VLLM feature tag (default: the released finetuned one per dataset)")
-    vllm: str | None = option(None, help="train on the features egobench computed with this prompt enhancer "
-                              "(egobench vllm-features --vllm ...; sets the tag egobench-<VLM>)")
-    text: str = option("description", choices=["description", "action"],
+    init: str = option_like(TrainOptions, "init", default="sd15",
+                            help="diffusers SD 1.5 folder, or an artifact name (sd15 = stable-diffusion-v1-5)")
+    part: str = option_like(TrainOptions, "part", help="split part of the release layout to train on")
+    model_tag: str | None = option(None, after="part",
+                                   help="VLLM feature tag (default: the released finetuned one per dataset)")
+    vllm: str | None = option(None, after="model_tag", help="train on the features egobench computed with this "
+                              "prompt enhancer (egobench vllm-features --vllm ...; sets the tag egobench-<VLM>)")
+    text: str = option("description", after="vllm", choices=["description", "action"],
                        help="CLIP prompt: the enriched description (LEGO) or the action label")
-    max_steps: int = option(10000, help="optimizer steps")
-    batch_size: int = option(32, help="micro-batch per process (released: 32)")
-    grad_accum: int = option(4, help="gradient accumulation (released: 4)")
-    lr: float = option(1e-4)
-    seed: int = option(23)
-    resolution: int = option(256)
-    mixed_precision: str = option("no", choices=["no", "fp16", "bf16"])
-    checkpoint_every: int = option(1000, help="optimizer steps; 0 = none")
-    no_ema: bool = option(False, is_flag=True, help="save the raw weights instead of the EMA")
+    batch_size: int = option_like(TrainOptions, "batch_size", help="micro-batch per process (released: 32)")
+    grad_accum: int = option_like(TrainOptions, "grad_accum", help="gradient accumulation (released: 4)")
     released_behaviour: bool = option(
-        False, is_flag=True,
+        False, after="no_ema", is_flag=True,
         help="as the released code: projections and text mixer stay frozen at init, EMA per micro-batch")
-    resume: bool = option(False, is_flag=True, help="continue from the newest checkpoint in --out")
-    num_workers: int = option(0)
-    limit: int | None = option(None, help="only the first N samples (smoke tests)")
-    zoo: str = option("real", choices=["real", "tiny"], help="resolve --init artifacts in the real or the tiny zoo")
-    weights: tuple[str, ...] = option((), multiple=True, metavar="NAME=PATH",
-                                      help="explicit artifact path (repeatable)")
-    quiet: bool = option(False, is_flag=True, help="no progress bar")
 
 
 def run_train_lego(options: LEGOTrainOptions) -> None:
@@ -90,12 +80,7 @@ def run_train_lego(options: LEGOTrainOptions) -> None:
         init=o.init, part=part, model_tag=model_tag, text=o.text, released_behaviour=o.released_behaviour, zoo=zoo,
         weights=parse_weight_overrides(o.weights), limit=o.limit,
     )
-    config = lego_train_config(
-        o.out, released_behaviour=o.released_behaviour, max_steps=o.max_steps, batch_size=o.batch_size,
-        grad_accum=o.grad_accum, learning_rate=o.lr, seed=o.seed, resolution=o.resolution,
-        mixed_precision=o.mixed_precision, checkpoint_every=o.checkpoint_every, use_ema=not o.no_ema,
-        resume=o.resume, num_workers=o.num_workers,
-    )
+    config = lego_train_config(o.out, released_behaviour=o.released_behaviour, **o.loop_settings())
     with library_output(quiet=o.quiet):
         res = run(spec, config, progress=not o.quiet)
     every = max(1, config.log_every)

@@ -574,3 +574,40 @@ def test_off_the_shelf_ip2p_is_recorded_as_zero_shot():
     proto = load_protocol("egobench-v1")
     assert IP2P(proto, weights=WeightStore(zoo="tiny"), finetuned=False).config()["finetuned_on_benchmark"] is False
     assert "finetuned_on_benchmark" not in IP2P(proto, weights=WeightStore(zoo="tiny")).config()
+
+
+def test_train_lego_and_the_baselines_share_one_options_base():
+    """`train lego|ip2p|ldm` take the shared options from diffusion_core's TrainOptions (declared once): each
+    subclass states only what differs, its own options keep their --help place, and the loop settings agree."""
+    import dataclasses
+
+    import pytest
+
+    from baselines import cli
+    from diffusion_core.options import click_options, option, option_like
+    from diffusion_core.train_options import TrainOptions
+    from lego.cli import LEGOTrainOptions, train_lego
+
+    assert issubclass(LEGOTrainOptions, TrainOptions) and issubclass(cli.LDMTrainOptions, TrainOptions)
+    assert [p.opts[0] for p in train_lego.params] == [
+        "--dataset", "--data-root", "--features-root", "--out", "--variant", "--init", "--part", "--model-tag",
+        "--vllm", "--text", "--max-steps", "--batch-size", "--grad-accum", "--lr", "--seed", "--resolution",
+        "--mixed-precision", "--checkpoint-every", "--no-ema", "--released-behaviour", "--resume", "--num-workers",
+        "--limit", "--zoo", "--weights", "--quiet"]
+    by_name = {p.name: p for p in train_lego.params}
+    assert not by_name["data_root"].required and by_name["batch_size"].default == 32
+    assert by_name["batch_size"].help == "micro-batch per process (released: 32)"
+    assert list(by_name["dataset"].type.choices) == ["ego4d", "epickitchens", "demo"]
+    lego = LEGOTrainOptions(dataset="demo", out="O", lr=0.5, no_ema=True, resume=True)
+    ldm = cli.LDMTrainOptions(dataset="ego4d", data_root="R", out="O", lr=0.5, no_ema=True, resume=True)
+    assert lego.loop_settings() == ldm.loop_settings()
+    assert lego.loop_settings()["learning_rate"] == 0.5 and lego.loop_settings()["use_ema"] is False
+    with pytest.raises(TypeError, match="unknown option settings"):
+        option_like(TrainOptions, "lr", hlep="typo")
+
+    @dataclasses.dataclass(kw_only=True)
+    class Bad(TrainOptions):
+        extra: int = option(0, after="no-such-option")
+
+    with pytest.raises(TypeError, match="names no option"):
+        click_options(Bad)
