@@ -21,26 +21,6 @@ from typing import Any
 _DONE = re.compile(r"^evaluate: (\d+)/(\d+) ")
 
 
-def write_split(root: Path, n: int, size: tuple[int, int]) -> None:
-    """A LEGO-layout Ego4D split of ``n`` samples under ``root``, each with its own input and target frame."""
-    import numpy as np
-
-    from egobench.io import atomic_write_json
-
-    from .synthetic import frame
-
-    val, (w, h) = root / "EgoGen" / "ego4d.fho" / "val", size
-    (val / "f").mkdir(parents=True, exist_ok=True)
-    rng, data = np.random.default_rng(0), {}
-    for i in range(n):
-        for side, box in (("in", (i % (w // 2), h // 9)), ("tg", (i % (w // 2) + w // 8, h // 3))):
-            frame(rng, size, box).save(val / "f" / f"{side}{i:06d}.jpg", quality=95)
-        data.setdefault(f"c{i // 100:04d}", {})[f"a{i:06d}"] = {
-            "image_0": f"f/in{i:06d}.jpg", "image_1": f"f/tg{i:06d}.jpg", "action": f"#C C opens drawer {i % 7}",
-            "llava_forecast_finetune": f"The person opens drawer {i % 7} with the left hand."}
-    atomic_write_json(root / "ego4d_val.json", data)
-
-
 def read_ticks(path: Path) -> list[list[float]]:
     try:
         return [json.loads(ln) for ln in path.read_text().splitlines() if ln.endswith("]")]

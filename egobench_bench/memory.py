@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .child import launch, write_split
+from .child import launch
 from .progress import bar
 from .report import TITLES, Measurement
-from .synthetic import FRAME_SIZE
+from .synthetic import FRAME_SIZE, write_split
 
 #: the split sizes the memory goal is stated for
 GOAL_SIZES = (32, 1024)

@@ -30,7 +30,9 @@ BLIP_MEAN, BLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.261302
 
 @dataclass
 class NaiveResult:
-    """Per column: per-sample values and captions, or a set value (FID, KID) and its features."""
+    """Per column: per-sample values and captions; per set metric (FID, KID) its value, computed by
+    :meth:`finish` untimed (torch-fidelity's eigenvalues of a 2048 x 2048 product cost tens of seconds on a
+    CPU whatever N and would drown the ratio: the naive time holds the feature extraction only)."""
 
     values: dict[str, list[float]] = field(default_factory=dict)
     captions: dict[str, list[str]] = field(default_factory=dict)
@@ -38,8 +40,6 @@ class NaiveResult:
     pending: dict[str, Callable[[], float | None]] = field(default_factory=dict)
 
     def finish(self) -> NaiveResult:
-        """The set values, untimed: torch-fidelity's eigenvalues of a 2048 x 2048 product cost tens of seconds
-        on a CPU whatever N and would drown the ratio, so the naive time holds the feature extraction only."""
         self.sets.update({name: fn() for name, fn in self.pending.items()})
         self.pending.clear()
         return self

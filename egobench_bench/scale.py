@@ -15,8 +15,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .child import launch, write_split
+from .child import launch
 from .report import TITLES, Measurement
+from .synthetic import write_split
 
 DEFAULT_SAMPLES = 2000
 FRAME = (64, 36)

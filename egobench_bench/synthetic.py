@@ -73,3 +73,19 @@ def make_samples(triples: Sequence[tuple[Path, Path, Path]], n: int, domain: str
             meta={"domain": dom, "clip_id": f"clip{i // 4}", "action_id": sid}))
         where[sid] = gen
     return samples, lambda s: where.get(s.id)
+
+
+def write_split(root: Path, n: int, size: tuple[int, int]) -> None:
+    """A LEGO-layout Ego4D split of ``n`` samples under ``root``, each with its own input and target frame."""
+    from egobench.io import atomic_write_json
+
+    val, (w, h) = root / "EgoGen" / "ego4d.fho" / "val", size
+    (val / "f").mkdir(parents=True, exist_ok=True)
+    rng, data = np.random.default_rng(0), {}
+    for i in range(n):
+        for side, box in (("in", (i % (w // 2), h // 9)), ("tg", (i % (w // 2) + w // 8, h // 3))):
+            frame(rng, size, box).save(val / "f" / f"{side}{i:06d}.jpg", quality=95)
+        data.setdefault(f"c{i // 100:04d}", {})[f"a{i:06d}"] = {
+            "image_0": f"f/in{i:06d}.jpg", "image_1": f"f/tg{i:06d}.jpg", "action": f"#C C opens drawer {i % 7}",
+            "llava_forecast_finetune": f"The person opens drawer {i % 7} with the left hand."}
+    atomic_write_json(root / "ego4d_val.json", data)
