@@ -37,6 +37,7 @@ from .evaluator import (
 )
 from .images import BadImageError, save_atomic
 from .io import atomic_open, atomic_write_json, clean_stale_temps, read_json, safe_component, safe_join
+from .keywords import split_keywords, takes_fields
 from .methods import METHODS, Method, mark_finetuned
 from .metrics.cache import FeatureCache, default_cache_dir
 from .postprocess import BadOutputError, finalize, output_relpath
@@ -75,15 +76,36 @@ class RunOptions:
     none of it is part of the run's identity: a rerun with other values resumes the same directory."""
 
     batch_size: int = 4  # samples per generation call
-    eval_batch_size: int = EVAL_BATCH_SIZE  # samples per evaluation batch
+    eval_batch_size: int = EVAL_BATCH_SIZE  # samples per evaluation batch (None: EVAL_BATCH_SIZE)
     keep_going: bool = False  # record samples with corrupt frames and continue
     progress: bool = True  # bars on stderr (the run log gets progress lines either way)
 
     def __post_init__(self) -> None:
+        if self.eval_batch_size is None:
+            object.__setattr__(self, "eval_batch_size", EVAL_BATCH_SIZE)
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.eval_batch_size < 1:
             raise UserError(f"--eval-batch-size must be at least 1, got {self.eval_batch_size}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """What a run is and where it goes (the keywords of :func:`prepare_run`, and of :func:`run` with
+    :class:`RunOptions`); :func:`prepare_run` resolves it into a :class:`RunContext`."""
+
+    protocol: str | Protocol = "lego-official"
+    data_root: str | os.PathLike | None = None
+    limit: int | None = None
+    out: str | os.PathLike | None = None  # run directory (default: under runs_dir, named by the identity)
+    runs_dir: str | os.PathLike = "runs"
+    zoo: str = "auto"
+    weights: dict[str, str] | Sequence[str] | None = None
+    device: str = "auto"
+    method_options: dict[str, Any] | None = None
+    #: replaces the protocol's generation seed (the protocol hash, and so the run directory, change with it)
+    seed: int | None = None
+    weights_lock: str | os.PathLike | None = None
 
 
 @dataclass(frozen=True)
@@ -254,39 +276,16 @@ def selection_record(split: Split, limit: int | None) -> dict[str, Any] | None:
     return {"limit": limit, "n_samples": len(split), "samples": short_hash([s.id for s in split], 16)}
 
 
-def run(
-    method: str,
-    dataset: str,
-    *,
-    protocol: str | Protocol = "lego-official",
-    data_root: str | os.PathLike | None = None,
-    limit: int | None = None,
-    batch_size: int = 4,
-    eval_batch_size: int | None = None,
-    out: str | os.PathLike | None = None,
-    runs_dir: str | os.PathLike = "runs",
-    zoo: str = "auto",
-    weights: dict[str, str] | Sequence[str] | None = None,
-    device: str = "auto",
-    method_options: dict[str, Any] | None = None,
-    keep_going: bool = False,
-    progress: bool = True,
-    seed: int | None = None,
-    weights_lock: str | os.PathLike | None = None,
-) -> RunResult:
+@takes_fields(RunSpec, RunOptions)
+def run(method: str, dataset: str, **kwargs: Any) -> RunResult:
     """Generate with ``method`` on ``dataset`` under ``protocol`` and score the images.
 
-    ``batch_size``: samples per generation call; ``eval_batch_size``: samples per
-    evaluation batch (default :data:`EVAL_BATCH_SIZE`); ``seed``: replaces the
-    protocol's generation seed (the protocol hash, and so the run directory,
-    change with it: a run with another seed never shares a directory or a
-    result with the protocol's own seed)."""
-    opts = RunOptions(batch_size=batch_size,
-                      eval_batch_size=EVAL_BATCH_SIZE if eval_batch_size is None else eval_batch_size,
-                      keep_going=keep_going, progress=progress)
-    ctx = prepare_run(method, dataset, protocol=protocol, data_root=data_root, limit=limit, out=out,
-                      runs_dir=runs_dir, zoo=zoo, weights=weights, device=device, method_options=method_options,
-                      seed=seed, weights_lock=weights_lock)
+    The keywords are the fields of :class:`RunSpec` (what the run is: protocol, data, weights, seed, ...)
+    and :class:`RunOptions` (how it works: ``batch_size`` samples per generation call, ``eval_batch_size``
+    per evaluation batch, ``keep_going``, ``progress``). A ``seed`` replaces the protocol's generation
+    seed: a run with another seed never shares a directory or a result with the protocol's own seed."""
+    spec, opts = split_keywords(kwargs, RunSpec, RunOptions, what="run")
+    ctx = _prepare(method, dataset, spec)
     dist = from_env(ctx.device)
     if dist.active and ctx.device.startswith("cuda"):
         ctx = dataclasses.replace(ctx, device=dist.cuda_device())
@@ -307,33 +306,26 @@ def _lock(path: str | os.PathLike | None) -> Any:
     return read_lock(path)
 
 
-def prepare_run(
-    method: str,
-    dataset: str,
-    *,
-    protocol: str | Protocol = "lego-official",
-    data_root: str | os.PathLike | None = None,
-    limit: int | None = None,
-    out: str | os.PathLike | None = None,
-    runs_dir: str | os.PathLike = "runs",
-    zoo: str = "auto",
-    weights: dict[str, str] | Sequence[str] | None = None,
-    device: str = "auto",
-    method_options: dict[str, Any] | None = None,
-    seed: int | None = None,
-    weights_lock: str | os.PathLike | None = None,
-) -> RunContext:
+@takes_fields(RunSpec)
+def prepare_run(method: str, dataset: str, **kwargs: Any) -> RunContext:
     """Resolve and check everything a run needs before anything is written: the protocol, the
-    method and its options, the split, the device, every metric's weights, and the run directory."""
-    proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
-    proto = with_seed(proto, seed)
+    method and its options, the split, the device, every metric's weights, and the run directory.
+    The keywords are the fields of :class:`RunSpec`."""
+    (spec,) = split_keywords(kwargs, RunSpec, what="prepare_run")
+    return _prepare(method, dataset, spec)
+
+
+def _prepare(method: str, dataset: str, spec: RunSpec) -> RunContext:
+    """:func:`prepare_run` on a :class:`RunSpec`."""
+    proto = spec.protocol if isinstance(spec.protocol, Protocol) else load_protocol(spec.protocol)
+    proto = with_seed(proto, spec.seed)
     method_cls = resolve_method(method)
-    split = load_split(dataset, data_root, limit)
-    device = pick_device(device)
-    zoo = resolve_zoo(zoo, dataset)
-    store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(weights), lock=_lock(weights_lock))
+    split = load_split(dataset, spec.data_root, spec.limit)
+    device = pick_device(spec.device)
+    zoo = resolve_zoo(spec.zoo, dataset)
+    store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(spec.weights), lock=_lock(spec.weights_lock))
     preflight_artifacts(proto, store, split)  # a missing (or, with a lock, a different) weight fails now
-    options = dict(method_options or {})
+    options = dict(spec.method_options or {})
     method_cls.validate_options(options)  # a misspelled option fails before a run directory exists
 
     identity = {
@@ -345,11 +337,12 @@ def prepare_run(
         "zoo": zoo,
         "overrides": sorted(store.overrides),
     }
-    selection = selection_record(split, limit)
+    selection = selection_record(split, spec.limit)
     if selection is not None:
         identity["selection"] = selection
     run_id = short_hash(identity)
-    run_dir = Path(out) if out else default_run_dir(Path(runs_dir), dataset, proto, safe_id(method), run_id)
+    run_dir = Path(spec.out) if spec.out else default_run_dir(Path(spec.runs_dir), dataset, proto, safe_id(method),
+                                                              run_id)
     return RunContext(method=method, method_cls=method_cls, options=options, dataset=dataset, protocol=proto,
                       split=split, store=store, zoo=zoo, device=device, identity=identity, run_id=run_id,
                       run_dir=run_dir)

@@ -193,3 +193,24 @@ def test_a_resumed_run_keeps_the_records_of_the_weights_that_made_its_images(rel
     assert ctx.run_dir == tmp_path / "run" and ctx.zoo == "tiny" and len(ctx.split) == 3
     with pytest.raises(UserError, match="--batch-size must be at least 1, got 0"):
         RunOptions(batch_size=0)
+
+
+def test_run_keywords_are_the_fields_of_its_records(release, tmp_path):
+    """run()/prepare_run() keywords are declared once (RunSpec, RunOptions): their signatures show them, a
+    misspelled keyword is a TypeError before anything is written, eval_batch_size=None is the default."""
+    import dataclasses
+    import inspect
+
+    from egobench.config import EVAL_BATCH_SIZE
+    from egobench.runner import RunOptions, RunSpec, prepare_run, run
+
+    spec = [f.name for f in dataclasses.fields(RunSpec)]
+    assert list(inspect.signature(prepare_run).parameters) == ["method", "dataset", *spec]
+    assert list(inspect.signature(run).parameters) == ["method", "dataset", *spec,
+                                                       *(f.name for f in dataclasses.fields(RunOptions))]
+    assert inspect.signature(run).parameters["protocol"].default == "lego-official"
+    for fn, bad in ((prepare_run, "keep_going"), (run, "batchsize")):  # keep_going is run()'s, not prepare_run()'s
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{bad}'"):
+            fn("input-copy", "ego4d", data_root=release, out=tmp_path / "never", **{bad: 2})
+    assert not (tmp_path / "never").exists()
+    assert RunOptions(eval_batch_size=None).eval_batch_size == EVAL_BATCH_SIZE
