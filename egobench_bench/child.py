@@ -1,8 +1,9 @@
 """The real ``egobench run`` in a child process, watched batch by batch (items memory and scale).
 
 The child (``python -m egobench_bench.child TICKS ARGS...``) calls the CLI in-process and appends
-``[seconds, samples evaluated, peak RSS MB, peak CUDA MB]`` to TICKS after every evaluation batch, read
-from the runner's own progress log, and a last row with -1 samples once the command has ended.
+``[seconds, samples evaluated, peak RSS, RSS now, peak CUDA memory]`` (MB; peaks during that batch) to
+TICKS after every evaluation batch, read from the runner's own progress log, and a last row with -1
+samples once the command has ended (its peak: writing the results).
 """
 
 from __future__ import annotations
@@ -56,13 +57,32 @@ def launch(args: list[str], ticks: Path, env: dict[str, str], *, workers: int = 
 
 
 def _peaks() -> list[float]:
-    """[peak RSS, peak CUDA memory] of this process in MB (the kernel's high-water mark: Linux and macOS)."""
+    """[peak RSS, RSS now, peak CUDA memory] in MB, the peaks since the last call: on Linux the kernel's mark
+    is reset through ``/proc/self/clear_refs`` (elsewhere the process's peak, never reset)."""
     import resource
 
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
-    torch = sys.modules.get("torch")
-    cuda = torch.cuda.max_memory_allocated() / 2**20 if torch is not None and torch.cuda.is_initialized() else 0.0
-    return [rss, cuda]
+    status = Path("/proc/self/status")
+    fields = {ln.split(":")[0]: float(ln.split()[1]) / 1024 for ln in status.read_text().splitlines()
+              if ln.startswith(("VmHWM:", "VmRSS:"))} if status.is_file() else {}
+    peak = fields.get("VmHWM", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform ==
+                                                                                        "darwin" else 2**10))
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    torch, cuda = sys.modules.get("torch"), 0.0
+    if torch is not None and torch.cuda.is_initialized():
+        cuda = torch.cuda.max_memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
+    return [peak, fields.get("VmRSS", peak), cuda]
+
+
+def peak_between(ticks: list[list[float]], lo: float, hi: float) -> float:
+    """The highest per-batch peak RSS of the batches that end with lo < samples <= hi (the closing row, -1
+    samples, counts as the end); RSS after the last batch up to ``lo`` where no batch ends in between."""
+    end = max(t[1] for t in ticks)
+    inside = [t[2] for t in ticks if lo < (end + 1 if t[1] < 0 else t[1]) <= hi]
+    return max(inside) if inside else max((t for t in ticks if 0 <= t[1] <= lo), key=lambda t: t[1])[3]
 
 
 def main(ticks: Path, args: list[str]) -> None:
