@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, UserError
 from .io import atomic_write_json, atomic_write_text, safe_component, safe_join
+from .keywords import split_keywords, takes_fields
 from .registry import Registry
+from .run_spec import RunOptions, RunSpec
 
 if TYPE_CHECKING:
     from .protocol import Protocol
@@ -132,45 +134,60 @@ def _claim_tables_dir(out_dir: Path, identity: dict[str, Any]) -> None:
                         "choose another --out or remove that folder")
 
 
-def ablate(
-    dataset: str,
-    *,
-    protocol: str | Protocol = "lego-official",
-    data_root: str | os.PathLike | None = None,
-    limit: int | None = None,
-    batch_size: int = 4,
-    runs_dir: str | os.PathLike = "runs",
-    out: str | os.PathLike | None = None,
-    zoo: str = "auto",
-    weights: Sequence[str] | None = None,
-    device: str = "auto",
-    weights_lock: str | os.PathLike | None = None,
-    features_root: str | os.PathLike | None = None,
-    compute_features: bool = False,
-    tables: Sequence[int | str] | None = None,
-    progress: bool = True,
-) -> AblationResult:
-    """Run the rows of the ablation ``tables`` (default: every registered table) and write them."""
-    from .protocol import Protocol, load_protocol
+#: the keywords of :func:`egobench.run` an ablation takes (with their defaults there) and passes to every
+#: row's run, except ``out``: the folder of the ablation's tables (default: under ``runs_dir``)
+RUN_KEYWORDS = ("protocol", "data_root", "limit", "batch_size", "runs_dir", "out", "zoo", "weights", "device",
+                "weights_lock", "progress")
 
-    proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+
+@dataclass(frozen=True)
+class _Runs:
+    """An ablation's run keywords, resolved: its protocol, its tables' folder and what every row's run takes."""
+
+    spec: RunSpec  # its ``out`` is the tables' folder
+    protocol: Protocol
+    run: dict[str, Any]  # keywords of egobench.runner.run for every row
+
+    @classmethod
+    def of(cls, kwargs: dict[str, Any], what: str) -> _Runs:
+        from .protocol import Protocol, load_protocol
+
+        spec, opts = split_keywords(kwargs, RunSpec, RunOptions, what=what, allowed=RUN_KEYWORDS)
+        proto = spec.protocol if isinstance(spec.protocol, Protocol) else load_protocol(spec.protocol)
+        given = {**vars(spec), **vars(opts), "protocol": proto, "weights": list(spec.weights or [])}
+        return cls(spec, proto, {k: given[k] for k in RUN_KEYWORDS if k != "out"})
+
+    def identity(self, dataset: str) -> dict[str, Any]:
+        """What every ablation's identity starts with (its tables are refused over another's)."""
+        return {"dataset": dataset, "protocol": self.protocol.hash, "limit": self.spec.limit, "zoo": self.spec.zoo}
+
+    def out_dir(self, dataset: str, leaf: str) -> Path:
+        """``out``, or ``<runs_dir>/<dataset>/<protocol>/<leaf>[-limitN]`` (a limited ablation never writes
+        over the full one's tables; its runs have their own directories too: the run id includes the
+        ``--limit`` selection)."""
+        if self.spec.out:
+            return Path(self.spec.out)
+        if self.spec.limit is not None:
+            leaf += f"-limit{int(self.spec.limit)}"
+        return safe_join(Path(self.spec.runs_dir), safe_component(dataset, "dataset name"),
+                         safe_component(self.protocol.name, "protocol name"), leaf)
+
+
+@takes_fields(RunSpec, RunOptions, only=RUN_KEYWORDS)
+def ablate(dataset: str, *, features_root: str | os.PathLike | None = None, compute_features: bool = False,
+           tables: Sequence[int | str] | None = None, **kwargs: Any) -> AblationResult:
+    """Run the rows of the ablation ``tables`` (default: every registered table) and write them; the other
+    keywords are the :data:`RUN_KEYWORDS`."""
+    runs = _Runs.of(kwargs, "ablate")
     wanted = {str(t) for t in (tables if tables is not None else table_keys())}
     keys = [k for k in table_keys() if k in wanted]
     for k in sorted(wanted - set(keys)):
         ABLATIONS.get(k)  # an unknown key: one line with "did you mean"
     chosen = {k: ablation_table(k) for k in keys}  # every table checked before any run starts
-    identity = {"dataset": dataset, "protocol": proto.hash, "limit": limit, "zoo": zoo,
-                "features_root": str(features_root) if features_root is not None else None,
+    identity = {**runs.identity(dataset), "features_root": str(features_root) if features_root is not None else None,
                 "tables": [int(k) if k.isdigit() else k for k in keys]}
-    # a limited ablation never writes over the full one's tables (its runs have their own
-    # directories too: the run id includes the --limit selection)
-    leaf = "ablation" if limit is None else f"ablation-limit{int(limit)}"
-    out_dir = Path(out) if out else safe_join(Path(runs_dir), safe_component(dataset, "dataset name"),
-                                              safe_component(proto.name, "protocol name"), leaf)
+    out_dir = runs.out_dir(dataset, "ablation")
     _claim_tables_dir(out_dir, identity)
-    common: dict[str, Any] = dict(protocol=proto, data_root=data_root, limit=limit, batch_size=batch_size,
-                                  runs_dir=runs_dir, zoo=zoo, weights=list(weights or []), device=device,
-                                  progress=progress, weights_lock=weights_lock)
     shared: dict[str, Any] = {}  # the options of the rows that read the shared VLLM features
     if features_root is not None:
         shared["features_root"] = str(features_root)
@@ -178,7 +195,7 @@ def ablate(
             shared["compute_features"] = True
     # every registered table has its place in the Markdown (an empty one when not run)
     result = AblationResult(out_dir, titles={k: chosen[k].title if k in chosen else "" for k in table_keys()})
-    return _run_tables(result, chosen, dataset, identity, common, shared)
+    return _run_tables(result, chosen, dataset, identity, runs.run, shared)
 
 
 def _run_tables(result: AblationResult, chosen: dict[str, AblationTable], dataset: str, identity: dict[str, Any],
@@ -226,31 +243,16 @@ def _check_takes_prompt(method: str, method_cls: type, options: dict[str, Any]) 
         raise ConfigError(f"method '{method}': -o prompt= is what --prompts varies; drop it")
 
 
-def prompt_ablation(
-    method: str,
-    dataset: str,
-    *,
-    method_options: dict[str, Any] | None = None,
-    templates: Sequence[tuple[str, str]] = PROMPT_ROWS,
-    protocol: str | Protocol = "lego-official",
-    data_root: str | os.PathLike | None = None,
-    limit: int | None = None,
-    batch_size: int = 4,
-    runs_dir: str | os.PathLike = "runs",
-    out: str | os.PathLike | None = None,
-    zoo: str = "auto",
-    weights: Sequence[str] | None = None,
-    device: str = "auto",
-    weights_lock: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> AblationResult:
+@takes_fields(RunSpec, RunOptions, only=RUN_KEYWORDS)
+def prompt_ablation(method: str, dataset: str, *, method_options: dict[str, Any] | None = None,
+                    templates: Sequence[tuple[str, str]] = PROMPT_ROWS, **kwargs: Any) -> AblationResult:
     """``egobench ablate --prompts --method M``: ``method`` run once per prompt template (default
     :data:`PROMPT_ROWS`: action label, enriched description, templated instruction), as one table. Every
-    option and template is checked before any run starts; each row is an ordinary resumable run."""
-    from .protocol import Protocol, load_protocol
+    option and template is checked before any run starts; each row is an ordinary resumable run. The other
+    keywords are the :data:`RUN_KEYWORDS`."""
     from .runner import resolve_method
 
-    proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    runs = _Runs.of(kwargs, "prompt_ablation")
     base = dict(method_options or {})
     method_cls = resolve_method(method)
     _check_takes_prompt(method, method_cls, base)
@@ -265,17 +267,10 @@ def prompt_ablation(
         method_cls.validate_options(dict(row.options))  # a bad template (unknown field) fails before any run
     table = AblationTable(title=f"Prompts: {method} with the action label, the enriched description and an "
                                 "instruction", rows=rows)
-    identity = {"dataset": dataset, "protocol": proto.hash, "limit": limit, "zoo": zoo, "method": method,
-                "options": base, "prompts": [list(t) for t in templates]}
-    leaf = f"prompts-{safe_component(method.replace(':', '-'), 'method name')}"
-    if limit is not None:
-        leaf += f"-limit{int(limit)}"
-    out_dir = Path(out) if out else safe_join(Path(runs_dir), safe_component(dataset, "dataset name"),
-                                              safe_component(proto.name, "protocol name"), leaf)
+    identity = {**runs.identity(dataset), "method": method, "options": base,
+                "prompts": [list(t) for t in templates]}
+    out_dir = runs.out_dir(dataset, f"prompts-{safe_component(method.replace(':', '-'), 'method name')}")
     _claim_tables_dir(out_dir, identity)
-    common: dict[str, Any] = dict(protocol=proto, data_root=data_root, limit=limit, batch_size=batch_size,
-                                  runs_dir=runs_dir, zoo=zoo, weights=list(weights or []), device=device,
-                                  progress=progress, weights_lock=weights_lock)
     result = AblationResult(out_dir, titles={PROMPTS_KEY: table.title})
     result.prompts = {label: template for label, template in templates}
-    return _run_tables(result, {PROMPTS_KEY: table}, dataset, identity, common, {})
+    return _run_tables(result, {PROMPTS_KEY: table}, dataset, identity, runs.run, {})

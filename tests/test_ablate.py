@@ -177,3 +177,35 @@ def test_ablate_command_runs_the_prompt_table_and_takes_the_common_run_options(t
     assert res.exit_code == 0, res.output
     assert "enriched description" in res.output and "templated instruction" in res.output
     one_line_error(CliRunner().invoke(main, [*args, "-m", MAGICBRUSH]), "--prompts")
+
+
+def test_ablation_run_keywords_are_the_runners_declared_once(tables, tmp_path):
+    """ablate()/prompt_ablation() take the runner's keywords (RunSpec / RunOptions fields, its defaults) that
+    RUN_KEYWORDS names, pass them to every row's run, and refuse any other before anything is written."""
+    import inspect
+
+    from egobench.ablate import RUN_KEYWORDS, prompt_ablation
+    from egobench.errors import UserError
+    from egobench.run_spec import RunOptions, RunSpec
+
+    defaults = {f.name: f.default for r in (RunSpec, RunOptions) for f in dataclasses.fields(r)}
+    for fn, own in ((ablate, ["dataset", "features_root", "compute_features", "tables"]),
+                    (prompt_ablation, ["method", "dataset", "method_options", "templates"])):
+        params = inspect.signature(fn).parameters
+        assert list(params)[:len(own)] == own and set(list(params)[len(own):]) == set(RUN_KEYWORDS)
+        assert all(params[k].default == defaults[k] for k in RUN_KEYWORDS)
+    tables.add("7", {"title": "Table 7: echo", "rows": [{"label": "echo", "method": ECHO}]})
+    kw = dict(protocol=_psnr_protocol(), limit=1, runs_dir=tmp_path / "runs", tables=(7,), progress=False)
+    for bad in ("seed", "keep_going", "method_options", "batchsize"):  # a run keyword an ablation does not pass
+        with pytest.raises(TypeError, match=f"ablate\\(\\) got an unexpected keyword argument '{bad}'"):
+            ablate("demo", **kw, **{bad: 1})
+    with pytest.raises(TypeError, match="prompt_ablation\\(\\) got an unexpected keyword argument 'seed'"):
+        prompt_ablation(MAGICBRUSH, "demo", seed=1)
+    with pytest.raises(UserError, match="--batch-size must be at least 1"):
+        ablate("demo", **kw, batch_size=0)
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "sd15").mkdir()
+    res = ablate("demo", **kw, batch_size=3, weights=(f"sd15={tmp_path / 'sd15'}",))
+    assert res.out == tmp_path / "runs" / "demo" / "egobench-v1" / "ablation-limit1"
+    manifest = json.loads((res.rows(7)[0][1].run_dir / "manifest.json").read_text())
+    assert manifest["identity"]["overrides"] == ["sd15"]  # the weights reached the row's run
