@@ -35,6 +35,7 @@ import click
 
 from .errors import DataError, UserError
 from .io import atomic_write_text, read_json, safe_component, safe_join, truncate
+from .run_folder import RunFolder, read_run_folder, vllm_finetuned
 
 FORMAT = "egobench-results"
 FORMAT_VERSION = 1
@@ -115,14 +116,6 @@ def training_flag(manifest: dict[str, Any]) -> str:
     return {True: "finetuned", False: "zero-shot"}.get(flag, "unknown") if isinstance(flag, bool) else "unknown"
 
 
-def vllm_finetuned(manifest: dict[str, Any]) -> bool | None:
-    m = manifest.get("method") if isinstance(manifest.get("method"), dict) else {}
-    for src in (m.get("options") or {}, (m.get("config") or {}).get("options") or {}):
-        if isinstance(src, dict) and "vllm_finetuned" in src:
-            return bool(src["vllm_finetuned"])
-    return None
-
-
 def _jsonable(obj: Any) -> Any:
     """Manifest values as plain JSON (options may hold paths or tuples)."""
     return json.loads(json.dumps(obj, default=str), parse_constant=lambda _: None)
@@ -193,44 +186,9 @@ def _output_path(run_dir: Path, output: Any) -> Path | None:
     return p if p.is_absolute() else run_dir / p
 
 
-@dataclass
-class RunRecord:
-    """What a run folder holds, read once."""
-
-    path: Path
-    metrics: dict[str, Any]
-    manifest: dict[str, Any]
-    samples: Any  # pandas DataFrame (empty when the run has none)
-
-
-def read_run(path: str | os.PathLike) -> RunRecord:
-    """A finished run's metrics, manifest and per-sample table; one-line errors naming the file."""
-    import pandas as pd
-
-    path = Path(path)
-    if not (path / "metrics.json").is_file():
-        raise UserError(f"{path}: not a run folder (no metrics.json); give run folders made by "
-                        "'egobench run' or 'egobench evaluate'")
-    metrics = read_json(path / "metrics.json")
-    if (not isinstance(metrics, dict) or not isinstance(metrics.get("metrics"), dict)
-            or "method" not in metrics or "dataset" not in metrics):
-        raise DataError(f"{path / 'metrics.json'}: not an egobench metrics file (no method/dataset/metrics); "
-                        "re-run 'egobench evaluate' on the run")
-    manifest = read_json(path / "manifest.json") if (path / "manifest.json").is_file() else None
-    if not isinstance(manifest, dict):
-        raise DataError(f"{path}: no readable manifest.json; a bundle needs the run's provenance "
-                        "(re-run the same 'egobench run' command to rewrite it)")
-    if manifest.get("state") not in (None, "complete"):
-        raise UserError(f"{path}: run is not complete (state {truncate(manifest.get('state'))}); "
-                        "rerun the same command to finish it")
-    samples = pd.DataFrame()
-    if (path / "samples.parquet").is_file():
-        try:
-            samples = pd.read_parquet(path / "samples.parquet")
-        except Exception as e:  # noqa: BLE001 - pyarrow raises many types for a damaged file
-            raise DataError(f"{path / 'samples.parquet'}: cannot read ({truncate(e, 120)}); "
-                            "re-run 'egobench evaluate' on the run") from None
-    return RunRecord(path, metrics, manifest, samples)
+def read_run(path: str | os.PathLike) -> RunFolder:
+    """A finished run's metrics, manifest and per-sample table (its provenance required: a bundle records it)."""
+    return read_run_folder(path, complete=True)
 
 
 def _sha(v: Any, what: str, where: Path) -> str:
@@ -241,7 +199,7 @@ def _sha(v: Any, what: str, where: Path) -> str:
     return s
 
 
-def result_from_run(run: RunRecord, rid: str, *, per_sample: bool = False, image_root: Path | None = None,
+def result_from_run(run: RunFolder, rid: str, *, per_sample: bool = False, image_root: Path | None = None,
                     n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict[str, Any]:
     """One bundle result from a run folder. ``image_root``: copy each scored sample's image to
     ``image_root/<rid>/`` (per-sample records then name it)."""
@@ -319,7 +277,7 @@ def result_from_run(run: RunRecord, rid: str, *, per_sample: bool = False, image
     return result
 
 
-def _samples(run: RunRecord, df: Any, keys: list[str], rid: str, image_root: Path | None) -> list[dict[str, Any]]:
+def _samples(run: RunFolder, df: Any, keys: list[str], rid: str, image_root: Path | None) -> list[dict[str, Any]]:
     out = []
     for rec in df.to_dict("records"):
         sid = str(rec.get("sample_id"))
@@ -342,7 +300,7 @@ def _present(v: Any) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
-def result_ids(runs: Sequence[RunRecord]) -> list[str]:
+def result_ids(runs: Sequence[RunFolder]) -> list[str]:
     """Unique safe ids: ``<method>-<run id>`` (a counter where two runs share both)."""
     ids: list[str] = []
     for r in runs:

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from egobench.errors import DataError, UserError
-from egobench.io import read_json, truncate
+from egobench.errors import UserError
+from egobench.run_folder import RunFolder, read_run_folder
 
 LABELS = {"egovlp": "EgoVLP", "egovlp-plus": "EgoVLP+", "clip": "CLIP", "fid": "FID", "psnr": "PSNR",
           "lpips": "LPIPS", "blip-b": "BLIP-B", "blip-l": "BLIP-L", "action-top1": "Action@1",
@@ -62,59 +62,13 @@ COPY_LEGEND = (f"{COPY_MARK} not significantly better than {COPY} (paired bootst
                f"{COPY} row of the same protocol over the samples both scored, 95%: its lower end is not above 0).")
 
 
-@dataclass
-class RunData:
-    path: Path
-    metrics: dict[str, Any]
-    samples: pd.DataFrame
-    manifest: dict[str, Any]
-
-    @property
-    def method(self) -> str:
-        return str(self.metrics["method"])
-
-    @property
-    def dataset(self) -> str:
-        return str(self.metrics["dataset"])
-
-    @property
-    def protocol(self) -> dict[str, Any]:
-        return self.metrics.get("protocol", {})
-
-    @property
-    def comparable(self) -> bool:
-        return bool(self.metrics.get("comparable", False))
-
-    @property
-    def vllm_finetuned(self) -> bool | None:
-        m = self.manifest.get("method", {})
-        for src in (m.get("options") or {}, (m.get("config") or {}).get("options") or {}):
-            if "vllm_finetuned" in src:
-                return bool(src["vllm_finetuned"])
-        return None
+#: a run's stored results (reports' name for egobench's run folder record)
+RunData = RunFolder
 
 
 def load_run(path: str | Path) -> RunData:
     """A run's stored results; a damaged file is a one-line error naming it."""
-    path = Path(path)
-    if not (path / "metrics.json").is_file():
-        raise UserError(f"{path}: not a run directory (no metrics.json)")
-    metrics = read_json(path / "metrics.json")
-    if (not isinstance(metrics, dict) or not isinstance(metrics.get("metrics"), dict)
-            or "method" not in metrics or "dataset" not in metrics):
-        raise DataError(f"{path / 'metrics.json'}: not an egobench metrics file (no method/dataset/metrics); "
-                        "re-run 'egobench evaluate' on the run")
-    samples = pd.DataFrame()
-    if (path / "samples.parquet").is_file():
-        try:
-            samples = pd.read_parquet(path / "samples.parquet")
-        except Exception as e:  # noqa: BLE001 - pyarrow raises many types for a damaged file
-            raise DataError(f"{path / 'samples.parquet'}: cannot read ({truncate(e, 120)}); "
-                            "re-run 'egobench evaluate' on the run") from None
-    manifest = read_json(path / "manifest.json") if (path / "manifest.json").is_file() else {}
-    if not isinstance(manifest, dict):
-        manifest = {}
-    return RunData(path, metrics, samples, manifest)
+    return read_run_folder(path)
 
 
 def resolve_output(run_dir: Path, output: Any) -> Path | None:

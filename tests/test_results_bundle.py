@@ -266,3 +266,31 @@ def _dead_pid() -> int:
     p = subprocess.Popen(["true"])
     p.wait()
     return p.pid
+
+
+def test_bundles_and_report_tables_read_run_folders_with_one_reader(runs, tmp_path):
+    """export-results and the paper's tables read a run folder through egobench.run_folder: the same record;
+    only a bundle requires the run's provenance (manifest); a damaged samples.parquet is named by both."""
+    import shutil
+
+    from egobench.errors import DataError
+    from egobench.results_bundle import read_run
+    from egobench.run_folder import RunFolder
+    from reports.tables import load_run
+
+    bundled, tabled = read_run(runs["oracle"]), load_run(runs["oracle"])
+    assert type(bundled) is type(tabled) is RunFolder
+    assert (bundled.metrics, bundled.manifest, bundled.method, bundled.comparable) == \
+        (tabled.metrics, tabled.manifest, "oracle", False)
+    pd.testing.assert_frame_equal(bundled.samples, tabled.samples)
+    bare = tmp_path / "bare"
+    shutil.copytree(runs["oracle"], bare)
+    (bare / "manifest.json").unlink()
+    assert load_run(bare).manifest == {} and load_run(bare).vllm_finetuned is None
+    with pytest.raises(DataError, match="no readable manifest.json"):
+        read_run(bare)
+    shutil.copy(runs["oracle"] / "manifest.json", bare / "manifest.json")
+    (bare / "samples.parquet").write_bytes(b"not parquet")
+    for reader in (load_run, read_run):
+        with pytest.raises(DataError, match="samples.parquet: cannot read"):
+            reader(bare)
