@@ -40,7 +40,7 @@ import click
 
 from diffusion_core.feedback import library_output
 from diffusion_core.options import click_options, from_click, option
-from diffusion_core.train_options import TrainOptions
+from diffusion_core.train_options import TrainOptions, trained_summary
 from egobench.errors import UserError
 from egobench.weights import parse_weight_overrides
 
@@ -209,11 +209,9 @@ def run_train(options: BaselineTrainOptions) -> None:
     with library_output(quiet=o.quiet):
         res = train_baseline(spec, config, progress=not o.quiet, validation=validation)
     short = {"ego4d": "ego4d", "epickitchens": "epic"}[o.dataset]
-    where = f" (resumed at step {res.resumed_from})" if res.resumed_from is not None else ""
     use = (f"use with -m sdxl-ip2p -o pipeline={res.output_dir}" if is_sdxl_folder(Path(res.output_dir)) else
            f"use with -o {o.folder_option}={res.output_dir}, or place it at $EGOBENCH_WEIGHTS/{model}-{short}")
-    click.echo(f"trained {res.steps} steps{where}: final loss {res.losses[-1]:.4f}; {model} folder "
-               f"{res.output_dir} ({use})")
+    click.echo(f"{trained_summary(res)}; {model} folder {res.output_dir} ({use})")
 
 
 @click.command("ip2p")

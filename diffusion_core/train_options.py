@@ -46,3 +46,9 @@ class TrainOptions:
                     learning_rate=self.lr, seed=self.seed, resolution=self.resolution,
                     mixed_precision=self.mixed_precision, checkpoint_every=self.checkpoint_every,
                     use_ema=not self.no_ema, resume=self.resume, num_workers=self.num_workers)
+
+
+def trained_summary(result: Any) -> str:
+    """The first half of a training command's last line: steps (and where a resumed run began), final loss."""
+    where = f" (resumed at step {result.resumed_from})" if result.resumed_from is not None else ""
+    return f"trained {result.steps} steps{where}: final loss {result.losses[-1]:.4f}"

@@ -13,7 +13,7 @@ import click
 
 from diffusion_core.feedback import library_output
 from diffusion_core.options import click_options, from_click, option, option_like
-from diffusion_core.train_options import TrainOptions
+from diffusion_core.train_options import TrainOptions, trained_summary
 from egobench.weights import parse_weight_overrides
 
 
@@ -86,9 +86,7 @@ def run_train_lego(options: LEGOTrainOptions) -> None:
     every = max(1, config.log_every)
     for i in range(every - 1, len(res.losses), every):
         click.echo(f"step {i + 1}: loss {res.losses[i]:.4f}")
-    where = f" (resumed at step {res.resumed_from})" if res.resumed_from is not None else ""
-    click.echo(f"trained {res.steps} steps{where}: final loss {res.losses[-1]:.4f}; LEGO folder {res.output_dir} "
-               f"(use with -o ldm={res.output_dir})")
+    click.echo(f"{trained_summary(res)}; LEGO folder {res.output_dir} (use with -o ldm={res.output_dir})")
 
 
 @click.command("lego")

@@ -604,6 +604,13 @@ def test_train_lego_and_the_baselines_share_one_options_base():
     assert lego.loop_settings()["learning_rate"] == 0.5 and lego.loop_settings()["use_ema"] is False
     with pytest.raises(TypeError, match="unknown option settings"):
         option_like(TrainOptions, "lr", hlep="typo")
+    from types import SimpleNamespace
+
+    from diffusion_core.train_options import trained_summary
+
+    assert trained_summary(SimpleNamespace(steps=3, resumed_from=2, losses=[0.5, 0.25])) == \
+        "trained 3 steps (resumed at step 2): final loss 0.2500"
+    assert trained_summary(SimpleNamespace(steps=3, resumed_from=None, losses=[1.0])) == "trained 3 steps: final loss 1.0000"
 
     @dataclasses.dataclass(kw_only=True)
     class Bad(TrainOptions):
