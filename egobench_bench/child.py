@@ -77,12 +77,11 @@ def _peaks() -> list[float]:
     return [peak, fields.get("VmRSS", peak), cuda]
 
 
-def peak_between(ticks: list[list[float]], lo: float, hi: float) -> float:
-    """The highest per-batch peak RSS of the batches that end with lo < samples <= hi (the closing row, -1
-    samples, counts as the end); RSS after the last batch up to ``lo`` where no batch ends in between."""
+def peak_between(ticks: list[list[float]], lo: float, hi: float, col: int = 2) -> float:
+    """The highest per-batch peak (RSS; ``col=4``: CUDA) of the batches that end with lo < samples <= hi (the
+    closing row, -1 samples, counts as the end)."""
     end = max(t[1] for t in ticks)
-    inside = [t[2] for t in ticks if lo < (end + 1 if t[1] < 0 else t[1]) <= hi]
-    return max(inside) if inside else max((t for t in ticks if 0 <= t[1] <= lo), key=lambda t: t[1])[3]
+    return max(t[col] for t in ticks if lo < (end + 1 if t[1] < 0 else t[1]) <= hi)
 
 
 def main(ticks: Path, args: list[str]) -> None:

@@ -85,7 +85,7 @@ def measure(opts: Any, folder: Path) -> list[Measurement]:
     deciles = [round(median(k * n / 10, (k + 1) * n / 10) * 1e3, 1) for k in range(10)]
     tenths = [d for d in deciles if math.isfinite(d)]
     ref = MEMORY_AT if n >= 2 * MEMORY_AT else n // 2
-    at_ref, peak = peak_between(one, evals[0][1], ref), peak_between(one, ref, math.inf)
+    at_ref, peak = peak_between(one, 0, ref), peak_between(one, ref, math.inf)
     manifest = json.loads((folder / "one" / "manifest.json").read_text())
     files = _files(folder / "one", folder / "cache-one", skip=folder / "one" / "images")
     images = _files(folder / "one" / "images")
@@ -102,8 +102,8 @@ def measure(opts: Any, folder: Path) -> list[Measurement]:
     ms = [m("scale-time", t_last / t_first, f"median {t_first * 1e3:.1f} ms/sample in the first 10% (first batch "
             f"left out), {t_last * 1e3:.1f} in the last; per tenth {min(tenths):.0f}-{max(tenths):.0f} ms; "
             f"{evals[-1][0] - evals[0][0]:.0f} s for {n} samples", details={"deciles_ms": deciles}),
-          m("scale-memory", peak - at_ref, f"per-batch peak RSS: {at_ref:.0f} MB at most up to {ref} samples (the first "
-            f"batch, which loads the models, left out), {peak:.0f} MB from there to {n} with the results written",
+          m("scale-memory", peak - at_ref, f"per-batch peak RSS: {at_ref:.0f} MB at most up to {ref} samples (model loads "
+            f"included), {peak:.0f} MB from there to {n} with the results written",
             title=TITLES["scale-memory"].replace("1,000", f"{ref:,}")),
           m("scale-files", files * 1000 / n, f"{files} files for {n} samples (and {images} output images in "
             "<run>/images, one per sample by design)"),

@@ -86,15 +86,14 @@ def test_status_follows_the_goal(key, value, status):
     assert m.passed is {"pass": True, "miss": False}.get(status)
 
 
-def test_memory_compares_per_batch_peaks_after_the_model_loading_batch():
+def test_memory_compares_per_batch_peaks():
     """Rows [seconds, samples, peak RSS during the batch, RSS after it, CUDA peak]; the closing row (-1) is the
-    results' writing. The first batch (model loads) never counts; with no batch between it and N1, the RSS
-    after it is the base."""
+    results' writing and belongs to the last window."""
     from egobench_bench.child import peak_between
 
     ticks = [[0, 8, 900, 500, 0], [1, 16, 510, 505, 0], [2, 24, 530, 520, 0], [3, 32, 515, 510, 0], [4, -1, 560, 0, 0]]
-    assert peak_between(ticks, 8, 16) == 510 and peak_between(ticks, 16, math.inf) == 560
-    assert peak_between(ticks, 8, 8) == 500 and peak_between(ticks, 16, 32) == 530
+    assert peak_between(ticks, 0, 16) == 900 and peak_between(ticks, 16, math.inf) == 560
+    assert peak_between(ticks, 8, 16) == 510 and peak_between(ticks, 16, 32) == 530
 
 
 def test_tiny_bench_writes_json(report, tmp_path):
