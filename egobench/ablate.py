@@ -154,7 +154,7 @@ class _Runs:
 
         spec, opts = split_keywords(kwargs, RunSpec, RunOptions, what=what, allowed=RUN_KEYWORDS)
         proto = spec.protocol if isinstance(spec.protocol, Protocol) else load_protocol(spec.protocol)
-        given = {**vars(spec), **vars(opts), "protocol": proto, "weights": list(spec.weights or [])}
+        given = {**vars(spec), **vars(opts), "protocol": proto}
         return cls(spec, proto, {k: given[k] for k in RUN_KEYWORDS if k != "out"})
 
     def identity(self, dataset: str) -> dict[str, Any]:
