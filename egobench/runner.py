@@ -377,8 +377,8 @@ def _run_in(ctx: RunContext, dist: Dist, opts: RunOptions) -> RunResult:
         if pending:
             method_obj = ctx.method_cls(proto, weights=store, device=device, **options)
             method_obj.progress = progress and dist.is_main  # per-step bars of diffusion methods; off with --quiet
+            method_obj.prepare(split)  # first: the config records what prepare() decided (feature tags, LDMs)
             manifest["method"]["config"] = method_obj.config()
-            method_obj.prepare(split)
             if gen.seed_policy == "global":
                 seed_everything(gen.seed)
             LOG.info("generating %d of this process's %d samples (%d already on disk)", len(pending), len(shard),

@@ -265,17 +265,17 @@ class LEGO(Method):
         return self.variant != "desc"
 
     def config(self) -> dict[str, Any]:
-        """The manifest's method record. Its ``features`` entry is this method's own dict, filled in by
-        :meth:`prepare` (the runner asks for the config before it prepares; the manifest is written after):
-        the source (released / self-computed / tiny-stand-in), root, tag per dataset and, for
-        self-computed features, each tag's provenance sha256 and the provenance file's sha256."""
+        """The manifest's method record, asked for after :meth:`prepare`: ``model_tags`` are the tags the run
+        reads (self-computed ones under ``-o vllm=``), ``features`` the source prepare() chose (released /
+        self-computed / tiny-stand-in), root, tag per dataset and, for self-computed features, each tag's
+        provenance sha256 and the provenance file's sha256."""
         gen = self.protocol.generation
         return {
             "name": self.name,
             "variant": self.variant,
             "options": dataclasses.asdict(self.options),
             "ldm": self.options.ldm or {d: artifact_name(d, self.variant, self.options.scaleup) for d in DOMAINS},
-            "model_tags": None if not self.uses_features else (
+            "model_tags": None if not self.uses_features else dict(self._tags) if self._tags else (
                 self.options.model_tag or (RELEASED_TAGS if self.options.vllm_finetuned else OFFSHELF_TAG)),
             "vllm": self._choice.id if self._choice else "LEGO LLaVA-Llama-2-13B"
             + (" (finetuned per dataset)" if self.options.vllm_finetuned else " (off the shelf)"),

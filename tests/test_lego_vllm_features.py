@@ -225,6 +225,7 @@ def test_lego_with_another_vlm_runs_end_to_end_and_records_it(tmp_path, tiny_zoo
     assert "<|image_pad|>" in entry["query"]["example"] and "open the drawer" in entry["query"]["example"]
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert ALT in manifest["artifacts"] and manifest["method"]["config"]["vllm"] == ALT
+    assert set(manifest["method"]["config"]["model_tags"].values()) == {tag}  # the tags read, not the released ones
     for s in egobench.load_split("demo", limit=2):
         f = load_features(feat, s, tag)
         assert f.image.shape == (16, 32) and f.text.shape[1] == 32
