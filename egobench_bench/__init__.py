@@ -2,8 +2,9 @@
 
 Items (a missed goal prints its number and "miss"; nothing is tuned to pass): 1-3 the naive pipeline,
 the target cache and the harness overhead (:mod:`.suite`), 4 the LEGO pipeline against diffusers'
-InstructPix2Pix (:mod:`.pipeline`), 5 peak memory at two split sizes (:mod:`.memory`), 6 CLI start-up
-and, when named, BLIP's spread across draws (:mod:`.extras`) and the harness at scale (:mod:`.scale`).
+InstructPix2Pix (:mod:`.pipeline`), 5 the peak RSS of a real run, up to N1 samples and from N1 to N2
+(:mod:`.memory`), 6 CLI start-up and, when named, BLIP's spread across draws (:mod:`.extras`) and the
+harness at scale (:mod:`.scale`).
 Profiles: ``tiny`` uses the tiny zoo; ``full-arch`` real-size architectures with random weights (each
 artifact's ``full_arch`` builder, :func:`egobench.weights.build_full_arch_zoo`). Every timed part runs
 after an untimed warm-up; on a CPU denormals are flushed to zero while benchmarking (both sides alike).
