@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import traceback
 from pathlib import Path
@@ -11,7 +10,9 @@ import click
 
 from .config import EVAL_BATCH_SIZE
 from .errors import UserError
+from .options import click_options, key_values, option_values
 from .registry import Registry
+from .run_spec import COMMON_FIELDS, GENERATION_FIELDS, EvaluateOptions, RunOptions, RunSpec
 
 
 class RegistryGroup(click.Group):
@@ -223,41 +224,9 @@ def _plugin_short_help(ref, width: int) -> str:
     return f"(plugin command from {module})"
 
 
-def _parse_options(options) -> dict:
-    """``-o KEY=VALUE`` items as method options (a value that parses as JSON is that value)."""
-    opts = {}
-    for item in options:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise UserError(f"--option expects KEY=VALUE, got {item!r}")
-        try:
-            opts[k] = json.loads(v)
-        except json.JSONDecodeError:
-            opts[k] = v
-    return opts
-
-
-def _common_run_options(f):
-    options = [
-        click.option("--protocol", "-p", default="lego-official", show_default=True,
-                     help="protocol name (egobench protocols) or a YAML file"),
-        click.option("--data-root", default=None, help="LEGO release folder (default: $EGOBENCH_DATA)"),
-        click.option("--limit", type=int, default=None, help="only the first N samples"),
-        click.option("--out", default=None, help="run directory (default: runs/<dataset>/<protocol>/<method>/<id>)"),
-        click.option("--runs-dir", default="runs", show_default=True, help="root of default run directories"),
-        click.option("--zoo", type=click.Choice(["auto", "real", "tiny"]), default="auto", show_default=True,
-                     help="real weights, or the tiny random stand-ins (results marked not comparable); "
-                     "auto = tiny for the synthetic demo split, real otherwise"),
-        click.option("--weights", "weights", multiple=True, metavar="NAME=PATH",
-                     help="explicit path for a weight artifact (repeatable)"),
-        click.option("--weights-lock", default=None, metavar="FILE",
-                     help="refuse any weight file whose sha256 differs from this lock (egobench weights lock)"),
-        click.option("--device", default="auto", show_default=True),
-        click.option("--quiet", is_flag=True, help="no progress bars"),
-    ]
-    for opt in reversed(options):
-        f = opt(f)
-    return f
+#: the options every command that scores a split takes (``run``, ``evaluate``, ``ablate``): the fields of
+#: RunSpec and RunOptions that are not only a generating run's (flags, help and defaults declared there)
+_common_run_options = click_options(RunSpec, RunOptions, only=COMMON_FIELDS)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -272,27 +241,16 @@ def main(ctx: click.Context, debug: bool) -> None:
 @main.command("run")
 @click.option("--method", "-m", required=True, help="registered method (egobench methods)")
 @click.option("--dataset", "-d", required=True, help="ego4d | epickitchens | demo")
-@click.option("--batch-size", type=int, default=4, show_default=True, help="samples per generation call")
-@click.option("--eval-batch-size", type=int, default=EVAL_BATCH_SIZE, show_default=True,
-              help="samples per evaluation batch (decoded once, shared by all metrics)")
-@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
-              help="method option (value parsed as JSON when possible; repeatable)")
-@click.option("--keep-going", is_flag=True, help="record samples with corrupt frames and continue")
-@click.option("--seed", type=int, default=None,
-              help="replace the protocol's generation seed (its hash and the run directory change with it)")
+@click_options(RunOptions, RunSpec, only=GENERATION_FIELDS)
 @click.option("--seeds", default=None, metavar="S1,S2,...",
               help="one run per seed into sibling run directories, then mean +- std across seeds")
 @_common_run_options
-def run_cmd(method, dataset, batch_size, eval_batch_size, options, keep_going, seed, seeds, protocol, data_root,
-            limit, out, runs_dir, zoo, weights, weights_lock, device, quiet):
+def run_cmd(method, dataset, seeds, **options):
     """Generate with a method on a dataset, then score it."""
     from .runner import run, run_seeds, seeds_table
 
-    opts = _parse_options(options)
-    kwargs = dict(protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size,
-                  eval_batch_size=eval_batch_size, out=out, runs_dir=runs_dir, zoo=zoo, weights=list(weights),
-                  device=device, method_options=opts, keep_going=keep_going, progress=not quiet,
-                  weights_lock=weights_lock)
+    kwargs = option_values(options, RunSpec, RunOptions)
+    seed = kwargs.pop("seed")
     if seeds is not None:
         if seed is not None:
             raise UserError("give --seed or --seeds, not both")
@@ -317,19 +275,13 @@ def run_cmd(method, dataset, batch_size, eval_batch_size, options, keep_going, s
 @main.command("evaluate")
 @click.option("--images", required=True, help="folder of generated images (<clip>/<action>/<file> or <sample_id>.<ext>)")
 @click.option("--dataset", "-d", required=True)
-@click.option("--name", default=None, help="label for this method in results (default: folder name)")
-@click.option("--batch-size", type=int, default=EVAL_BATCH_SIZE, show_default=True,
-              help="samples per evaluation batch")
-@click.option("--allow-missing", is_flag=True, help="score what is there; count missing images")
+@click_options(EvaluateOptions)
 @_common_run_options
-def evaluate_cmd(images, dataset, name, batch_size, allow_missing, protocol, data_root, limit, out, runs_dir,
-                 zoo, weights, weights_lock, device, quiet):
+def evaluate_cmd(images, dataset, **options):
     """Score a folder of images produced by outside code."""
     from .runner import evaluate
 
-    res = evaluate(images, dataset, protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size,
-                   out=out, runs_dir=runs_dir, name=name, zoo=zoo, weights=list(weights), device=device,
-                   allow_missing=allow_missing, progress=not quiet, weights_lock=weights_lock)
+    res = evaluate(images, dataset, **option_values(options, EvaluateOptions, RunSpec, RunOptions))
     click.echo(res.table())
 
 
@@ -359,26 +311,24 @@ class _AblationTables(click.Choice):
 @click.option("--prompts", is_flag=True, help="one editor (--method) with the action label, the enriched description "
               "and a templated instruction as its prompt, as one table")
 @click.option("--method", "-m", default=None, help="the editor of --prompts (takes -o prompt=TEMPLATE)")
-@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
-              help="an option of the --prompts method (repeatable)")
-@click.option("--batch-size", type=int, default=4, show_default=True)
+@click_options(RunSpec, RunOptions, only=("method_options", "batch_size"),
+               change={"method_options": {"help": "an option of the --prompts method (repeatable)"},
+                       "batch_size": {"help": None}})
 @_common_run_options
-def ablate_cmd(dataset, features_root, compute_features, tables, prompts, method, options, batch_size, protocol,
-               data_root, limit, out, runs_dir, zoo, weights, weights_lock, device, quiet):
+def ablate_cmd(dataset, features_root, compute_features, tables, prompts, method, **options):
     """Run the conditioning ablations (paper Tables 3 and 4), or --prompts for one editor, resumably."""
     from .ablate import ablate, prompt_ablation
 
-    common = dict(protocol=protocol, data_root=data_root, limit=limit, batch_size=batch_size, runs_dir=runs_dir,
-                  out=out, zoo=zoo, weights=list(weights), device=device, weights_lock=weights_lock,
-                  progress=not quiet)
+    given_options = options.pop("method_options")
+    common = option_values(options, RunSpec, RunOptions)
     if prompts:
         if not method:
             raise UserError("--prompts needs --method M: an editor that takes -o prompt=TEMPLATE (egobench methods)")
         if tables or features_root or compute_features:
             raise UserError("--prompts runs one method's prompt table; drop --table / --features-root")
-        res = prompt_ablation(method, dataset, method_options=_parse_options(options), **common)
+        res = prompt_ablation(method, dataset, method_options=key_values(given_options), **common)
     else:
-        if method or options:
+        if method or given_options:
             raise UserError("--method and -o belong to --prompts")
         if compute_features and not features_root:
             raise UserError("--compute-features needs --features-root DIR (where the features are written)")

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import EVAL_BATCH_SIZE
 from .data import Split, load_split
 from .data.split import Sample, file_digest, safe_id
 from .distributed import Dist, from_env
@@ -44,7 +43,7 @@ from .postprocess import BadOutputError, finalize, output_relpath
 from .probes import COUNTERFACTUAL, counterfactual_samples, needs_counterfactual, probe_dir
 from .progress import LOG, Progress, run_log
 from .protocol import Protocol, load_protocol
-from .run_spec import RunOptions, RunSpec
+from .run_spec import EVALUATE_FIELDS, EvaluateOptions, RunOptions, RunSpec
 from .seeds import sample_seed, seed_everything
 from .store import claim_run_dir, environment, run_lock, short_hash
 from .weights import WeightStore, parse_weight_overrides
@@ -836,56 +835,41 @@ def scan_external(images_dir: Path, split: Split) -> ExternalScan:
     return ExternalScan(located, extra, other, sorted(outside), size_differs, grayscale)
 
 
-def evaluate(
-    images: str | os.PathLike,
-    dataset: str,
-    *,
-    protocol: str | Protocol = "lego-official",
-    data_root: str | os.PathLike | None = None,
-    limit: int | None = None,
-    batch_size: int | None = None,
-    out: str | os.PathLike | None = None,
-    runs_dir: str | os.PathLike = "runs",
-    name: str | None = None,
-    zoo: str = "auto",
-    weights: dict[str, str] | Sequence[str] | None = None,
-    device: str = "auto",
-    allow_missing: bool = False,
-    progress: bool = True,
-    weights_lock: str | os.PathLike | None = None,
-) -> RunResult:
-    """Score a folder of images produced by any outside code (``batch_size`` samples per
-    evaluation batch, default :data:`EVAL_BATCH_SIZE`)."""
-    batch_size = EVAL_BATCH_SIZE if batch_size is None else batch_size
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+@takes_fields(EvaluateOptions, RunSpec, RunOptions, only=EVALUATE_FIELDS)
+def evaluate(images: str | os.PathLike, dataset: str, **kwargs: Any) -> RunResult:
+    """Score a folder of images produced by any outside code. The keywords are the fields of
+    :class:`EvaluateOptions` (``name``, ``batch_size`` samples per evaluation batch, ``allow_missing``) and those
+    of :class:`RunSpec` / :class:`RunOptions` every scoring command takes (:data:`COMMON_FIELDS`)."""
+    ev, spec, opts = split_keywords(kwargs, EvaluateOptions, RunSpec, RunOptions, what="evaluate",
+                                    allowed=EVALUATE_FIELDS)
     images_dir = Path(images)
     if not images_dir.is_dir():
         raise UserError(f"{images_dir}: images folder does not exist")
-    proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
-    split = load_split(dataset, data_root, limit)
-    device = pick_device(device)
-    zoo = resolve_zoo(zoo, dataset)
-    store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(weights), lock=_lock(weights_lock))
+    proto = spec.protocol if isinstance(spec.protocol, Protocol) else load_protocol(spec.protocol)
+    split = load_split(dataset, spec.data_root, spec.limit)
+    device = pick_device(spec.device)
+    zoo = resolve_zoo(spec.zoo, dataset)
+    store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(spec.weights), lock=_lock(spec.weights_lock))
     preflight_artifacts(proto, store, split)
     scan = scan_external(images_dir, split)
     located = scan.located
     missing = [s for s in split if located[s.id] is None]
-    if missing and not allow_missing:
+    if missing and not ev.allow_missing:
         s = missing[0]
         raise UserError(
             f"{images_dir}: no image for {len(missing)} of {len(split)} samples (first: '{s.id}', looked for "
             f"{s.id}.png|jpg or {s.clip_id}/{s.action_id}/{Path(str(s.meta.get('image_1', ''))).name}); "
             "pass --allow-missing to score the rest"
         )
-    label = safe_component(name if name is not None else images_dir.resolve().name, "--name")
+    label = safe_component(ev.name if ev.name is not None else images_dir.resolve().name, "--name")
     identity = {"images": str(images_dir.resolve()), "protocol": proto.hash, "dataset": dataset,
                 "sources": [file_digest(Path(p)) for p in split.sources], "zoo": zoo}
-    selection = selection_record(split, limit)
+    selection = selection_record(split, spec.limit)
     if selection is not None:
         identity["selection"] = selection
     run_id = short_hash(identity)
-    run_dir = Path(out) if out else default_run_dir(Path(runs_dir), dataset, proto, f"external-{label}", run_id)
+    run_dir = (Path(spec.out) if spec.out
+               else default_run_dir(Path(spec.runs_dir), dataset, proto, f"external-{label}", run_id))
     if run_dir.resolve() == images_dir.resolve() or images_dir.resolve() in run_dir.resolve().parents:
         raise UserError(f"--out {run_dir}: inside the images folder {images_dir}; write the run elsewhere")
     claim_run_dir(run_dir, identity, "evaluation")  # refuse before the lock or the log touch the folder
@@ -897,12 +881,12 @@ def evaluate(
         LOG.info("images folder: %s", scan.summary())
         for line in scan.details():
             LOG.info("  %s", line)
-        if progress or scan.details():
+        if opts.progress or scan.details():
             print(f"egobench: {images_dir}: {scan.summary()}" + (f" (list in {run_dir / 'logs' / 'evaluate.log'})"
                   if scan.details() else ""), file=sys.stderr)
         columns = build_metrics(proto, store, device, split=list(split))
-        with _progress(len(split), "evaluate", progress) as tick:
-            evaluation = evaluate_samples(list(split), lambda s: located[s.id], columns, batch_size=batch_size,
+        with _progress(len(split), "evaluate", opts.progress) as tick:
+            evaluation = evaluate_samples(list(split), lambda s: located[s.id], columns, batch_size=ev.batch_size,
                                           progress=tick, run_cache=_run_cache(run_dir))
         comparable = not store.any_tiny and not any(s.meta.get("synthetic") for s in split)
         # absolute: a report made from another working directory (or after the run folder moved)

@@ -214,3 +214,49 @@ def test_run_keywords_are_the_fields_of_its_records(release, tmp_path):
             fn("input-copy", "ego4d", data_root=release, out=tmp_path / "never", **{bad: 2})
     assert not (tmp_path / "never").exists()
     assert RunOptions(eval_batch_size=None).eval_batch_size == EVAL_BATCH_SIZE
+
+
+def test_run_and_evaluate_options_are_the_fields_of_the_api_records(monkeypatch):
+    """`egobench run` / `evaluate` / `ablate` options come from the RunSpec / RunOptions / EvaluateOptions
+    fields: every field is an option named by it, and what the command passes to the API call is the
+    field's value (--quiet is progress=False, -o KEY=VALUE the method_options dict, --weights a list)."""
+    import dataclasses
+    import inspect
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from egobench import cli, runner
+    from egobench.config import EVAL_BATCH_SIZE
+    from egobench.run_spec import COMMON_FIELDS, EVALUATE_FIELDS, EvaluateOptions, RunOptions, RunSpec
+
+    fields = [f.name for r in (RunSpec, RunOptions) for f in dataclasses.fields(r)]
+    assert {p.name for p in cli.run_cmd.params} == {"method", "dataset", "seeds", *fields}
+    assert {p.name for p in cli.evaluate_cmd.params} == {"images", "dataset", *EVALUATE_FIELDS}
+    assert set(COMMON_FIELDS) < {p.name for p in cli.ablate_cmd.params}
+    assert list(inspect.signature(runner.evaluate).parameters) == ["images", "dataset", *EVALUATE_FIELDS]
+    assert inspect.signature(runner.evaluate).parameters["batch_size"].default == EVAL_BATCH_SIZE
+    assert [f.name for f in dataclasses.fields(EvaluateOptions)] == ["name", "batch_size", "allow_missing"]
+
+    calls = []
+    done = SimpleNamespace(generated=0, present=0, failed=0, table=lambda: "table")
+    monkeypatch.setattr(runner, "run", lambda *a, **kw: calls.append((a, kw)) or done)
+    monkeypatch.setattr(runner, "evaluate", lambda *a, **kw: calls.append((a, kw)) or done)
+
+    def invoke(args):
+        r = CliRunner().invoke(cli.main, args)
+        assert r.exit_code == 0 and r.output.endswith("table\n"), (r.output, r.exception)
+
+    invoke(["run", "-m", "input-copy", "-d", "demo", "--quiet", "-o", "steps=3", "-o", "name=x",
+                      "--weights", "a=/p", "--eval-batch-size", "5", "--seed", "7", "--zoo", "tiny"])
+    (args, kw), = calls
+    assert args == ("input-copy", "demo")
+    defaults = {f.name: f.default for r in (RunSpec, RunOptions) for f in dataclasses.fields(r)}
+    assert kw == {**defaults, "progress": False, "method_options": {"steps": 3, "name": "x"}, "weights": ["a=/p"],
+                  "eval_batch_size": 5, "seed": 7, "zoo": "tiny"}
+    calls.clear()
+    invoke(["evaluate", "--images", "imgs", "-d", "demo", "--batch-size", "3", "--allow-missing"])
+    (args, kw), = calls
+    assert args == ("imgs", "demo")
+    assert kw == {"name": None, "batch_size": 3, "allow_missing": True,
+                  **{k: defaults[k] for k in COMMON_FIELDS}, "weights": []}
