@@ -277,25 +277,21 @@ def _run_scores(key: dict, overrides: dict[str, str],
     """Per run label: its samples table (indexed by sample id); per metric column: higher is better;
     and metrics skipped with the reason (set metrics, columns some run lacks). ``protocols`` collects
     the runs' distinct protocol records."""
-    from pathlib import Path
-
-    import pandas as pd
-
-    from .errors import DataError
-    from .io import read_json
+    from .errors import DataError, UserError
+    from .run_folder import read_run_folder
 
     tables, direction, kinds = {}, {}, {}
     for r in key["study"]["runs"]:
-        path = Path(overrides.get(r["label"], r["path"]))
+        path = overrides.get(r["label"], r["path"])
         try:
-            df = pd.read_parquet(path / "samples.parquet")
-            record = read_json(path / "metrics.json")
-            metrics = record["metrics"]
-        except (OSError, KeyError, ValueError) as e:
-            raise DataError(f"run {r['label']!r}: cannot read {path}/samples.parquet and metrics.json ({e}); "
-                            f"give its folder with --runs {r['label']}=PATH") from None
-        tables[r["label"]] = df.set_index("sample_id")
-        proto = record.get("protocol") if isinstance(record, dict) else None
+            run = read_run_folder(path)
+            if "sample_id" not in run.samples.columns:
+                raise DataError(f"{run.path}: no samples.parquet with a sample_id column")
+        except UserError as e:
+            raise DataError(f"run {r['label']!r}: {e}; give its folder with --runs {r['label']}=PATH") from None
+        tables[r["label"]] = run.samples.set_index("sample_id")
+        record, metrics = run.metrics, run.metrics["metrics"]
+        proto = record.get("protocol")
         if protocols is not None and isinstance(proto, dict):
             rec = {k: proto.get(k) for k in ("name", "version", "hash")}
             if rec not in protocols:

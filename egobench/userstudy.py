@@ -70,6 +70,7 @@ import numpy as np
 
 from .errors import DataError, UserError
 from .io import atomic_write_bytes, atomic_write_json, atomic_write_text, csv_row, loads_strict, read_json, truncate
+from .run_folder import read_run_folder
 
 STUDIES = ("action", "description")
 KEY_VERSION = 1
@@ -102,20 +103,16 @@ _RUN_COLUMNS = ("sample_id", "domain", "clip_id", "action", "input_path", "targe
 
 
 def _load_run(path: Path, study: str = "action") -> StudyRun:
-    import pandas as pd
-
+    """The run folder at ``path`` (:func:`~egobench.run_folder.read_run_folder`), with what a study needs:
+    per-sample rows with the study's columns, one per sample."""
     path = Path(path)
     if not (path / "metrics.json").is_file() or not (path / "samples.parquet").is_file():
         raise UserError(f"{path}: not a run directory (needs metrics.json and samples.parquet)")
-    m = read_json(path / "metrics.json")
+    run = read_run_folder(path)
+    m, df = run.metrics, run.samples
     for k in ("method", "dataset"):
-        if not isinstance(m, dict) or not isinstance(m.get(k), str) or not m.get(k):
+        if not isinstance(m.get(k), str) or not m.get(k):
             raise DataError(f"{path / 'metrics.json'}: no '{k}' string; not a run made by egobench")
-    try:
-        df = pd.read_parquet(path / "samples.parquet")
-    except Exception as e:  # pyarrow raises several unrelated types for a damaged file
-        raise DataError(f"{path / 'samples.parquet'}: cannot read ({truncate(str(e), 120)}); "
-                        "rerun the run or restore the file") from None
     need = _RUN_COLUMNS + (("description",) if study == "description" else ())
     missing = [c for c in need if c not in df.columns]
     if missing:

@@ -150,3 +150,48 @@ def test_agree_on_an_exported_study_with_ties_missing_votes_and_an_inattentive_r
     assert saved["metrics"]["psnr"]["pairwise_accuracy"] == pytest.approx(0.8) and saved["excluded_raters"] == ["W4"]
     bad = CliRunner().invoke(agree_cmd, ["--study", str(tmp_path), "--results", str(tmp_path / "results.csv")])
     assert bad.exit_code != 0 and "private/key.json" in str(bad.exception) + bad.output
+
+
+def test_run_scores_read_run_folders_and_a_moved_run_names_runs_label_path(tmp_path):
+    """The study's runs are read by the one run-folder reader: a good folder gives its samples by id and
+    the metric directions; a moved, empty or damaged one is one line naming --runs LABEL=PATH."""
+    import json
+
+    import pandas as pd
+
+    from egobench.agreement import _run_scores
+    from egobench.errors import DataError
+    from tests.conftest import assert_one_line
+
+    def folder(name, samples=True):
+        d = tmp_path / name
+        d.mkdir()
+        metrics = {"psnr": {"value": 1.0, "higher_is_better": True, "kind": "sample"},
+                   "fid": {"value": 2.0, "higher_is_better": False, "kind": "set"}}
+        (d / "metrics.json").write_text(json.dumps({"method": "m", "dataset": "demo", "metrics": metrics,
+                                                    "protocol": {"name": "p", "version": "1", "hash": "h"}}))
+        if samples:
+            pd.DataFrame({"sample_id": ["s0", "s1"], "psnr": [1.0, 2.0]}).to_parquet(d / "samples.parquet")
+        return d
+
+    key = {"study": {"runs": [{"label": "A", "path": str(folder("a"))}]}}
+    protocols: list = []
+    tables, direction, skipped = _run_scores(key, {}, protocols)
+    assert list(tables["A"].index) == ["s0", "s1"] and tables["A"].loc["s1", "psnr"] == 2.0
+    assert direction == {"psnr": True} and set(skipped) == {"fid"}
+    assert protocols == [{"name": "p", "version": "1", "hash": "h"}]
+
+    moved = {"study": {"runs": [{"label": "A", "path": str(tmp_path / "gone")}]}}
+    with pytest.raises(DataError) as e:
+        _run_scores(moved, {})
+    assert_one_line(str(e.value), "run 'A'", "not a run folder", "--runs A=PATH")
+    # the override is what is read
+    assert list(_run_scores(moved, {"A": str(tmp_path / "a")})[0]) == ["A"]
+    with pytest.raises(DataError) as e:
+        _run_scores(moved, {"A": str(folder("empty", samples=False))})
+    assert_one_line(str(e.value), "no samples.parquet", "--runs A=PATH")
+    bad = folder("bad")
+    (bad / "samples.parquet").write_bytes(b"PAR1 not parquet")
+    with pytest.raises(DataError) as e:
+        _run_scores(moved, {"A": str(bad)})
+    assert_one_line(str(e.value), "samples.parquet: cannot read", "--runs A=PATH")

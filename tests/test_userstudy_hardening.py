@@ -581,3 +581,41 @@ def test_summary_escapes_control_characters_in_worker_ids_and_labels():
     text = format_summary(analyze(js, key, n_boot=10))
     assert "\x1b" not in text and "\x07" not in text
     assert len(text.splitlines()) == 5 and max(len(line) for line in text.splitlines()) < 200, text
+
+
+def test_study_runs_are_read_by_the_run_folder_reader(tmp_path):
+    """export-amt reads a run through read_run_folder, then checks what a study needs: each failure is one
+    line naming the file (no samples, no method string, damaged or incomplete table, a sample twice)."""
+    from egobench.userstudy import _RUN_COLUMNS, _load_run
+
+    def folder(name, metrics=None, rows=None):
+        d = tmp_path / name
+        d.mkdir()
+        m = {"method": "m", "dataset": "demo", "metrics": {}, "split_fingerprint": "fp"} if metrics is None else metrics
+        (d / "metrics.json").write_text(json.dumps(m))
+        if rows is not False:
+            rows = rows or [{c: f"{c}{i}" for c in _RUN_COLUMNS} for i in range(2)]
+            pd.DataFrame(rows).to_parquet(d / "samples.parquet", index=False)
+        return d
+
+    run = _load_run(folder("ok"))
+    assert (run.method, run.dataset, run.fingerprint) == ("m", "demo", "fp")
+    assert list(run.samples.index) == ["sample_id0", "sample_id1"]
+    with pytest.raises(UserError) as e:
+        _load_run(folder("no-samples", rows=False))
+    assert_one_line(str(e.value), "no-samples", "needs metrics.json and samples.parquet")
+    with pytest.raises(DataError) as e:
+        _load_run(folder("no-method", metrics={"method": "", "dataset": "demo", "metrics": {}}))
+    assert_one_line(str(e.value), "metrics.json", "no 'method' string")
+    with pytest.raises(DataError) as e:
+        _load_run(folder("no-description"), study="description")
+    assert_one_line(str(e.value), "samples.parquet", "missing column(s) description")
+    twice = [{c: f"{c}0" for c in _RUN_COLUMNS}] * 2
+    with pytest.raises(DataError) as e:
+        _load_run(folder("twice", rows=twice))
+    assert_one_line(str(e.value), "samples.parquet", "appears twice")
+    damaged = folder("damaged")
+    (damaged / "samples.parquet").write_bytes(b"PAR1 damaged")
+    with pytest.raises(DataError) as e:
+        _load_run(damaged)
+    assert_one_line(str(e.value), "samples.parquet: cannot read")
