@@ -30,13 +30,12 @@ _NO_DEFAULT = dataclasses.MISSING
 def option(default: Any = _NO_DEFAULT, *, help: str | None = None, flag: str | None = None,
            short: str | None = None, choices: Sequence[str] | None = None, is_flag: bool = False,
            multiple: bool = False, metavar: str | None = None, after: str | None = None,
-           parse: Callable[[Any], Any] | None = None, show_default: bool | None = None) -> Any:
+           parse: Callable[[Any], Any] | None = None) -> Any:
     """A dataclass field that is also a click option (no default: a required option); ``after``: the
     option it follows in ``--help`` (a subclass's own option placed among its base's); ``parse``: the
-    option's value (a flag's bool, a repeated option's tuple) as the field's; ``show_default``: False to
-    hide a default ``--help`` would otherwise show."""
+    option's value (a flag's bool, a repeated option's tuple) as the field's."""
     meta = dict(help=help, flag=flag, short=short, choices=choices, is_flag=is_flag, multiple=multiple,
-                metavar=metavar, after=after, parse=parse, show_default=show_default)
+                metavar=metavar, after=after, parse=parse)
     if default is _NO_DEFAULT:
         return dataclasses.field(metadata={"cli": meta})
     return dataclasses.field(default=default, metadata={"cli": meta})
@@ -159,7 +158,7 @@ def click_options(*records: type, skip: Sequence[str] = (), only: Sequence[str] 
             else:
                 kwargs["default"] = f.default
                 if f.default is not None:
-                    kwargs["show_default"] = meta["show_default"] if meta["show_default"] is not None else True
+                    kwargs["show_default"] = True
         kwargs = {k: v for k, v in kwargs.items() if v is not None or k == "default"}
         decorators.append(click.option(*names, f.name, **kwargs))
 

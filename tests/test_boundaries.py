@@ -166,3 +166,13 @@ def test_the_scan_finds_what_it_looks_for(tmp_path):
         assert not IMPORT_LINE.search(fine)
         assert not any(isinstance(n, ast.Constant) and isinstance(n.value, str) and MODULE_REF.match(n.value)
                        for n in ast.walk(ast.parse(fine))), fine
+
+
+def test_the_option_helpers_are_the_harness_s_and_diffusion_core_reuses_them():
+    """One implementation of the dataclass-to-click helpers (egobench's commands and the train commands
+    use them): diffusion_core's names are egobench's, not a second copy."""
+    import diffusion_core.options as core
+    import egobench.options as harness
+
+    for name in ("option", "option_like", "click_options", "from_click"):
+        assert getattr(core, name) is getattr(harness, name), name
