@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from diffusion_core.options import click_options, from_click
+from egobench.options import click_options, from_click
 
 from .options import BenchOptions
 

@@ -1,5 +1,5 @@
 """What ``egobench bench`` measures and how: one typed options record; the fields made with ``option`` are
-the command line (:mod:`diffusion_core.options`), the others are for the Python API."""
+the command line (:mod:`egobench.options`), the others are for the Python API."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from diffusion_core.options import option
 from egobench.errors import UserError
+from egobench.options import option
 
 from .report import ITEMS, OPTIONAL_ITEMS
 from .synthetic import DOMAINS
