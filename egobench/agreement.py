@@ -288,7 +288,8 @@ def _run_scores(key: dict, overrides: dict[str, str],
             if "sample_id" not in run.samples.columns:
                 raise DataError(f"{run.path}: no samples.parquet with a sample_id column")
         except UserError as e:
-            raise DataError(f"run {r['label']!r}: {e}; give its folder with --runs {r['label']}=PATH") from None
+            what = str(e).split("; ", 1)[0]  # the fact; the hint is this command's
+            raise DataError(f"run {r['label']!r}: {what}; give its folder with --runs {r['label']}=PATH") from None
         tables[r["label"]] = run.samples.set_index("sample_id")
         record, metrics = run.metrics, run.metrics["metrics"]
         proto = record.get("protocol")

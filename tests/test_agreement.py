@@ -185,6 +185,7 @@ def test_run_scores_read_run_folders_and_a_moved_run_names_runs_label_path(tmp_p
     with pytest.raises(DataError) as e:
         _run_scores(moved, {})
     assert_one_line(str(e.value), "run 'A'", "not a run folder", "--runs A=PATH")
+    assert str(e.value).count("give ") == 1  # one hint: this command's, not also the reader's
     # the override is what is read
     assert list(_run_scores(moved, {"A": str(tmp_path / "a")})[0]) == ["A"]
     with pytest.raises(DataError) as e:
