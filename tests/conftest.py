@@ -100,6 +100,18 @@ metrics:
 """
 
 
+def fixed_batch_loss(folder: Path, batch: dict, n: int = 4) -> float:
+    """A diffusion folder's mean training loss on ``batch`` over ``n`` fixed noise draws (seeds 0..n-1): the
+    same draws before and after finetuning, so a fall is the weights', not the noise's."""
+    from diffusion_core.bundle import load_sd_bundle
+    from diffusion_core.loss import diffusion_loss
+
+    bundle = load_sd_bundle(folder)
+    with torch.no_grad():
+        return float(np.mean([diffusion_loss(bundle, batch, dropout=None, generator=torch.Generator().manual_seed(k))
+                              .item() for k in range(n)]))
+
+
 def write_protocol(path: Path, metrics=("psnr",), name: str = "small", **generation) -> Path:
     """A protocol file scoring only ``metrics`` (fast tests of the run machinery); ``generation`` adds
     settings such as ``resolution=64, steps=2, scheduler="ddim"`` for tests that generate."""

@@ -14,6 +14,7 @@ from egobench.data import Split, load_split
 from egobench.errors import ConfigError, MissingArtifactError
 from egobench.protocol import load_protocol
 from egobench.weights import WeightStore
+from tests.conftest import fixed_batch_loss
 
 
 def _protocol(steps: int = 2, **gen):
@@ -378,16 +379,6 @@ def test_artifacts_are_declared():
 RES = 64  # training crops (8 x 8 latents)
 
 
-def _fixed_batch_loss(folder, batch, n=4):
-    from diffusion_core.bundle import load_sd_bundle
-    from diffusion_core.loss import diffusion_loss
-
-    bundle = load_sd_bundle(folder)
-    with torch.no_grad():
-        return float(np.mean([diffusion_loss(bundle, batch, dropout=None,
-                                             generator=torch.Generator().manual_seed(k)).item() for k in range(n)]))
-
-
 @pytest.mark.parametrize("model, init", [("ip2p", "ip2p-init"), ("ldm", "sd15")])
 def test_finetuning_lowers_the_loss_and_loads_back(tmp_path, model, init):
     from click.testing import CliRunner
@@ -404,7 +395,7 @@ def test_finetuning_lowers_the_loss_and_loads_back(tmp_path, model, init):
     split = load_release(DEMO_ROOT, "epickitchens", part="val")  # the demo's EPIC part as training data
     ds = PairDataset(list(split)[:2], resolution=RES, text="action")
     batch = collate([ds.item(0), ds.item(1)])
-    before = _fixed_batch_loss(WeightStore(zoo="tiny").resolve(init).path, batch)
+    before = fixed_batch_loss(WeightStore(zoo="tiny").resolve(init).path, batch)
 
     out = tmp_path / model
     args = ["--dataset", "epickitchens", "--data-root", str(DEMO_ROOT), "--out", str(out), "--part", "val",
@@ -415,7 +406,7 @@ def test_finetuning_lowers_the_loss_and_loads_back(tmp_path, model, init):
     assert r.exit_code == 0, r.output
     option = "model" if model == "ip2p" else "ldm"
     assert "trained 16 steps" in r.output and f"-o {option}={out}" in r.output
-    after = _fixed_batch_loss(out, batch)
+    after = fixed_batch_loss(out, batch)
     assert after < 0.9 * before, (before, after)  # measured: ip2p 1.13 -> 0.84, ldm 1.17 -> 0.78
     record = json.loads((out / "training.json").read_text())
     assert record["model"] == model and record["text"] == "action" and record["mode"] == (

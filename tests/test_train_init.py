@@ -13,7 +13,7 @@ from egobench.cli import main
 from egobench.data.datasets import DEMO_ROOT
 from egobench.errors import MissingArtifactError, UserError
 from egobench.weights import WeightStore
-from tests.conftest import write_protocol
+from tests.conftest import fixed_batch_loss, write_protocol
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -165,6 +165,29 @@ def test_sdxl_ip2p_trains_with_both_text_encoders_and_runs_as_the_preset(tmp_pat
     config = _run("editors.presets:SDXLIP2P", tmp_path / "run-xl", protocol, f"pipeline={folder}", "size=64",
                   "steps=2")
     assert config["finetuned_on_benchmark"] is True and config["trained_on"]["init"] == "sdxl-ip2p"
+
+
+def test_sdxl_ip2p_finetuning_lowers_the_loss(tmp_path):
+    """64 steps on two demo pairs lower SDXL InstructPix2Pix's loss on a fixed batch (same noise draws before
+    and after; the loss goes through both text encoders and the added text / time conditioning)."""
+    from diffusion_core.bundle import load_sd_bundle
+    from diffusion_core.data import PairDataset, collate
+    from egobench.data.lego_release import load_release
+
+    ds = PairDataset(list(load_release(DEMO_ROOT, "epickitchens", part="val"))[:2], resolution=64, text="action")
+    batch = collate([ds.item(0), ds.item(1)])
+    init = WeightStore(zoo="tiny").resolve("instructpix2pix-sdxl-768").path
+    assert load_sd_bundle(init).sdxl
+    before = fixed_batch_loss(init, batch)
+    out = tmp_path / "sdxl"
+    args = ["train", "ip2p", "--dataset", "epickitchens", "--data-root", str(DEMO_ROOT), "--part", "val", "--zoo",
+            "tiny", "--limit", "2", "--max-steps", "64", "--batch-size", "2", "--grad-accum", "1", "--lr", "1e-3",
+            "--resolution", "64", "--checkpoint-every", "0", "--no-ema", "--quiet"]
+    r = CliRunner().invoke(main, args + ["--init", "sdxl-ip2p", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "trained 64 steps" in r.output
+    after = fixed_batch_loss(out, batch)
+    assert after < 0.9 * before, (before, after)  # measured: 1.10 -> 0.89 (16 steps: only 1.04)
 
 
 def test_sdxl_text_conditioning_is_the_pipelines():
