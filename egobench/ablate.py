@@ -150,10 +150,10 @@ class _Runs:
 
     @classmethod
     def of(cls, kwargs: dict[str, Any], what: str) -> _Runs:
-        from .protocol import Protocol, load_protocol
+        from .protocol import as_protocol
 
         spec, opts = split_keywords(kwargs, RunSpec, RunOptions, what=what, allowed=RUN_KEYWORDS)
-        proto = spec.protocol if isinstance(spec.protocol, Protocol) else load_protocol(spec.protocol)
+        proto = as_protocol(spec.protocol)
         given = {**vars(spec), **vars(opts), "protocol": proto}
         return cls(spec, proto, {k: given[k] for k in RUN_KEYWORDS if k != "out"})
 

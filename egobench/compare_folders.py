@@ -150,7 +150,7 @@ def compare(
     from .evaluator import build_metrics, evaluate_samples
     from .metrics import METRICS
     from .progress import Progress
-    from .protocol import Protocol, load_protocol
+    from .protocol import as_protocol
     from .runner import pick_device
     from .weights import WeightStore, parse_weight_overrides
 
@@ -166,7 +166,7 @@ def compare(
         raise UserError(f"unknown zoo '{zoo}'; use real or tiny")
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    proto = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    proto = as_protocol(protocol)
 
     # 2. pair the files
     files_a, files_b = index_folder(dir_a), index_folder(dir_b)

@@ -294,6 +294,11 @@ def load_protocol(name_or_path: str | Path, *, check_metrics: bool = True) -> Pr
                           check_metrics=check_metrics)
 
 
+def as_protocol(protocol: Protocol | str | Path) -> Protocol:
+    """``protocol`` as it is when it is one already, else :func:`load_protocol` of its name or path."""
+    return protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+
+
 def _read_protocol_text(path: Path) -> str:
     """The file's text, refusing oversized and non-UTF-8 files with one line."""
     try:

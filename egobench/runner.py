@@ -42,7 +42,7 @@ from .metrics.cache import FeatureCache, default_cache_dir
 from .postprocess import BadOutputError, finalize, output_relpath
 from .probes import COUNTERFACTUAL, counterfactual_samples, needs_counterfactual, probe_dir
 from .progress import LOG, Progress, run_log
-from .protocol import Protocol, load_protocol
+from .protocol import Protocol, as_protocol
 from .run_spec import EVALUATE_FIELDS, EvaluateOptions, RunOptions, RunSpec
 from .seeds import sample_seed, seed_everything
 from .store import claim_run_dir, environment, run_lock, short_hash
@@ -277,16 +277,22 @@ def prepare_run(method: str, dataset: str, **kwargs: Any) -> RunContext:
     return _prepare(method, dataset, spec)
 
 
-def _prepare(method: str, dataset: str, spec: RunSpec) -> RunContext:
-    """:func:`prepare_run` on a :class:`RunSpec`."""
-    proto = spec.protocol if isinstance(spec.protocol, Protocol) else load_protocol(spec.protocol)
-    proto = with_seed(proto, spec.seed)
-    method_cls = resolve_method(method)
+def _resolve(dataset: str, spec: RunSpec, proto: Protocol) -> tuple[Split, str, str, WeightStore]:
+    """(split, device, zoo, weight store) of ``spec`` on ``dataset``, every weight ``proto`` needs checked: a
+    missing one (or, with a lock, a different one) fails now, before anything is written."""
     split = load_split(dataset, spec.data_root, spec.limit)
     device = pick_device(spec.device)
     zoo = resolve_zoo(spec.zoo, dataset)
     store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(spec.weights), lock=_lock(spec.weights_lock))
-    preflight_artifacts(proto, store, split)  # a missing (or, with a lock, a different) weight fails now
+    preflight_artifacts(proto, store, split)
+    return split, device, zoo, store
+
+
+def _prepare(method: str, dataset: str, spec: RunSpec) -> RunContext:
+    """:func:`prepare_run` on a :class:`RunSpec`."""
+    proto = with_seed(as_protocol(spec.protocol), spec.seed)
+    method_cls = resolve_method(method)
+    split, device, zoo, store = _resolve(dataset, spec, proto)
     options = dict(spec.method_options or {})
     method_cls.validate_options(options)  # a misspelled option fails before a run directory exists
 
@@ -845,12 +851,8 @@ def evaluate(images: str | os.PathLike, dataset: str, **kwargs: Any) -> RunResul
     images_dir = Path(images)
     if not images_dir.is_dir():
         raise UserError(f"{images_dir}: images folder does not exist")
-    proto = spec.protocol if isinstance(spec.protocol, Protocol) else load_protocol(spec.protocol)
-    split = load_split(dataset, spec.data_root, spec.limit)
-    device = pick_device(spec.device)
-    zoo = resolve_zoo(spec.zoo, dataset)
-    store = WeightStore(zoo=zoo, overrides=parse_weight_overrides(spec.weights), lock=_lock(spec.weights_lock))
-    preflight_artifacts(proto, store, split)
+    proto = as_protocol(spec.protocol)
+    split, device, zoo, store = _resolve(dataset, spec, proto)
     scan = scan_external(images_dir, split)
     located = scan.located
     missing = [s for s in split if located[s.id] is None]

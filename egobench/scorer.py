@@ -88,13 +88,13 @@ class Scorer:
     ):
         from .data import load_split
         from .evaluator import build_metrics
-        from .protocol import Protocol, load_protocol
+        from .protocol import as_protocol
         from .runner import pick_device, preflight_artifacts, resolve_zoo
         from .weights import WeightStore, parse_weight_overrides
 
         if batch_size < 1:
             raise UserError(f"batch_size must be at least 1, got {batch_size}")
-        self.protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+        self.protocol = as_protocol(protocol)
         if metrics is not None:
             names = [m.name for m in self.protocol.metrics]
             unknown = [m for m in metrics if m not in names]
